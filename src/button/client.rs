@@ -1,0 +1,301 @@
+//! The Button HTTP client: prepares the exact request for a call, sends it with the
+//! credentials of the moment, and classifies the answer.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::model::{Activity, Order};
+use super::{Classification, classify};
+
+pub const USER_AGENT: &str = concat!("signal-button-delivery/", env!("CARGO_PKG_VERSION"));
+
+/// What the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub orders_base_url: String,
+    /// `{application_id}` is replaced by the application's id.
+    pub activity_url_template: String,
+    /// Sent as `X-Button-API-Version` on Orders API calls when not empty.
+    pub api_version: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+/// A call to Button.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    CreateOrder(Order),
+    Activity(Activity),
+}
+
+impl Call {
+    /// The call's name in live logs and metrics: `order.create`, `activity.add-to-cart`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::CreateOrder(_) => "order.create".to_owned(),
+            Self::Activity(a) => format!("activity.{}", a.activity_data.name.as_str()),
+        }
+    }
+}
+
+/// Which credentials a request carries. Only the Orders API takes the API key; the
+/// activity host must never see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    None,
+    ApiKey,
+}
+
+/// A request ready to send, without its credentials: what is stored at ingest, sent
+/// (the same bytes) by every attempt, and shown in live logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreparedRequest {
+    pub call: String,
+    pub method: String,
+    pub url: String,
+    /// Non-secret headers, in sending order.
+    pub headers: Vec<(String, String)>,
+    pub auth: Auth,
+    #[serde(skip)]
+    pub body: Bytes,
+}
+
+impl PreparedRequest {
+    /// The headers as sent, with the credentials redacted.
+    pub fn redacted_headers(&self) -> Vec<(String, String)> {
+        let mut headers = self.headers.clone();
+        if self.auth == Auth::ApiKey {
+            headers.push(("authorization".to_owned(), "Basic ***".to_owned()));
+        }
+        headers
+    }
+}
+
+/// The answer to one attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub classification: Classification,
+    pub status: Option<StatusCode>,
+    pub latency: Duration,
+    /// Selected response headers (content type, `Retry-After`, Button's request id).
+    pub headers: Vec<(String, String)>,
+    /// The answer's body, cut at the configured bound.
+    pub body: String,
+    pub truncated: bool,
+    /// What went wrong: Button's error message, or the transport failure.
+    pub error: Option<String>,
+    pub hint: Option<&'static str>,
+}
+
+impl Attempt {
+    /// `200 OK`, as Live Logs shows it.
+    pub fn status_line(&self) -> Option<String> {
+        self.status.map(status_line)
+    }
+}
+
+pub fn status_line(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+        // The process-wide rustls provider: ring, so no system OpenSSL or cmake build.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, config })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The exact request for `call`.
+    pub fn prepare(&self, call: &Call) -> PreparedRequest {
+        let json = HeaderValue::from_static("application/json");
+        let mut headers = vec![
+            (header::CONTENT_TYPE.to_string(), json.to_str().unwrap_or_default().to_owned()),
+            (header::USER_AGENT.to_string(), USER_AGENT.to_owned()),
+        ];
+        let (url, auth, body) = match call {
+            Call::CreateOrder(order) => {
+                if !self.config.api_version.is_empty() {
+                    headers.push(("x-button-api-version".to_owned(), self.config.api_version.clone()));
+                }
+                let url = format!("{}/v1/order", self.config.orders_base_url.trim_end_matches('/'));
+                (url, Auth::ApiKey, serde_json::to_vec(order))
+            }
+            Call::Activity(activity) => {
+                let url = self
+                    .config
+                    .activity_url_template
+                    .replace("{application_id}", &activity.application_id);
+                (url, Auth::None, serde_json::to_vec(activity))
+            }
+        };
+        PreparedRequest {
+            call: call.name(),
+            method: "POST".to_owned(),
+            url,
+            headers,
+            auth,
+            body: Bytes::from(body.expect("Button objects always serialise")),
+        }
+    }
+
+    /// Sends `request` once. `api_key` is used only if the request takes it.
+    #[tracing::instrument(name = "button.send", skip_all, fields(call = %request.call))]
+    pub async fn send(&self, request: &PreparedRequest, api_key: &SecretString) -> Attempt {
+        let started = Instant::now();
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 1);
+        for (name, value) in &request.headers {
+            if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                headers.append(n, v);
+            }
+        }
+        if request.auth == Auth::ApiKey {
+            let encoded = STANDARD.encode(format!("{}:", api_key.expose_secret()));
+            if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {encoded}")) {
+                v.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, v);
+            }
+        }
+        let sent = self
+            .http
+            .request(method, &request.url)
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e, started, self.config.request_timeout),
+        };
+        let status = response.status();
+        let kept = keep_headers(response.headers());
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let (body, truncated, read_error) = read_bounded(response, self.config.max_response_bytes).await;
+        let verdict = classify(&request.call, status, retry_after, &body);
+        Attempt {
+            classification: verdict.classification,
+            status: Some(status),
+            latency: started.elapsed(),
+            headers: kept,
+            body,
+            truncated,
+            error: verdict.error.or(read_error),
+            hint: verdict.hint,
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error, started: Instant, timeout: Duration) -> Attempt {
+    let error = if e.is_timeout() {
+        format!("no answer within {}s (timed out)", timeout.as_secs_f64())
+    } else if e.is_connect() {
+        format!("could not connect: {}", source_chain(e))
+    } else {
+        format!("connection failed: {}", source_chain(e))
+    };
+    Attempt {
+        classification: Classification::Retryable { retry_after: None },
+        status: None,
+        latency: started.elapsed(),
+        headers: Vec::new(),
+        body: String::new(),
+        truncated: false,
+        error: Some(error),
+        hint: None,
+    }
+}
+
+/// The innermost causes of a transport error, which say what actually happened
+/// ("connection refused", "connection closed before message completed").
+fn source_chain(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = current {
+        causes.push(c.to_string());
+        current = c.source();
+    }
+    if causes.is_empty() {
+        e.to_string()
+    } else {
+        causes.join(": ")
+    }
+}
+
+fn keep_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    const KEEP: [&str; 4] = ["content-type", "retry-after", "x-request-id", "x-button-request-id"];
+    headers
+        .iter()
+        .filter(|(name, _)| KEEP.contains(&name.as_str()))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> (String, bool, Option<String>) {
+    let mut body = Vec::new();
+    let mut truncated = false;
+    let mut error = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max.saturating_sub(body.len());
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    truncated = true;
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(format!("the answer was cut off: {}", source_chain(&e)));
+                break;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&body).into_owned(), truncated, error)
+}
+
+/// `Retry-After` in either of its forms: delay seconds, or an HTTP date (a date in the
+/// past means now).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}

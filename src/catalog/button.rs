@@ -1,0 +1,241 @@
+//! The Button catalog entry: its config fields and help text (from the product page),
+//! its default blueprint, the Button calls a blueprint may target, and the step from a
+//! blueprint's output to a typed Button call.
+
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{CatalogEntry, ConfigField, EventMapping, Variant};
+use crate::blueprint::{CallSpec, Issue};
+use crate::button::model::{Activity, ActivityName, Order, Violation};
+use crate::button::{Call, hints};
+
+pub const KEY: &str = "button";
+pub const SERVER_SIDE: &str = "server_side";
+
+/// The blueprint call names: the Orders API create, and one per activity name (the
+/// adapter sets `activity_data.name` from it).
+pub const ORDER_CREATE: &str = "order.create";
+pub const ACTIVITY_ADD_TO_CART: &str = "activity.add-to-cart";
+pub const ACTIVITY_PRODUCT_VIEWED: &str = "activity.product-viewed";
+pub const ACTIVITY_CART_VIEWED: &str = "activity.cart-viewed";
+
+const ACTIVITY_REQUIRED: &[&str] = &["application_id", "activity_data.products", "activity_data.products[].id"];
+const ACTIVITY_FIELDS: &[&str] = &[
+    "application_id",
+    "btn_ref",
+    "session_id",
+    "ifa",
+    "activity_data",
+    "activity_data.products",
+    "activity_data.products[].id",
+    "activity_data.products[].upc",
+    "activity_data.products[].name",
+    "activity_data.products[].currency",
+    "activity_data.products[].value",
+    "activity_data.products[].quantity",
+    "activity_data.products[].url",
+    "activity_data.products[].categories",
+    "activity_data.products[].attributes",
+    "activity_data.products[].attributes.*",
+];
+
+pub const CALLS: &[CallSpec] = &[
+    CallSpec {
+        name: ORDER_CREATE,
+        required: &[
+            "order_id",
+            "total",
+            "currency",
+            "purchase_date",
+            "line_items",
+            "line_items[].identifier",
+            "line_items[].total",
+        ],
+        fields: &[
+            "order_id",
+            "total",
+            "currency",
+            "purchase_date",
+            "btn_ref",
+            "customer",
+            "customer.id",
+            "customer.email_sha256",
+            "customer.device_id",
+            "customer.is_new",
+            "customer_order_id",
+            "finalization_date",
+            "line_items",
+            "line_items[].identifier",
+            "line_items[].total",
+            "line_items[].amount",
+            "line_items[].quantity",
+            "line_items[].description",
+            "line_items[].sku",
+            "line_items[].upc",
+            "line_items[].category",
+            "line_items[].attributes",
+            "line_items[].attributes.*",
+        ],
+    },
+    CallSpec {
+        name: ACTIVITY_ADD_TO_CART,
+        required: ACTIVITY_REQUIRED,
+        fields: ACTIVITY_FIELDS,
+    },
+    CallSpec {
+        name: ACTIVITY_PRODUCT_VIEWED,
+        required: ACTIVITY_REQUIRED,
+        fields: ACTIVITY_FIELDS,
+    },
+    CallSpec {
+        name: ACTIVITY_CART_VIEWED,
+        required: ACTIVITY_REQUIRED,
+        fields: ACTIVITY_FIELDS,
+    },
+];
+
+const DEFAULT_BLUEPRINT: &str = include_str!("button_blueprint.json");
+
+/// The default blueprint document every Button integration starts with.
+pub fn default_blueprint() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(DEFAULT_BLUEPRINT).expect("the default blueprint is valid JSON"))
+}
+
+pub fn entry() -> CatalogEntry {
+    CatalogEntry {
+        key: KEY,
+        name: "Button",
+        description: "Send conversion and commerce event data to Button for mobile commerce attribution, partnership optimisation, and revenue tracking.",
+        category: "attribution",
+        status: "ga",
+        website: "https://www.usebutton.com",
+        documentation_url: "https://developer.usebutton.com",
+        config_fields: vec![
+            ConfigField {
+                key: "application_id",
+                label: "Application ID",
+                kind: "string",
+                required: true,
+                placeholder: "app-abc123def456",
+                help_text: "Your Button application ID from Settings > Applications. It typically follows the format app-xxxxxxxxxxxxxxxx.",
+                pattern: Some("^app-[0-9a-zA-Z]+$"),
+            },
+            ConfigField {
+                key: "api_key",
+                label: "API Key",
+                kind: "secret",
+                required: true,
+                placeholder: "sk-...",
+                help_text: "Your Button API key from Settings > API Keys. It authenticates all server-to-server event delivery from Signal.",
+                pattern: None,
+            },
+        ],
+        variants: vec![Variant {
+            key: "default",
+            name: "Default",
+            description: "Server-side delivery: purchases to Button Orders, add-to-cart and product views to Button activity.",
+            default_config: Map::new(),
+        }],
+        delivery_modes: vec![SERVER_SIDE],
+        event_mappings: vec![
+            EventMapping {
+                signal_event: "purchase",
+                destination_mapping: "Order event (POST /v1/order)",
+                notes: "Requires order_id, total, currency, and line items",
+            },
+            EventMapping {
+                signal_event: "add_to_cart",
+                destination_mapping: "Add-to-cart event (activity add-to-cart)",
+                notes: "Map product ID, quantity, and price",
+            },
+            EventMapping {
+                signal_event: "product_view",
+                destination_mapping: "Product view event (activity product-viewed)",
+                notes: "Map product details for attribution",
+            },
+        ],
+        default_blueprint: default_blueprint().clone(),
+    }
+}
+
+/// Turns what a blueprint produced for `call` into a Button call, checked against
+/// Button's rules. Problems name the Button field.
+pub fn to_call(call: &str, mut body: Value) -> Result<Call, Vec<Issue>> {
+    let activity = match call {
+        ORDER_CREATE => {
+            let order: Order = decode(body)?;
+            check(order.violations())?;
+            return Ok(Call::CreateOrder(order));
+        }
+        ACTIVITY_ADD_TO_CART => ActivityName::AddToCart,
+        ACTIVITY_PRODUCT_VIEWED => ActivityName::ProductViewed,
+        ACTIVITY_CART_VIEWED => ActivityName::CartViewed,
+        other => {
+            return Err(vec![Issue {
+                field: "call".into(),
+                message: format!("{other:?} is not a Button call"),
+                hint: None,
+            }]);
+        }
+    };
+    if let Some(data) = body.get_mut("activity_data").and_then(Value::as_object_mut) {
+        data.insert("name".into(), Value::String(activity.as_str().to_owned()));
+    }
+    let activity: Activity = decode(body)?;
+    check(activity.violations())?;
+    Ok(Call::Activity(activity))
+}
+
+fn decode<T: DeserializeOwned>(body: Value) -> Result<T, Vec<Issue>> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let field = e.path().to_string();
+        vec![Issue {
+            hint: hint_for(&field),
+            message: e.into_inner().to_string(),
+            field,
+        }]
+    })
+}
+
+fn check(violations: Vec<Violation>) -> Result<(), Vec<Issue>> {
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(violations
+        .into_iter()
+        .map(|v| Issue {
+            hint: hint_for(&v.field),
+            field: v.field,
+            message: v.message,
+        })
+        .collect())
+}
+
+fn hint_for(field: &str) -> Option<String> {
+    match field {
+        "order_id" | "total" => Some(hints::MISSING_FIELDS.to_owned()),
+        "application_id" => Some(hints::WRONG_APPLICATION.to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_blueprint_compiles_against_buttons_calls() {
+        crate::blueprint::Blueprint::compile(default_blueprint(), CALLS).expect("default blueprint compiles");
+    }
+
+    #[test]
+    fn the_activity_name_comes_from_the_call() {
+        let body = serde_json::json!({"application_id": "app-1", "activity_data": {"products": [{"id": "p"}]}});
+        let Ok(Call::Activity(a)) = to_call(ACTIVITY_PRODUCT_VIEWED, body) else { panic!() };
+        assert_eq!(a.activity_data.name, ActivityName::ProductViewed);
+    }
+}

@@ -1,0 +1,76 @@
+//! The integration catalog, built into the code and versioned with it: what can be
+//! installed, the config each entry takes, and its default blueprint. Button is the one
+//! entry; [`button`] also turns what a blueprint produced into Button calls.
+
+pub mod button;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// A catalog entry, as Signal's Integration Library shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CatalogEntry {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    /// `advertising`, `analytics`, `attribution`, `cdp`, `cloud_storage` or `other`.
+    pub category: &'static str,
+    /// `ga`, `beta` or `alpha`.
+    pub status: &'static str,
+    pub website: &'static str,
+    pub documentation_url: &'static str,
+    pub config_fields: Vec<ConfigField>,
+    pub variants: Vec<Variant>,
+    pub delivery_modes: Vec<&'static str>,
+    /// How Signal events map to the destination by default.
+    pub event_mappings: Vec<EventMapping>,
+    /// The blueprint every new integration starts with.
+    #[schema(value_type = Object)]
+    pub default_blueprint: Value,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConfigField {
+    pub key: &'static str,
+    pub label: &'static str,
+    /// `string` or `secret`; secret values are stored encrypted and shown as `***`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub required: bool,
+    pub placeholder: &'static str,
+    pub help_text: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<&'static str>,
+}
+
+impl ConfigField {
+    pub fn is_secret(&self) -> bool {
+        self.kind == "secret"
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Variant {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    #[schema(value_type = Object)]
+    pub default_config: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventMapping {
+    pub signal_event: &'static str,
+    pub destination_mapping: &'static str,
+    pub notes: &'static str,
+}
+
+/// Every entry of the catalog.
+pub fn entries() -> Vec<CatalogEntry> {
+    vec![button::entry()]
+}
+
+pub fn entry(key: &str) -> Option<CatalogEntry> {
+    entries().into_iter().find(|e| e.key == key)
+}

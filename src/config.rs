@@ -1,0 +1,328 @@
+//! Settings: the defaults compiled in from `config/default.toml`, then an optional file
+//! named by `BUTTON_CONFIG_FILE`, then `BUTTON_*` environment variables (`__` between
+//! section and key). Invalid settings stop start-up with a message naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "BUTTON";
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn setting(name: &str, why: impl std::fmt::Display) -> Self {
+        Self(format!("{name}: {why}"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub button: ButtonSettings,
+    pub ingest: IngestSettings,
+    pub delivery: DeliverySettings,
+    pub live_logs: LiveLogSettings,
+    /// The `BUTTON_CONFIG_FILE` variable itself lands here; it is read before parsing.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub max_admin_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub read_connections: u32,
+    pub synchronous: Synchronous,
+    pub max_batch_ops: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_tokens: Vec<SecretString>,
+    pub ingest_tokens: Vec<SecretString>,
+    pub encryption_key: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonSettings {
+    pub orders_base_url: String,
+    pub activity_url_template: String,
+    pub api_version: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub max_event_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_batch_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    pub lane_concurrency: usize,
+    pub lease_batch: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    pub backoff_multiplier: f64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    pub jitter: f64,
+    #[serde(with = "humantime_serde")]
+    pub retry_after_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveLogSettings {
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    pub max_entries_per_integration: u64,
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    pub stream_buffer: usize,
+}
+
+impl Settings {
+    /// Reads the settings from the compiled-in defaults, `BUTTON_CONFIG_FILE` and the
+    /// process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly (tests use this so
+    /// they never touch the process environment).
+    pub fn load_from(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(file) = vars.get("BUTTON_CONFIG_FILE") {
+            if !std::path::Path::new(file).is_file() {
+                return Err(ConfigError::setting(
+                    "BUTTON_CONFIG_FILE",
+                    format!("{file} is not a readable file"),
+                ));
+            }
+            builder = builder.add_source(config::File::new(file, config::FileFormat::Toml));
+        }
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("auth.admin_tokens")
+            .with_list_parse_key("auth.ingest_tokens")
+            .try_parsing(true)
+            .source(Some(vars.into_iter().collect()));
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::setting("server.data_dir", "must not be empty"));
+        }
+        let url = self.database_url();
+        if !url.starts_with("sqlite:") {
+            return Err(ConfigError::setting(
+                "database.url",
+                "only sqlite: URLs are supported by this version (PostgreSQL support is planned)",
+            ));
+        }
+        positive("database.read_connections", self.database.read_connections as u64)?;
+        positive("database.max_batch_ops", self.database.max_batch_ops as u64)?;
+        positive("server.max_admin_body_bytes", self.server.max_admin_body_bytes as u64)?;
+        http_url("button.orders_base_url", &self.button.orders_base_url)?;
+        http_url(
+            "button.activity_url_template",
+            &self.button.activity_url_template.replace("{application_id}", "app-0"),
+        )?;
+        nonzero("button.connect_timeout", self.button.connect_timeout)?;
+        nonzero("button.request_timeout", self.button.request_timeout)?;
+        positive("button.max_response_bytes", self.button.max_response_bytes as u64)?;
+        positive("ingest.max_event_bytes", self.ingest.max_event_bytes as u64)?;
+        positive("ingest.max_batch_events", self.ingest.max_batch_events as u64)?;
+        positive("ingest.max_batch_bytes", self.ingest.max_batch_bytes as u64)?;
+        let d = &self.delivery;
+        positive("delivery.lane_concurrency", d.lane_concurrency as u64)?;
+        positive("delivery.lease_batch", d.lease_batch as u64)?;
+        positive("delivery.max_attempts", u64::from(d.max_attempts))?;
+        nonzero("delivery.poll_interval", d.poll_interval)?;
+        if d.lease_duration <= self.button.request_timeout {
+            return Err(ConfigError::setting(
+                "delivery.lease_duration",
+                "must be longer than button.request_timeout, or attempts still running would be taken by another worker",
+            ));
+        }
+        if !(d.backoff_multiplier >= 1.0 && d.backoff_multiplier.is_finite()) {
+            return Err(ConfigError::setting("delivery.backoff_multiplier", "must be a number >= 1"));
+        }
+        if !(0.0..1.0).contains(&d.jitter) {
+            return Err(ConfigError::setting("delivery.jitter", "must be in [0, 1)"));
+        }
+        nonzero("live_logs.max_age", self.live_logs.max_age)?;
+        nonzero("live_logs.prune_interval", self.live_logs.prune_interval)?;
+        positive("live_logs.max_entries_per_integration", self.live_logs.max_entries_per_integration)?;
+        positive("live_logs.stream_buffer", self.live_logs.stream_buffer as u64)?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::setting("server.listen", format!("{e} (expected host:port, e.g. 0.0.0.0:8084)")))
+    }
+
+    /// The database URL with `{data_dir}` filled in.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .replace("{data_dir}", &self.server.data_dir.to_string_lossy())
+    }
+}
+
+fn positive(name: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::setting(name, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn nonzero(name: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::setting(name, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn http_url(name: &str, value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| ConfigError::setting(name, format!("{e}: {value:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::setting(name, "must be an http:// or https:// URL"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_listen_on_8084() {
+        let s = Settings::load_from(env(&[])).expect("defaults are valid");
+        assert_eq!(s.listen_addr().unwrap().port(), 8084);
+        assert_eq!(s.database_url(), "sqlite://data/button-delivery.db");
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn environment_overrides_nested_settings_and_lists() {
+        let s = Settings::load_from(env(&[
+            ("BUTTON_SERVER__LISTEN", "127.0.0.1:9000"),
+            ("BUTTON_DELIVERY__LANE_CONCURRENCY", "7"),
+            ("BUTTON_AUTH__ADMIN_TOKENS", "one,two"),
+            ("BUTTON_BUTTON__REQUEST_TIMEOUT", "2s"),
+            ("UNRELATED", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:9000");
+        assert_eq!(s.delivery.lane_concurrency, 7);
+        assert_eq!(s.auth.admin_tokens.len(), 2);
+        assert_eq!(s.button.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting() {
+        let cases = [
+            ("BUTTON_SERVER__LISTEN", "not-an-address", "server.listen"),
+            ("BUTTON_BUTTON__ORDERS_BASE_URL", "ftp://x", "button.orders_base_url"),
+            ("BUTTON_DELIVERY__JITTER", "1.5", "delivery.jitter"),
+            ("BUTTON_DELIVERY__LEASE_DURATION", "1s", "delivery.lease_duration"),
+            ("BUTTON_LOG__FORMAT", "xml", "log.format"),
+            ("BUTTON_DATABASE__URL", "postgres://x", "database.url"),
+            ("BUTTON_DELIVERY__LANE_CONCURRENCY", "0", "delivery.lane_concurrency"),
+        ];
+        for (key, value, setting) in cases {
+            let err = Settings::load_from(env(&[(key, value)])).expect_err(key).to_string();
+            assert!(err.contains(setting), "{key}={value}: error {err:?} does not name {setting}");
+        }
+    }
+
+    #[test]
+    fn unknown_setting_is_refused() {
+        let err = Settings::load_from(env(&[("BUTTON_DELIVERY__LANE_CONCURENCY", "3")]))
+            .expect_err("typo must be refused")
+            .to_string();
+        assert!(err.contains("lane_concurency"), "{err}");
+    }
+}

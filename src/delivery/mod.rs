@@ -1,0 +1,172 @@
+//! The delivery stage: one [`lane::Lane`] per integration leases due deliveries from
+//! the store, sends them through the Button client, and hands each outcome to the
+//! [`recorder::Recorder`]. Retryable failures come back with exponential backoff and
+//! jitter (or Button's `Retry-After`, which holds the whole lane); terminal ones fail at
+//! once with their hint; a `401` pauses the lane without spending attempts; exhausted
+//! deliveries go to the dead letters.
+
+pub mod backoff;
+pub mod lane;
+pub mod recorder;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::button::Client;
+use crate::config::DeliverySettings;
+use crate::integrations::Registry;
+use crate::live_logs::Hub;
+use crate::metrics::Metrics;
+use crate::store::Store;
+pub use backoff::RetryPolicy;
+use lane::{Lane, LaneStatus};
+use recorder::Recorder;
+
+/// What every lane and attempt uses.
+pub struct Shared {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub client: Client,
+    pub recorder: Recorder,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+    pub policy: RetryPolicy,
+    pub settings: DeliverySettings,
+}
+
+pub struct Delivery {
+    shared: Arc<Shared>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    stop: watch::Sender<bool>,
+    recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Delivery {
+    /// Starts a lane for every integration, and follows the registry as integrations
+    /// come, change and go.
+    pub fn start(
+        store: Store,
+        registry: Arc<Registry>,
+        client: Client,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        settings: DeliverySettings,
+    ) -> Arc<Self> {
+        let (recorder, recorder_task) = Recorder::start(store.clone(), hub.clone(), metrics.clone());
+        let shared = Arc::new(Shared {
+            store,
+            registry: registry.clone(),
+            client,
+            recorder,
+            hub,
+            metrics,
+            policy: RetryPolicy::from_settings(&settings),
+            settings,
+        });
+        let (stop, _) = watch::channel(false);
+        let delivery = Arc::new(Self {
+            shared,
+            lanes: Mutex::new(HashMap::new()),
+            stop,
+            recorder_task: Mutex::new(Some(recorder_task)),
+        });
+        let changes = registry.subscribe();
+        for id in registry.snapshot().keys() {
+            delivery.sync_lane(id);
+        }
+        tokio::spawn(follow(Arc::downgrade(&delivery), changes, delivery.stop.subscribe()));
+        delivery
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Lane>>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts, wakes or retires the lane of integration `id` to match the registry.
+    fn sync_lane(&self, id: &str) {
+        if *self.stop.borrow() {
+            return;
+        }
+        let exists = self.shared.registry.get(id).is_some();
+        let mut lanes = self.lanes();
+        match (lanes.get(id), exists) {
+            (Some(lane), true) => lane.wake(),
+            (Some(_), false) => {
+                if let Some(lane) = lanes.remove(id) {
+                    lane.wake();
+                }
+            }
+            (None, true) => {
+                let lane = Lane::new(id.to_owned(), self.shared.settings.lane_concurrency);
+                tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
+                lanes.insert(id.to_owned(), lane);
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// New deliveries are queued for integration `id`.
+    pub fn notify(&self, id: &str) {
+        if let Some(lane) = self.lanes().get(id) {
+            lane.wake();
+        }
+    }
+
+    pub fn lane_status(&self, id: &str) -> Option<LaneStatus> {
+        let lane = self.lanes().get(id).cloned()?;
+        Some(lane.status(self.shared.registry.get(id).as_deref()))
+    }
+
+    /// Stops leasing, lets attempts in flight finish (up to `grace`), and commits
+    /// their outcomes. Attempts still running after `grace` are abandoned: their
+    /// leases bring them back on the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let lanes: Vec<Arc<Lane>> = self.lanes().values().cloned().collect();
+        let drained = async {
+            for lane in &lanes {
+                lane.drained().await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "attempts still in flight at shutdown; their leases will bring them back");
+        }
+        self.shared.recorder.flush().await;
+        let task = self.recorder_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(task);
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+async fn follow(delivery: std::sync::Weak<Delivery>, mut changes: broadcast::Receiver<String>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = stop.changed() => return,
+        };
+        let Some(delivery) = delivery.upgrade() else { return };
+        match change {
+            Ok(id) => delivery.sync_lane(&id),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let ids: Vec<String> = delivery
+                    .shared
+                    .registry
+                    .snapshot()
+                    .keys()
+                    .cloned()
+                    .chain(delivery.lanes().keys().cloned())
+                    .collect();
+                for id in ids {
+                    delivery.sync_lane(&id);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

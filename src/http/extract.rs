@@ -1,0 +1,201 @@
+//! Reading requests: JSON bodies with clear errors (content type, size, syntax), query
+//! parameters by name, and Signal's cursor pagination.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequest, OptionalFromRequest, RawQuery, Request};
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Whether the request says its body is JSON (`application/json`, or `+json`).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::bad_request("unreadable_body", format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses JSON, answering a syntax error with where it is.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+        )
+    })
+}
+
+/// A JSON body of an admin request, within `server.max_admin_body_bytes`.
+pub struct AdminJson(pub Value);
+
+impl<S> FromRequest<S> for AdminJson
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        require_json(req.headers())?;
+        let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
+        parse_json(&bytes).map(Self)
+    }
+}
+
+/// An optional JSON body: a request without a body (no Content-Type, empty) is `None`.
+impl<S> OptionalFromRequest<S> for AdminJson
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|l| l.as_bytes() == b"0")
+            || (!req.headers().contains_key(header::CONTENT_TYPE) && !req.headers().contains_key(header::TRANSFER_ENCODING));
+        if empty {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}
+
+/// Query parameters, read by name with errors that name them.
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RawQuery(None));
+        let map = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+        Ok(Self(map))
+    }
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(invalid_param(name, format!("{other:?} is not true or false"))),
+        }
+    }
+
+    /// An RFC 3339 time, as milliseconds since the epoch.
+    pub fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|_| invalid_param(name, format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)")))
+            })
+            .transpose()
+    }
+
+    /// Signal's pagination: `limit` (default 50, at most 100) and an opaque `cursor`.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = match self.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => return Err(invalid_param("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}"))),
+            },
+        };
+        let after = self
+            .get("cursor")
+            .map(|c| {
+                URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| invalid_param("cursor", "is not a cursor this API gave out"))
+            })
+            .transpose()?;
+        Ok(Page { limit, after })
+    }
+}
+
+pub fn invalid_param(name: &str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    ApiError::BadRequest {
+        code: "invalid_parameter",
+        message: format!("{name}: {message}"),
+        details: vec![crate::error::FieldError::new(name, "invalid_value", message)],
+    }
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 100;
+
+pub struct Page {
+    pub limit: u32,
+    /// The sort key after which this page starts.
+    pub after: Option<String>,
+}
+
+/// A page of a list: `{"data": [...], "next_cursor": "...", "has_more": true}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+impl<T: ToSchema> List<T> {
+    /// Builds a page from up to `limit + 1` items fetched in order; `key` is each
+    /// item's sort key.
+    pub fn page(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if has_more {
+            items.last().map(|last| URL_SAFE_NO_PAD.encode(key(last)))
+        } else {
+            None
+        };
+        Self {
+            data: items,
+            next_cursor,
+            has_more,
+        }
+    }
+}

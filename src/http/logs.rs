@@ -1,0 +1,111 @@
+//! Live Logs over HTTP: the list (filters, newest first), one entry, and the live tail
+//! as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::AppState;
+use super::extract::{List, Params, invalid_param};
+use super::integrations::find;
+use crate::error::{ApiError, ErrorBody};
+use crate::live_logs::{LogEntry, Outcome};
+use crate::store::logs::LogFilter;
+
+fn filter(params: &Params) -> Result<LogFilter, ApiError> {
+    let outcome = params
+        .get("outcome")
+        .map(|o| {
+            Outcome::parse(o).map(|o| o.as_str().to_owned()).ok_or_else(|| {
+                let all: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                invalid_param("outcome", format!("{o:?} is not one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
+    Ok(LogFilter {
+        outcome,
+        event_name: params.get("event").map(str::to_owned),
+        message_id: params.get("message_id").or_else(|| params.get("messageId")).map(str::to_owned),
+        since_ms: params.time("since")?,
+        until_ms: params.time("until")?,
+        test: params.bool("test")?,
+    })
+}
+
+/// Live-log entries of the integration, newest first.
+#[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs", tag = "live logs",
+    security(("admin_token" = [])),
+    params(("id" = String, Path),
+        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed or paused"),
+        ("event" = Option<String>, Query, description = "Event name, e.g. purchase"),
+        ("message_id" = Option<String>, Query, description = "The event's messageId"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time: entries at or after it"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time: entries at or before it"),
+        ("test" = Option<bool>, Query, description = "Only Test Event entries (true) or none of them (false)"),
+        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
+    responses((status = 200, body = inline(List<LogEntry>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_logs(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Json<List<LogEntry>>, ApiError> {
+    find(&state, &id)?;
+    let filter = filter(&params)?;
+    let page = params.page()?;
+    let rows = state.store.list_logs(&id, &filter, page.after.as_deref(), page.limit + 1).await?;
+    let entries = rows.iter().map(LogEntry::from_row).collect();
+    Ok(Json(List::page(entries, page.limit, |e| e.id.clone())))
+}
+
+/// One live-log entry, with the event as received.
+#[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs/{log_id}", tag = "live logs",
+    security(("admin_token" = [])),
+    params(("id" = String, Path), ("log_id" = String, Path)),
+    responses((status = 200, body = LogEntry), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_log(State(state): State<AppState>, Path((id, log_id)): Path<(String, String)>) -> Result<Json<LogEntry>, ApiError> {
+    find(&state, &id)?;
+    let row = state
+        .store
+        .get_log(&id, &log_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("live-log entry", log_id))?;
+    Ok(Json(LogEntry::from_row(&row)))
+}
+
+/// A live tail of the integration's entries as Server-Sent Events (`event: log`, the
+/// entry as data, its id as the event id), with the list's filters. A subscriber that
+/// falls behind gets `event: missed` with `{"missed": n}` and continues.
+#[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs/stream", tag = "live logs",
+    security(("admin_token" = [])),
+    params(("id" = String, Path),
+        ("outcome" = Option<String>, Query), ("event" = Option<String>, Query),
+        ("message_id" = Option<String>, Query), ("test" = Option<bool>, Query)),
+    responses((status = 200, description = "text/event-stream of log entries", content_type = "text/event-stream", body = String),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn stream_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    find(&state, &id)?;
+    let filter = filter(&params)?;
+    let stream = BroadcastStream::new(state.hub.subscribe()).filter_map(move |entry| match entry {
+        Ok(entry) if entry.matches(&id, &filter) => {
+            let data = serde_json::to_string(&*entry).unwrap_or_default();
+            Some(Ok(Event::default().event("log").id(entry.id.clone()).data(data)))
+        }
+        Ok(_) => None,
+        Err(BroadcastStreamRecvError::Lagged(missed)) => {
+            Some(Ok(Event::default().event("missed").data(serde_json::json!({"missed": missed}).to_string())))
+        }
+    });
+    // A live tail ends when the service stops, so shutdown does not wait on it.
+    let mut stopping = state.stopping.clone();
+    let stream = futures_util::StreamExt::take_until(stream, async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

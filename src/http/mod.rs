@@ -1,0 +1,181 @@
+//! The HTTP surface: admin API (`/v1/admin`, admin token), event ingest (`/v1/events`,
+//! ingest token), operations (`/healthz`, `/readyz`, `/metrics`) and the OpenAPI
+//! document (`/openapi.json`), which is generated from the same route registrations
+//! that build the router, so every route served is described.
+
+pub mod auth;
+pub mod blueprints;
+pub mod catalog;
+pub mod dead_letters;
+pub mod events;
+pub mod extract;
+pub mod integrations;
+pub mod logs;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::button::Client;
+use crate::config::Settings;
+use crate::delivery::Delivery;
+use crate::error::ApiError;
+use crate::ingest::Ingest;
+use crate::integrations::Registry;
+use crate::live_logs::Hub;
+use crate::metrics::Metrics;
+use crate::secrets::TokenSet;
+use crate::store::Store;
+use crate::telemetry::{self, MakeUlidRequestId, REQUEST_ID_HEADER};
+
+/// Everything a request handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub delivery: Arc<Delivery>,
+    pub ingest: Ingest,
+    pub client: Client,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+    pub admin_tokens: TokenSet,
+    pub ingest_tokens: TokenSet,
+    /// Turns true when the service begins to stop (live tails end then).
+    pub stopping: watch::Receiver<bool>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Button delivery service for Signal",
+        description = "Installs the Button integration, receives Signal's commerce events, maps them through a blueprint to Button's Orders and activity APIs, delivers them reliably and records every attempt in Live Logs."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "catalog", description = "The integration catalog and installing from it"),
+        (name = "integrations", description = "Installed integrations"),
+        (name = "blueprints", description = "Blueprints (the mapping, as data), Preview and Test Event"),
+        (name = "live logs", description = "Every attempt, filtering and mapping failure"),
+        (name = "dead letters", description = "Deliveries that used up their attempts"),
+        (name = "events", description = "Event ingest from Signal core"),
+        (name = "operations", description = "Health, readiness, metrics")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            ("admin_token", "Admin token: configured in auth.admin_tokens, or generated into <data_dir>/admin-token"),
+            ("ingest_token", "Ingest token: configured in auth.ingest_tokens, or generated into <data_dir>/ingest-token"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(description))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The router with every route, and the OpenAPI document describing exactly those.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(catalog::list_catalog))
+        .routes(routes!(catalog::get_catalog_entry))
+        .routes(routes!(catalog::install))
+        .routes(routes!(integrations::list_integrations))
+        .routes(routes!(integrations::get_integration, integrations::update_integration, integrations::delete_integration))
+        .routes(routes!(integrations::resume_integration))
+        .routes(routes!(integrations::integration_stats))
+        .routes(routes!(blueprints::get_blueprint, blueprints::replace_blueprint))
+        .routes(routes!(blueprints::reset_blueprint))
+        .routes(routes!(blueprints::preview))
+        .routes(routes!(blueprints::test_event))
+        .routes(routes!(logs::list_logs))
+        .routes(routes!(logs::stream_logs))
+        .routes(routes!(logs::get_log))
+        .routes(routes!(dead_letters::list_dead_letters))
+        .routes(routes!(dead_letters::replay_dead_letters))
+        .routes(routes!(dead_letters::discard_dead_letters))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::admin));
+    let events = OpenApiRouter::new()
+        .routes(routes!(events::post_event))
+        .routes(routes!(events::post_batch))
+        .routes(routes!(events::post_integration_event))
+        .routes(routes!(events::post_integration_batch))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest));
+    let ops = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi_json));
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(admin)
+        .merge(events)
+        .merge(ops)
+        .split_for_parts();
+    let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
+    let router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(Extension(OpenApiDocument(document)))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_request(())
+                .on_response(telemetry::on_response)
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeUlidRequestId));
+    (router, api)
+}
+
+#[derive(Clone)]
+struct OpenApiDocument(Arc<String>);
+
+/// This document: OpenAPI 3, every route with its requests and responses.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+async fn openapi_json(Extension(doc): Extension<OpenApiDocument>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], doc.0.as_str().to_owned()).into_response()
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        resource: "route",
+        id: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": format!("{} does not take this method", uri.path())}});
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::internal("handler panicked").into_response()
+}

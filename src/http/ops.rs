@@ -1,0 +1,92 @@
+//! Operations routes, no auth: liveness, readiness, Prometheus metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::metrics::{IntegrationLabels, LaneLabels};
+use crate::store::now_ms;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` with the reason.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// The store answers: the service can take events.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                reason: None,
+            }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                reason: Some(e.to_string()),
+            }),
+        ),
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text): events ingested, duplicated and rejected;
+/// deliveries by outcome; attempt latency; queue depth, oldest age and lane state per
+/// integration.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = now_ms();
+    let metrics = &state.metrics;
+    metrics.queue_depth.clear();
+    metrics.queue_oldest_age.clear();
+    metrics.lane_state.clear();
+    if let Ok(depths) = state.store.all_queue_depths().await {
+        for (integration, pending, oldest) in depths {
+            let labels = IntegrationLabels { integration };
+            metrics.queue_depth.get_or_create(&labels).set(pending);
+            metrics
+                .queue_oldest_age
+                .get_or_create(&labels)
+                .set(((now - oldest).max(0) as f64) / 1000.0);
+        }
+    }
+    for id in state.registry.snapshot().keys() {
+        if let Some(lane) = state.delivery.lane_status(id) {
+            for s in ["active", "rate_limited", "auth_failed", "disabled"] {
+                metrics
+                    .lane_state
+                    .get_or_create(&LaneLabels {
+                        integration: id.clone(),
+                        state: s.to_owned(),
+                    })
+                    .set(i64::from(lane.state == s));
+            }
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.render(),
+    )
+}

@@ -1,0 +1,368 @@
+//! The ingest stage: validate each event's envelope, route it to the integrations that
+//! take it, map it to the exact Button request for each, and write the event, its
+//! deliveries and any immediate outcome (filtered, mapping failed) in one commit.
+//! Nothing is acknowledged before that commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::blueprint::{self, transform};
+use crate::button::Client;
+use crate::delivery::Delivery;
+use crate::delivery::lane::warnings_json;
+use crate::error::FieldError;
+use crate::ids;
+use crate::integrations::{Integration, Registry};
+use crate::live_logs::{Hub, LogEntry, Outcome};
+use crate::mapping::{self, Prepared};
+use crate::metrics::Metrics;
+use crate::store::logs::LogRecord;
+use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, state};
+use crate::store::{Store, StoreError, now_ms};
+
+const MAX_MESSAGE_ID: usize = 255;
+
+/// Where events go.
+#[derive(Clone)]
+pub enum Target {
+    /// To every enabled integration whose blueprint takes the event, narrowed by the
+    /// event's `integrations` object.
+    Routed,
+    /// To this integration only.
+    Only(Arc<Integration>),
+}
+
+/// One event of a request: its raw text, parsed, or why it was refused.
+pub struct Incoming {
+    pub raw: String,
+    pub parsed: Result<Value, Vec<FieldError>>,
+}
+
+impl Incoming {
+    pub fn parse(raw: String, max_bytes: usize) -> Self {
+        let parsed = if raw.len() > max_bytes {
+            Err(vec![FieldError::new(
+                "",
+                "too_large",
+                format!("the event is {} bytes; the limit is {max_bytes}", raw.len()),
+            )])
+        } else {
+            serde_json::from_str::<Value>(&raw)
+                .map_err(|e| vec![FieldError::new("", "invalid_json", e.to_string())])
+                .and_then(|v| validate(&v).map(|()| v))
+        };
+        Self { raw, parsed }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Accepted,
+    Duplicate,
+    Rejected,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventResult {
+    pub index: usize,
+    #[serde(rename = "messageId")]
+    pub message_id: Option<String>,
+    pub status: EventStatus,
+    /// Deliveries queued for Button.
+    pub deliveries_queued: usize,
+    /// Deliveries recorded as filtered (no consent).
+    pub filtered: usize,
+    /// Deliveries recorded as mapping failures (see Live Logs for the reason).
+    pub mapping_failed: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// The answer to an ingest request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestSummary {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub deliveries_queued: usize,
+    pub results: Vec<EventResult>,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    pub registry: Arc<Registry>,
+    pub store: Store,
+    pub delivery: Arc<Delivery>,
+    pub client: Client,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Accepts `events`: the valid ones are written (with their deliveries) in one
+    /// commit before this returns; the invalid ones are named in the answer.
+    pub async fn accept(&self, events: Vec<Incoming>, target: &Target) -> Result<IngestSummary, StoreError> {
+        let integrations: Vec<Arc<Integration>> = match target {
+            Target::Routed => self.registry.snapshot().values().filter(|i| i.enabled).cloned().collect(),
+            Target::Only(i) => vec![i.clone()],
+        };
+        let now = now_ms();
+        let mut results = Vec::with_capacity(events.len());
+        let mut records = Vec::with_capacity(events.len());
+        for (index, incoming) in events.into_iter().enumerate() {
+            let event = match incoming.parsed {
+                Ok(v) => v,
+                Err(errors) => {
+                    results.push(EventResult {
+                        index,
+                        message_id: None,
+                        status: EventStatus::Rejected,
+                        deliveries_queued: 0,
+                        filtered: 0,
+                        mapping_failed: 0,
+                        errors,
+                    });
+                    continue;
+                }
+            };
+            let record = self.route(&event, incoming.raw, &integrations, target, now);
+            results.push(EventResult {
+                index,
+                message_id: Some(record.event.message_id.clone()),
+                status: EventStatus::Accepted,
+                deliveries_queued: 0,
+                filtered: 0,
+                mapping_failed: 0,
+                errors: Vec::new(),
+            });
+            records.push((index, record));
+        }
+        let (indexes, records): (Vec<usize>, Vec<IngestRecord>) = records.into_iter().unzip();
+        let written = if records.is_empty() {
+            Vec::new()
+        } else {
+            self.store.ingest(records).await?
+        };
+
+        // Committed: now tell the lanes, the live tail and the metrics.
+        let mut woken = HashSet::new();
+        let watched = self.hub.has_subscribers();
+        for (index, (record, written)) in indexes.into_iter().zip(written) {
+            let result = &mut results[index];
+            let kept: Vec<&NewDelivery> = record.deliveries.iter().filter(|d| written.deliveries.contains(&d.id)).collect();
+            if !written.new_event && kept.is_empty() {
+                result.status = EventStatus::Duplicate;
+                continue;
+            }
+            for d in &kept {
+                match d.state {
+                    state::PENDING => {
+                        result.deliveries_queued += 1;
+                        if woken.insert(d.integration_id.clone()) {
+                            self.delivery.notify(&d.integration_id);
+                        }
+                    }
+                    state::FILTERED => result.filtered += 1,
+                    _ => result.mapping_failed += 1,
+                }
+            }
+            for log in record.logs.iter().filter(|l| l.delivery_id.as_ref().is_some_and(|id| written.deliveries.contains(id))) {
+                self.metrics.delivery(&log.integration_id, &log.outcome);
+                if watched {
+                    self.hub.publish(LogEntry::from_record(log, None));
+                }
+            }
+        }
+        let summary = IngestSummary {
+            accepted: results.iter().filter(|r| r.status == EventStatus::Accepted).count(),
+            duplicates: results.iter().filter(|r| r.status == EventStatus::Duplicate).count(),
+            rejected: results.iter().filter(|r| r.status == EventStatus::Rejected).count(),
+            deliveries_queued: results.iter().map(|r| r.deliveries_queued).sum(),
+            results,
+        };
+        self.metrics.events_ingested.inc_by(summary.accepted as u64);
+        self.metrics.events_duplicate.inc_by(summary.duplicates as u64);
+        self.metrics.events_rejected.inc_by(summary.rejected as u64);
+        Ok(summary)
+    }
+
+    /// Maps the event for every integration it goes to.
+    fn route(&self, event: &Value, raw: String, integrations: &[Arc<Integration>], target: &Target, now: i64) -> IngestRecord {
+        let message_id = event["messageId"].as_str().unwrap_or_default().to_owned();
+        let name = blueprint::event_name(event).map(str::to_owned);
+        let mut deliveries = Vec::new();
+        let mut logs = Vec::new();
+        for integration in integrations {
+            if matches!(target, Target::Routed) && !routed_to(event, integration) {
+                continue;
+            }
+            let prepared = mapping::prepare(integration, &self.client, event);
+            let Some(call) = prepared.call().map(str::to_owned) else { continue };
+            let id = ids::new_id(ids::DELIVERY);
+            let mut delivery = NewDelivery {
+                id: id.clone(),
+                integration_id: integration.id.clone(),
+                message_id: message_id.clone(),
+                event_name: name.clone().unwrap_or_default(),
+                call: Some(call.clone()),
+                state: state::PENDING,
+                request: None,
+                body: None,
+                warnings: None,
+                test: false,
+                created_at: now,
+            };
+            let log = |outcome: Outcome, error: String, hint: Option<String>, warnings: Option<String>| LogRecord {
+                id: ids::new_id(ids::LOG),
+                integration_id: integration.id.clone(),
+                delivery_id: Some(id.clone()),
+                message_id: Some(message_id.clone()),
+                event_name: name.clone(),
+                call: Some(call.clone()),
+                attempt: None,
+                outcome: outcome.as_str().to_owned(),
+                status_code: None,
+                status_line: None,
+                latency_ms: None,
+                error: Some(error),
+                hint,
+                warnings,
+                next_attempt_at: None,
+                response: None,
+                test: false,
+                created_at: now,
+            };
+            match prepared {
+                Prepared::NotSubscribed => continue,
+                Prepared::Request { request, warnings } => {
+                    delivery.request = Some(serde_json::to_string(&request).expect("a request serialises"));
+                    delivery.body = Some(request.body.to_vec());
+                    delivery.warnings = warnings_json(&warnings);
+                }
+                Prepared::Filtered { reason, .. } => {
+                    delivery.state = state::FILTERED;
+                    logs.push(log(Outcome::Filtered, reason, None, None));
+                }
+                Prepared::Failed { errors, warnings, .. } => {
+                    delivery.state = state::MAPPING_FAILED;
+                    let w = warnings_json(&warnings);
+                    delivery.warnings = w.clone();
+                    logs.push(log(Outcome::MappingFailed, mapping::summarize(&errors), mapping::first_hint(&errors), w));
+                }
+            }
+            deliveries.push(delivery);
+        }
+        IngestRecord {
+            event: NewEvent {
+                message_id,
+                event_name: name,
+                received_at: now,
+                payload: raw,
+            },
+            deliveries,
+            logs,
+        }
+    }
+}
+
+/// Segment's `integrations` object narrows where an event goes: a key naming this
+/// integration (its id, its name, or its catalog entry's, any case) decides; else
+/// `All` does; else it goes. A value is "on" unless it is `false`.
+fn routed_to(event: &Value, integration: &Integration) -> bool {
+    let Some(options) = event.get("integrations").and_then(Value::as_object) else {
+        return true;
+    };
+    let on = |v: &Value| !matches!(v, Value::Bool(false));
+    if let Some(v) = options.get(&integration.id) {
+        return on(v);
+    }
+    if let Some((_, v)) = options.iter().find(|(k, _)| {
+        k.eq_ignore_ascii_case(&integration.name) || k.eq_ignore_ascii_case(&integration.catalog_key)
+    }) {
+        return on(v);
+    }
+    options.get("All").is_none_or(on)
+}
+
+/// The envelope every event must have; the payload is the blueprint's business.
+pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
+    let Some(obj) = event.as_object() else {
+        return Err(vec![FieldError::new("", "invalid_type", "an event must be a JSON object")]);
+    };
+    let mut errors = Vec::new();
+    match obj.get("messageId") {
+        Some(Value::String(id)) if !id.trim().is_empty() && id.len() <= MAX_MESSAGE_ID => {}
+        Some(Value::String(_)) => errors.push(FieldError::new(
+            "messageId",
+            "invalid_length",
+            format!("must be 1 to {MAX_MESSAGE_ID} characters"),
+        )),
+        Some(_) => errors.push(FieldError::new("messageId", "invalid_type", "must be a string")),
+        None => errors.push(FieldError::new(
+            "messageId",
+            "required",
+            "is required: the event's unique id, used to deliver it only once",
+        )),
+    }
+    let kind = obj.get("type");
+    match kind {
+        None => {}
+        Some(Value::String(t)) if ["track", "page", "screen", "identify", "group", "alias"].contains(&t.as_str()) => {}
+        Some(_) => errors.push(FieldError::new(
+            "type",
+            "invalid_value",
+            "must be one of track, page, screen, identify, group, alias",
+        )),
+    }
+    let is_track = kind.and_then(Value::as_str).is_none_or(|t| t == "track");
+    match obj.get("event") {
+        Some(Value::String(name)) if !name.trim().is_empty() => {}
+        None if !is_track => {}
+        Some(Value::String(_)) | None => errors.push(FieldError::new("event", "required", "is required for track events: the event name")),
+        Some(_) => errors.push(FieldError::new("event", "invalid_type", "must be a string")),
+    }
+    if let Some(ts) = obj.get("timestamp")
+        && let Err(e) = transform::timestamp(ts)
+    {
+        errors.push(FieldError::new("timestamp", "invalid_format", e));
+    }
+    for field in ["properties", "context", "traits", "integrations"] {
+        if obj.get(field).is_some_and(|v| !v.is_object() && !v.is_null()) {
+            errors.push(FieldError::new(field, "invalid_type", "must be an object"));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Vec<String> {
+        validate(&v).err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_well_formed_track_event_passes() {
+        assert!(fields(json!({"type": "track", "event": "purchase", "messageId": "m-1", "timestamp": "2024-01-01T00:00:00Z"})).is_empty());
+        assert!(fields(json!({"type": "identify", "messageId": "m-2", "traits": {}})).is_empty());
+    }
+
+    #[test]
+    fn envelope_problems_name_their_field() {
+        assert_eq!(fields(json!({"event": "purchase"})), ["messageId"]);
+        assert_eq!(fields(json!({"messageId": 5, "event": "x"})), ["messageId"]);
+        assert_eq!(fields(json!({"messageId": "m", "type": "track"})), ["event"]);
+        assert_eq!(fields(json!({"messageId": "m", "event": "x", "type": "nope"})), ["type"]);
+        assert_eq!(fields(json!({"messageId": "m", "event": "x", "timestamp": "yesterday"})), ["timestamp"]);
+        assert_eq!(fields(json!({"messageId": "m", "event": "x", "properties": [1]})), ["properties"]);
+        assert_eq!(fields(json!([1])), [""]);
+    }
+}

@@ -1,0 +1,64 @@
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use button_delivery::config::Settings;
+use button_delivery::startup::Application;
+use button_delivery::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck(&settings);
+    }
+    telemetry::init(&settings.log);
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), version = env!("CARGO_PKG_VERSION"), "listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `button-delivery healthcheck`: exits 0 when this host's service answers /healthz.
+/// The container's HEALTHCHECK uses it, so the image needs no curl.
+fn healthcheck(settings: &Settings) -> ExitCode {
+    let port = settings.listen_addr().map(|a| a.port()).unwrap_or(8084);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    })();
+    match answer {
+        Ok(head) if head.ends_with(" 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("unhealthy: {head}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Building and running the service: open the store, resolve secrets, load the
+//! integrations, start delivery and the pruner, bind the listener; then serve until a
+//! signal, and stop in order (HTTP, delivery, store).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::button::{self, ClientConfig};
+use crate::config::Settings;
+use crate::delivery::Delivery;
+use crate::http::{self, AppState};
+use crate::ingest::Ingest;
+use crate::integrations::Registry;
+use crate::live_logs::Hub;
+use crate::metrics::Metrics;
+use crate::secrets::Secrets;
+use crate::store::logs::PrunePolicy;
+use crate::store::{Store, now_ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error("cannot open the store at {url}: {source}")]
+    Store { url: String, source: crate::store::StoreError },
+    #[error("cannot load integrations: {0}")]
+    Integrations(#[from] crate::integrations::LoadError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    stop: watch::Sender<bool>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let secrets = Secrets::resolve(&settings)?;
+        let url = settings.database_url();
+        let (store, _writer) = Store::open(&url, &settings.database)
+            .await
+            .map_err(|source| StartError::Store { url: url.clone(), source })?;
+        // The embedded store belongs to this process alone: leases a previous run held
+        // when it stopped (or crashed) can be taken back at once.
+        let released = store
+            .release_all_leases(now_ms())
+            .await
+            .map_err(|source| StartError::Store { url: url.clone(), source })?;
+        if released > 0 {
+            tracing::warn!(deliveries = released, "took back deliveries leased by a previous run that did not finish them");
+        }
+        let registry = Arc::new(Registry::load(store.clone(), secrets.cipher.clone()).await?);
+        let client = button::Client::new(ClientConfig {
+            orders_base_url: settings.button.orders_base_url.clone(),
+            activity_url_template: settings.button.activity_url_template.clone(),
+            api_version: settings.button.api_version.clone(),
+            connect_timeout: settings.button.connect_timeout,
+            request_timeout: settings.button.request_timeout,
+            max_response_bytes: settings.button.max_response_bytes,
+        })?;
+        let hub = Hub::new(settings.live_logs.stream_buffer);
+        let metrics = Arc::new(Metrics::new());
+        let delivery = Delivery::start(
+            store.clone(),
+            registry.clone(),
+            client.clone(),
+            hub.clone(),
+            metrics.clone(),
+            settings.delivery.clone(),
+        );
+        let ingest = Ingest {
+            registry: registry.clone(),
+            store: store.clone(),
+            delivery: delivery.clone(),
+            client: client.clone(),
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+        };
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(prune(store.clone(), settings.clone(), stopping.clone()));
+        let addr = settings.listen_addr()?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            registry,
+            delivery,
+            ingest,
+            client,
+            hub,
+            metrics,
+            admin_tokens: secrets.admin_tokens,
+            ingest_tokens: secrets.ingest_tokens,
+            stopping,
+        };
+        let (router, _) = http::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            stop,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until SIGTERM or SIGINT.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops: no new connections, in-flight
+    /// requests finish (up to the grace period), delivery finishes or releases its
+    /// attempts, and the store is closed.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            stop,
+        } = self;
+        let grace = state.settings.server.shutdown_grace;
+        let (began, mut beginning) = watch::channel(false);
+        let stop_for_http = stop.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("stopping: no new connections; finishing requests in flight");
+            let _ = stop_for_http.send(true);
+            let _ = began.send(true);
+        });
+        let overdue = async move {
+            let _ = beginning.wait_for(|b| *b).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            () = overdue => tracing::warn!("requests still open after the grace period; closing them"),
+        }
+        let _ = stop.send(true);
+        state.delivery.shutdown(grace).await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn prune(store: Store, settings: Settings, mut stopping: watch::Receiver<bool>) {
+    let policy = PrunePolicy {
+        max_age: settings.live_logs.max_age,
+        max_entries_per_integration: settings.live_logs.max_entries_per_integration,
+        dead_letter_max_age: settings.live_logs.dead_letter_max_age,
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.live_logs.prune_interval) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        match store.prune(SystemTime::now(), &policy).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned live logs, events and finished deliveries past retention"),
+            Err(e) => tracing::error!(error = %e, "pruning failed; will try again"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

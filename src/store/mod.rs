@@ -1,0 +1,179 @@
+//! The store: integrations, the event log, the delivery queue and the live logs, in one
+//! SQL database behind one interface. SQLite (embedded, WAL mode) is the default; the
+//! SQL is kept portable (`ON CONFLICT`, `RETURNING`, partial indexes, a lease query
+//! that becomes `FOR UPDATE SKIP LOCKED` on PostgreSQL) so a PostgreSQL backend can
+//! join without a new design.
+//!
+//! Reads use a pool of connections; every write goes through the group-commit
+//! [`writer`].
+
+pub mod integrations;
+pub mod logs;
+pub mod queue;
+pub mod writer;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
+
+use crate::config::{DatabaseSettings, Synchronous};
+pub use writer::Writer;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be read or written now (I/O, full disk, read-only file,
+    /// writer stopped). Nothing of the failed operation was applied.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record is not what this version of the service expects.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The single database of the service.
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    write_pool: SqlitePool,
+    writer: Writer,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url`, runs the migrations and starts
+    /// the writer.
+    pub async fn open(url: &str, settings: &DatabaseSettings) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
+        let synchronous = match settings.synchronous {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(256);
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone().pragma("cache_size", "-16384"))
+            .await?;
+        migrator()
+            .run(&write_pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(settings.read_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let (writer, task) = Writer::start(write_pool.clone(), settings.max_batch_ops);
+        Ok((
+            Self {
+                read,
+                write_pool,
+                writer,
+            },
+            task,
+        ))
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    pub fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (after the writer has drained).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write_pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
+}
+
+pub fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
+
+pub fn from_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// RFC 3339 rendering of a stored time, as the API shows it.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Splits `total` rows into statement sizes: full chunks of `max`, then the rest in
+/// powers of two, so only a handful of distinct multi-row statements is ever prepared
+/// and cached.
+pub(crate) fn pieces(total: usize, max: usize) -> impl Iterator<Item = usize> {
+    let max = max.max(1);
+    let mut rest = total % max;
+    std::iter::repeat_n(max, total / max).chain(std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let piece = 1usize << (usize::BITS - 1 - rest.leading_zeros());
+        rest -= piece;
+        Some(piece)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn pieces_cover_the_total_with_few_distinct_sizes() {
+        for total in 0..300 {
+            let p: Vec<usize> = pieces(total, 55).collect();
+            assert_eq!(p.iter().sum::<usize>(), total);
+            assert!(p.iter().all(|&n| n == 55 || n.is_power_of_two()), "{total}: {p:?}");
+        }
+    }
+}

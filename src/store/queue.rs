@@ -1,0 +1,458 @@
+//! The delivery queue. One row per (event, integration): written at ingest in the same
+//! transaction as the event, leased by the integration's lane with an expiry, finished
+//! with its live-log entry in one transaction.
+
+use std::collections::HashSet;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::logs::{self, LogRecord};
+use super::{Store, StoreError, pieces};
+
+pub mod state {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const DEAD: &str = "dead";
+    pub const FILTERED: &str = "filtered";
+    pub const MAPPING_FAILED: &str = "mapping_failed";
+    pub const DISCARDED: &str = "discarded";
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub message_id: String,
+    pub event_name: Option<String>,
+    pub received_at: i64,
+    /// The event exactly as received.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub integration_id: String,
+    pub message_id: String,
+    pub event_name: String,
+    pub call: Option<String>,
+    pub state: &'static str,
+    /// JSON `{method, url, headers, auth}`: everything of the request but its body and
+    /// its credentials.
+    pub request: Option<String>,
+    pub body: Option<Vec<u8>>,
+    pub warnings: Option<String>,
+    pub test: bool,
+    pub created_at: i64,
+}
+
+/// An accepted event with everything ingest decided for it.
+#[derive(Debug, Clone)]
+pub struct IngestRecord {
+    pub event: NewEvent,
+    pub deliveries: Vec<NewDelivery>,
+    /// Live-log entries of deliveries that ended at ingest (filtered, mapping failed).
+    pub logs: Vec<LogRecord>,
+}
+
+/// What ingest wrote for one record.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The event's messageId was new.
+    pub new_event: bool,
+    /// Ids of the deliveries written: an event reaches each integration once, so a
+    /// delivery to an integration that already had this messageId is not written.
+    pub deliveries: Vec<String>,
+}
+
+/// A delivery taken by a lane: it belongs to the taker until `lease_token` expires.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: String,
+    pub integration_id: String,
+    pub message_id: String,
+    pub event_name: String,
+    pub call: Option<String>,
+    pub attempts: i64,
+    pub request: Option<String>,
+    pub body: Option<Vec<u8>>,
+    pub warnings: Option<String>,
+    pub lease_token: String,
+    pub created_at: i64,
+}
+
+/// What became of a leased delivery.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub delivery_id: String,
+    pub lease_token: String,
+    pub state: &'static str,
+    /// Whether this attempt counts against the delivery's attempt budget (a pause on
+    /// `401` does not).
+    pub count_attempt: bool,
+    pub available_at: i64,
+    pub log: Option<LogRecord>,
+}
+
+/// A dead-lettered delivery as listed.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: String,
+    pub message_id: String,
+    pub event_name: String,
+    pub call: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    pub pending: i64,
+    pub in_flight: i64,
+    pub oldest_pending_at: Option<i64>,
+    pub dead: i64,
+}
+
+/// Which dead letters an operation applies to.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    All,
+    Ids(Vec<String>),
+}
+
+impl Store {
+    /// Writes each event with its deliveries and live-log entries, all in one commit.
+    /// A repeated `messageId` is stored once, and reaches each integration once: a
+    /// delivery to an integration that already has one for this `messageId` is not
+    /// written, nor its log entries. Answers what was written for each record.
+    pub async fn ingest(&self, records: Vec<IngestRecord>) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+        self.writer()
+            .write(move |conn| Box::pin(async move { ingest(conn, records).await }))
+            .await
+    }
+
+    /// Leases up to `limit` due deliveries of one integration until `lease_until`.
+    pub async fn lease(
+        &self,
+        integration_id: &str,
+        limit: usize,
+        now: i64,
+        lease_until: i64,
+        lease_token: &str,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let (integration_id, token) = (integration_id.to_owned(), lease_token.to_owned());
+        self.writer()
+            .write(move |conn| {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
+                         WHERE id IN (
+                             SELECT id FROM deliveries
+                             WHERE integration_id = ? AND state = 'pending' AND available_at <= ?
+                             ORDER BY available_at LIMIT ?)
+                         RETURNING id, integration_id, message_id, event_name, call, attempts, request, body, warnings, lease_token, created_at",
+                    )
+                    .bind(lease_until)
+                    .bind(&token)
+                    .bind(now)
+                    .bind(&integration_id)
+                    .bind(now)
+                    .bind(limit as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut leased = rows.iter().map(decode_leased).collect::<Result<Vec<_>, _>>()?;
+                    // RETURNING gives no order; serve the oldest first.
+                    leased.sort_by(|a, b| a.id.cmp(&b.id));
+                    Ok(leased)
+                })
+            })
+            .await
+    }
+
+    /// Records what became of leased deliveries, with their live-log entries. A
+    /// delivery whose lease was lost meanwhile keeps its newer state; its log entry is
+    /// still written (the attempt happened). Answers how many leases were lost.
+    pub async fn finish(&self, finishes: Vec<Finish>, now: i64) -> Result<(Vec<Finish>, u64), StoreError> {
+        self.writer()
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut lost = 0;
+                    for f in &finishes {
+                        let updated = sqlx::query(
+                            "UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, lease_token = NULL, updated_at = ?
+                             WHERE id = ? AND lease_token = ?",
+                        )
+                        .bind(f.state)
+                        .bind(i64::from(f.count_attempt))
+                        .bind(f.available_at)
+                        .bind(now)
+                        .bind(&f.delivery_id)
+                        .bind(&f.lease_token)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                        if updated == 0 {
+                            lost += 1;
+                        }
+                    }
+                    let records: Vec<LogRecord> = finishes.iter().filter_map(|f| f.log.clone()).collect();
+                    logs::insert(conn, &records).await?;
+                    Ok((finishes, lost))
+                })
+            })
+            .await
+    }
+
+    /// Gives leased deliveries back untouched (shutdown), due at `available_at`.
+    pub async fn release(&self, leases: Vec<(String, String)>, available_at: i64) -> Result<(), StoreError> {
+        self.writer()
+            .write(move |conn| {
+                Box::pin(async move {
+                    for (id, token) in &leases {
+                        sqlx::query(
+                            "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE id = ? AND lease_token = ? AND state = 'pending'",
+                        )
+                        .bind(available_at)
+                        .bind(id)
+                        .bind(token)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Makes every leased delivery due now. Only for a store no other process uses (the
+    /// embedded SQLite file at start-up): leases held by a previous, crashed run of
+    /// this process would otherwise wait for their expiry.
+    pub async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
+        self.writer()
+            .write(move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = 'pending' AND lease_token IS NOT NULL",
+                    )
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// When the integration's next pending delivery falls due, if it has one.
+    pub async fn next_due(&self, integration_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(available_at) FROM deliveries WHERE integration_id = ? AND state = 'pending'",
+        )
+        .bind(integration_id)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    pub async fn queue_depth(&self, integration_id: &str, now: i64) -> Result<QueueDepth, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending,
+                    COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND available_at > ? THEN 1 ELSE 0 END), 0) AS in_flight,
+                    MIN(created_at) AS oldest
+             FROM deliveries WHERE integration_id = ? AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(integration_id)
+        .fetch_one(self.reader())
+        .await?;
+        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE integration_id = ? AND state = 'dead'")
+            .bind(integration_id)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(QueueDepth {
+            pending: row.try_get("pending")?,
+            in_flight: row.try_get("in_flight")?,
+            oldest_pending_at: row.try_get("oldest")?,
+            dead,
+        })
+    }
+
+    /// Pending count and oldest pending creation time of every integration with a queue.
+    pub async fn all_queue_depths(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT integration_id, COUNT(*) AS pending, MIN(created_at) AS oldest
+             FROM deliveries WHERE state = 'pending' GROUP BY integration_id",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("integration_id")?, r.try_get("pending")?, r.try_get("oldest")?)))
+            .collect()
+    }
+
+    /// Dead letters of one integration, newest first, older than the id `before`.
+    pub async fn list_dead_letters(
+        &self,
+        integration_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, message_id, event_name, call, attempts, created_at, updated_at FROM deliveries
+             WHERE integration_id = ? AND state = 'dead' AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(integration_id)
+        .bind(before.unwrap_or("~"))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    id: r.try_get("id")?,
+                    message_id: r.try_get("message_id")?,
+                    event_name: r.try_get("event_name")?,
+                    call: r.try_get("call")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves dead letters back to the queue with a fresh attempt budget, or discards
+    /// them. Answers how many moved.
+    pub async fn resolve_dead_letters(
+        &self,
+        integration_id: &str,
+        selection: Selection,
+        replay: bool,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let integration_id = integration_id.to_owned();
+        self.writer()
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET ");
+                    if replay {
+                        q.push("state = 'pending', attempts = 0, lease_token = NULL, available_at = ")
+                            .push_bind(now);
+                    } else {
+                        q.push("state = 'discarded'");
+                    }
+                    q.push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE state = 'dead' AND integration_id = ")
+                        .push_bind(integration_id);
+                    if let Selection::Ids(ids) = selection {
+                        if ids.is_empty() {
+                            return Ok(0);
+                        }
+                        q.push(" AND id IN (");
+                        let mut list = q.separated(", ");
+                        for id in ids {
+                            list.push_bind(id);
+                        }
+                        list.push_unseparated(")");
+                    }
+                    Ok(q.build().execute(&mut *conn).await?.rows_affected())
+                })
+            })
+            .await
+    }
+}
+
+fn decode_leased(row: &SqliteRow) -> Result<Leased, StoreError> {
+    Ok(Leased {
+        id: row.try_get("id")?,
+        integration_id: row.try_get("integration_id")?,
+        message_id: row.try_get("message_id")?,
+        event_name: row.try_get("event_name")?,
+        call: row.try_get("call")?,
+        attempts: row.try_get("attempts")?,
+        request: row.try_get("request")?,
+        body: row.try_get("body")?,
+        warnings: row.try_get("warnings")?,
+        lease_token: row.try_get("lease_token")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn ingest(conn: &mut SqliteConnection, records: Vec<IngestRecord>) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+    let mut new_events = HashSet::new();
+    let mut rest: &[IngestRecord] = &records;
+    for n in pieces(records.len(), 999 / 4) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO events (message_id, event_name, received_at, payload) ");
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.event.message_id.clone())
+                .push_bind(r.event.event_name.clone())
+                .push_bind(r.event.received_at)
+                .push_bind(r.event.payload.clone());
+        });
+        q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            new_events.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let deliveries: Vec<&NewDelivery> = records.iter().flat_map(|r| r.deliveries.iter()).collect();
+    let written = insert_deliveries(conn, &deliveries).await?;
+    let log_records: Vec<LogRecord> = records
+        .iter()
+        .flat_map(|r| r.logs.iter())
+        .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
+        .cloned()
+        .collect();
+    logs::insert(conn, &log_records).await?;
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let outcome = Written {
+                // A messageId repeated within one call is new only the first time.
+                new_event: new_events.remove(&r.event.message_id),
+                deliveries: r.deliveries.iter().filter(|d| written.contains(&d.id)).map(|d| d.id.clone()).collect(),
+            };
+            (r, outcome)
+        })
+        .collect())
+}
+
+const DELIVERY_COLUMNS: usize = 14;
+
+/// Inserts the deliveries not already present for their (integration, messageId);
+/// answers the ids written.
+async fn insert_deliveries(conn: &mut SqliteConnection, deliveries: &[&NewDelivery]) -> Result<HashSet<String>, StoreError> {
+    let mut written = HashSet::with_capacity(deliveries.len());
+    let mut rest = deliveries;
+    for n in pieces(deliveries.len(), 999 / DELIVERY_COLUMNS) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, request, body, warnings, test, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, d| {
+            b.push_bind(d.id.clone())
+                .push_bind(d.integration_id.clone())
+                .push_bind(d.message_id.clone())
+                .push_bind(d.event_name.clone())
+                .push_bind(d.call.clone())
+                .push_bind(d.state)
+                .push_bind(0_i64)
+                .push_bind(d.created_at)
+                .push_bind(d.request.clone())
+                .push_bind(d.body.clone())
+                .push_bind(d.warnings.clone())
+                .push_bind(d.test)
+                .push_bind(d.created_at)
+                .push_bind(d.created_at);
+        });
+        q.push(" ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING id");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            written.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(written)
+}

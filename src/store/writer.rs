@@ -1,0 +1,130 @@
+//! Group commit. Every write of the service is an operation sent to one writer task,
+//! which runs all the operations waiting at that moment in one transaction, each in its
+//! own savepoint, and answers each only after the commit. Under load many ingest
+//! requests, lease grabs and attempt results share one commit (one fsync), which is
+//! what makes durable ingest fast; alone, an operation commits at once.
+//!
+//! An operation that fails is rolled back to its savepoint without touching the others;
+//! a commit that fails fails every operation of the batch, and none is acknowledged.
+
+use std::any::Any;
+
+use futures_util::future::BoxFuture;
+use sqlx::{Acquire, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+type Value = Box<dyn Any + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Value, StoreError>> + Send>;
+
+struct Op {
+    job: Job,
+    reply: oneshot::Sender<Result<Value, StoreError>>,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    ops: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    /// Starts the writer task on `pool` (one connection is enough: it is the only writer).
+    pub fn start(pool: SqlitePool, max_batch: usize) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let task = tokio::spawn(run(pool, rx, max_batch.max(1)));
+        (Self { ops: tx }, task)
+    }
+
+    /// Runs `job` inside the next group commit and returns its value once committed.
+    pub async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move { job(conn).await.map(|v| Box::new(v) as Value) })
+        });
+        self.ops
+            .send(Op { job, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        let value = answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))??;
+        Ok(*value.downcast::<T>().expect("a write answers with the type it was given"))
+    }
+}
+
+async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        commit_batch(&pool, &mut batch).await;
+    }
+    tracing::debug!("store writer stopped");
+}
+
+async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return fail_all(batch, StoreError::from(e)),
+    };
+    let mut tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch, StoreError::from(e)),
+    };
+    let mut done: Vec<(oneshot::Sender<_>, Result<Value, StoreError>)> = Vec::with_capacity(batch.len());
+    if batch.len() == 1 {
+        // Alone, the transaction itself is the operation's savepoint.
+        let op = batch.pop().expect("one operation");
+        match (op.job)(&mut tx).await {
+            Ok(value) => done.push((op.reply, Ok(value))),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                let _ = op.reply.send(Err(e));
+                return;
+            }
+        }
+    } else {
+        for op in batch.drain(..) {
+            let result = run_in_savepoint(&mut tx, op.job).await;
+            done.push((op.reply, result));
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (reply, result) in done {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let e = StoreError::from(e);
+            tracing::error!(error = %e, ops = done.len(), "commit failed; no operation of the batch was applied");
+            for (reply, _) in done {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn run_in_savepoint(tx: &mut SqliteConnection, job: Job) -> Result<Value, StoreError> {
+    let mut savepoint = tx.begin().await?;
+    match job(&mut savepoint).await {
+        Ok(value) => {
+            savepoint.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+fn fail_all(batch: &mut Vec<Op>, e: StoreError) {
+    tracing::error!(error = %e, ops = batch.len(), "cannot start a write transaction");
+    for op in batch.drain(..) {
+        let _ = op.reply.send(Err(e.clone()));
+    }
+}
