@@ -110,6 +110,12 @@ pub fn status_line(status: StatusCode) -> String {
     }
 }
 
+/// Installs the process-wide rustls provider (ring: no system OpenSSL, no cmake build).
+/// Idempotent; every reqwest client of the process needs it first.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -118,8 +124,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
-        // The process-wide rustls provider: ring, so no system OpenSSL or cmake build.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)

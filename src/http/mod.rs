@@ -97,8 +97,9 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The router with every route, and the OpenAPI document describing exactly those.
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+/// Every route, registered once: the router and the OpenAPI document both come from
+/// these. Admin, event and operations routes apart, for their different auth.
+fn registrations() -> [OpenApiRouter<AppState>; 3] {
     let admin = OpenApiRouter::new()
         .routes(routes!(catalog::list_catalog))
         .routes(routes!(catalog::get_catalog_entry))
@@ -116,24 +117,42 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(logs::get_log))
         .routes(routes!(dead_letters::list_dead_letters))
         .routes(routes!(dead_letters::replay_dead_letters))
-        .routes(routes!(dead_letters::discard_dead_letters))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::admin));
+        .routes(routes!(dead_letters::discard_dead_letters));
     let events = OpenApiRouter::new()
         .routes(routes!(events::post_event))
         .routes(routes!(events::post_batch))
         .routes(routes!(events::post_integration_event))
-        .routes(routes!(events::post_integration_batch))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest));
+        .routes(routes!(events::post_integration_batch));
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi_json));
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    [admin, events, ops]
+}
+
+fn merge(parts: [OpenApiRouter<AppState>; 3]) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let [admin, events, ops] = parts;
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin)
         .merge(events)
         .merge(ops)
         .split_for_parts();
+    describe_responses(&mut api);
+    (router, api)
+}
+
+/// The OpenAPI document alone (`button-delivery openapi` prints it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    merge(registrations()).1
+}
+
+/// The router with every route, and the OpenAPI document describing exactly those.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let [admin, events, ops] = registrations();
+    let admin = admin.layer(axum::middleware::from_fn_with_state(state.clone(), auth::admin));
+    let events = events.layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest));
+    let (router, api) = merge([admin, events, ops]);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     let router = router
         .fallback(not_found)
@@ -151,6 +170,30 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeUlidRequestId));
     (router, api)
+}
+
+/// OpenAPI requires a description on every response; where a route gives none, the
+/// status's reason phrase ("Unauthorized") is the description.
+fn describe_responses(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    for item in api.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            for (code, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    response.description = code
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or("Response")
+                        .to_owned();
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone)]

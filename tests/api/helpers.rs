@@ -1,0 +1,317 @@
+//! `TestApp::spawn()` starts the real service on a random port with a fresh data
+//! directory and a fake Button; tests talk to it over HTTP.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use button_delivery::config::{LogFormat, LogSettings, Settings};
+use button_delivery::startup::Application;
+use fake_button::{Config as FakeConfig, FakeButton};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// Every log line of every in-process test, for secret scans.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = BufferWriter(buffer.clone());
+        button_delivery::telemetry::init_with_writer(
+            &LogSettings {
+                format: LogFormat::Json,
+                level: "debug,sqlx=warn,hyper=warn,reqwest=warn,h2=warn,rustls=warn".into(),
+            },
+            move || writer.clone(),
+        );
+        buffer
+    })
+}
+
+#[derive(Clone)]
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plain HTTP client for tests (after the TLS provider every reqwest client needs).
+pub fn client() -> reqwest::Client {
+    button_delivery::button::client::install_tls_provider();
+    reqwest::Client::new()
+}
+
+pub fn random_secret(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    pub ingest_token: String,
+    /// The api_key the fake Button accepts.
+    pub api_key: String,
+    pub fake: Arc<FakeButton>,
+    pub dir: Arc<TempDir>,
+    pub http: reqwest::Client,
+    env: Vec<(String, String)>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings a test may change, as environment pairs.
+pub fn test_env(dir: &TempDir, fake: &FakeButton, admin: &str, ingest: &str) -> Vec<(String, String)> {
+    [
+        ("BUTTON_SERVER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("BUTTON_SERVER__DATA_DIR", dir.path().display().to_string()),
+        ("BUTTON_SERVER__SHUTDOWN_GRACE", "3s".into()),
+        ("BUTTON_AUTH__ADMIN_TOKENS", admin.to_owned()),
+        ("BUTTON_AUTH__INGEST_TOKENS", ingest.to_owned()),
+        ("BUTTON_BUTTON__ORDERS_BASE_URL", fake.orders_base_url()),
+        ("BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE", fake.activity_url_template()),
+        ("BUTTON_BUTTON__REQUEST_TIMEOUT", "2s".into()),
+        ("BUTTON_BUTTON__CONNECT_TIMEOUT", "1s".into()),
+        ("BUTTON_DELIVERY__LEASE_DURATION", "10s".into()),
+        ("BUTTON_DELIVERY__POLL_INTERVAL", "100ms".into()),
+        ("BUTTON_DELIVERY__MAX_ATTEMPTS", "3".into()),
+        ("BUTTON_DELIVERY__BACKOFF_INITIAL", "300ms".into()),
+        ("BUTTON_DELIVERY__BACKOFF_MULTIPLIER", "2".into()),
+        ("BUTTON_DELIVERY__JITTER", "0".into()),
+        ("BUTTON_DELIVERY__RETRY_AFTER_MAX", "30s".into()),
+        ("BUTTON_LIVE_LOGS__PRUNE_INTERVAL", "1h".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts with extra settings (`BUTTON_...` pairs) on top of the test defaults.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        log_buffer();
+        let api_key = random_secret("sk-test-");
+        let fake = Arc::new(
+            FakeButton::start(FakeConfig {
+                api_keys: vec![api_key.clone()],
+                ..FakeConfig::default()
+            })
+            .await,
+        );
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let admin_token = random_secret("admin-");
+        let ingest_token = random_secret("ingest-");
+        let mut env = test_env(&dir, &fake, &admin_token, &ingest_token);
+        for (k, v) in overrides {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut app = Self {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            admin_token,
+            ingest_token,
+            api_key,
+            fake,
+            dir,
+            http: client(),
+            env,
+            stop: None,
+            task: None,
+        };
+        app.start().await;
+        app
+    }
+
+    async fn start(&mut self) {
+        let settings = Settings::load_from(self.env.clone()).expect("test settings are valid");
+        let application = Application::build(settings).await.expect("the service starts");
+        self.addr = application.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(async move {
+            application
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the service runs");
+        }));
+        self.stop = Some(stop);
+    }
+
+    /// Stops the service gracefully and starts it again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.start().await;
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("the service stops within 15s")
+                .expect("the service task ends cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .timeout(Duration::from_secs(20));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap());
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.request(method, path, Some(&self.admin_token.clone()), body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.admin("GET", path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Installs Button as the product page's curl does (with this app's fake key).
+    pub async fn install(&self) -> String {
+        self.install_with(&self.api_key.clone(), "app-abc123def456").await
+    }
+
+    pub async fn install_with(&self, api_key: &str, application_id: &str) -> String {
+        let (status, body) = self
+            .admin(
+                "POST",
+                "/v1/admin/integration-catalog/button/install",
+                Some(json!({
+                    "name": "Button",
+                    "variant": "default",
+                    "config": {"application_id": application_id, "api_key": api_key},
+                    "delivery_mode": "server_side"
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "install: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_event(&self, event: Value) -> (StatusCode, Value) {
+        self.request("POST", "/v1/events", Some(&self.ingest_token.clone()), Some(event)).await
+    }
+
+    pub async fn send_batch(&self, events: Vec<Value>) -> (StatusCode, Value) {
+        self.request("POST", "/v1/events/batch", Some(&self.ingest_token.clone()), Some(json!({"batch": events})))
+            .await
+    }
+
+    /// Live-log entries of the integration (newest first), with `query`.
+    pub async fn logs(&self, integration: &str, query: &str) -> Vec<Value> {
+        let body = self.get(&format!("/v1/admin/integrations/{integration}/logs?limit=100&{query}")).await;
+        body["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the integration's live logs hold `n` entries matching `query`.
+    pub async fn wait_logs(&self, integration: &str, query: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let logs = self.logs(integration, query).await;
+            if logs.len() >= n || tokio::time::Instant::now() >= deadline {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asserts that no secret of this app appears in any log line captured so far.
+    pub fn assert_secrets_absent(&self, more: &[&str]) {
+        let logs = captured_logs();
+        for secret in [self.api_key.as_str(), &self.admin_token, &self.ingest_token].into_iter().chain(more.iter().copied()) {
+            assert!(!logs.contains(secret), "a secret ({}...) appears in the logs", &secret[..8.min(secret.len())]);
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A Segment-style purchase.
+pub fn purchase(message_id: &str) -> Value {
+    json!({
+        "type": "track",
+        "event": "purchase",
+        "messageId": message_id,
+        "timestamp": "2024-05-01T10:00:00Z",
+        "userId": "user-1",
+        "traits": {"email": "Buyer@Example.com"},
+        "properties": {
+            "order_id": format!("order-{message_id}"),
+            "revenue": 59.98,
+            "currency": "USD",
+            "btn_ref": "srctok-abc123",
+            "products": [{"product_id": "sku-1", "sku": "SKU-1", "name": "Blue shirt", "price": 29.99, "quantity": 2, "category": "Apparel"}]
+        }
+    })
+}
+
+pub fn add_to_cart(message_id: &str) -> Value {
+    json!({
+        "type": "track",
+        "event": "add_to_cart",
+        "messageId": message_id,
+        "timestamp": "2024-05-01T10:00:00Z",
+        "properties": {"product_id": "sku-1", "name": "Blue shirt", "price": 25.99, "currency": "USD", "quantity": 2,
+                        "url": "https://shop.example/p/1", "category": "Apparel"},
+        "context": {"page": {"url": "https://shop.example/p/1?btn_ref=srctok-xyz"}}
+    })
+}
+
+pub fn product_view(message_id: &str) -> Value {
+    json!({
+        "type": "track",
+        "event": "product_view",
+        "messageId": message_id,
+        "timestamp": "2024-05-01T10:00:00Z",
+        "properties": {"product_id": "sku-9", "name": "Red hat", "price": 10, "currency": "EUR", "btn_ref": "srctok-pv"}
+    })
+}

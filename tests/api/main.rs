@@ -1,0 +1,8 @@
+//! Integration tests: the real service over HTTP on a random port, a real SQLite file in
+//! a temporary directory, and a local fake Button that checks requests like the real
+//! API. One test binary, so the build links once.
+
+mod admin;
+mod helpers;
+mod openapi;
+mod secrets;

@@ -1,0 +1,212 @@
+//! Secrets never leave in clear: not in logs, not in answers, not in the database file.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, random_secret};
+
+/// The service binary, started on a free port with the given data directory.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Process {
+    pub fn start(env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("BUTTON_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("BUTTON_LOG__LEVEL", "debug,sqlx=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the service binary starts");
+        Self { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = crate::helpers::client();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// SIGTERM, wait, and everything it printed.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("the service exits");
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+        (status, out)
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_full_run_of_the_binary_logs_no_secret() {
+    let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = random_secret("admin-");
+    let ingest = random_secret("ingest-");
+    let env = crate::helpers::test_env(&dir, &fake, &admin, &ingest);
+    let process = Process::start(&env);
+    process.wait_ready().await;
+    let client = crate::helpers::client();
+    let first_key = random_secret("sk-first-");
+    let install = client
+        .post(process.url("/v1/admin/integration-catalog/button/install"))
+        .bearer_auth(&admin)
+        .json_body(json!({"name": "Button", "variant": "default",
+            "config": {"application_id": "app-abc123def456", "api_key": first_key}, "delivery_mode": "server_side"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(install.status(), StatusCode::CREATED);
+    let body: serde_json::Value = serde_json::from_slice(&install.bytes().await.unwrap()).unwrap();
+    let id = body["id"].as_str().unwrap().to_owned();
+    let second_key = random_secret("sk-second-");
+    let rotate = client
+        .patch(process.url(&format!("/v1/admin/integrations/{id}")))
+        .bearer_auth(&admin)
+        .json_body(json!({"config": {"api_key": second_key}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotate.status(), StatusCode::OK);
+    // A refused token and a delivery Button refuses (the fake knows neither key).
+    let _ = client.get(process.url("/v1/admin/integrations")).bearer_auth("wrong-token").send().await;
+    let event = crate::helpers::purchase("m-secret-scan");
+    let sent = client.post(process.url("/v1/events")).bearer_auth(&ingest).json_body(event).send().await.unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let test = client
+        .post(process.url(&format!("/v1/admin/integrations/{id}/test-event")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(test.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = client
+        .get(process.url(&format!("/v1/admin/integrations/{id}/logs")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (status, output) = process.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status}\n{output}");
+    assert!(output.lines().count() > 5, "the run logged: {output}");
+    assert!(output.lines().all(|l| l.starts_with('{')), "JSON lines on stdout by default");
+    assert!(output.contains("integration.created") && output.contains("integration.updated"));
+    assert!(output.contains("delivery attempt"));
+    for secret in [&first_key, &second_key, &admin, &ingest] {
+        assert!(!output.contains(secret.as_str()), "a secret appears in the service's output");
+        assert!(!logs.contains(secret.as_str()), "a secret appears in Live Logs");
+    }
+    // Nor the Basic credentials built from the keys.
+    use base64::Engine;
+    for key in [&first_key, &second_key] {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        assert!(!output.contains(&basic) && !logs.contains(&basic));
+    }
+}
+
+#[tokio::test]
+async fn the_api_key_is_not_stored_in_clear() {
+    let mut app = TestApp::spawn().await;
+    let first = random_secret("sk-clear-");
+    let id = app.install_with(&first, "app-abc123def456").await;
+    let second = random_secret("sk-clear2-");
+    app.admin("PATCH", &format!("/v1/admin/integrations/{id}"), Some(json!({"config": {"api_key": second}})))
+        .await;
+    app.shutdown().await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".db") {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(bytes.len() > 4096, "the database was read");
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(contains("app-abc123def456"), "the non-secret config is there in clear, so the scan works");
+    assert!(!contains(&first), "the first api_key is in the database in clear");
+    assert!(!contains(&second), "the rotated api_key is in the database in clear");
+}
+
+#[tokio::test]
+async fn admin_and_ingest_tokens_are_generated_owner_only_when_not_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut env = crate::helpers::test_env(&dir, &fake, "", "");
+    env.retain(|(k, _)| !k.starts_with("BUTTON_AUTH") && k != "BUTTON_SERVER__DATA_DIR");
+    env.push(("BUTTON_SERVER__DATA_DIR".into(), data.display().to_string()));
+    let process = Process::start(&env);
+    process.wait_ready().await;
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    assert!(token.len() >= 40, "a strong token");
+    for file in ["admin-token", "ingest-token", "encryption-key"] {
+        let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let client = crate::helpers::client();
+    let ok = client.get(process.url("/v1/admin/integrations")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let (_, output) = process.stop();
+    assert!(output.contains("admin-token"), "the log says where the token is");
+    assert!(!output.contains(&token), "but never the token");
+}
+
+trait JsonBody {
+    fn json_body(self, body: serde_json::Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: serde_json::Value) -> Self {
+        self.header("content-type", "application/json").body(body.to_string())
+    }
+}
+
+#[tokio::test]
+async fn invalid_configuration_stops_start_up_naming_the_setting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+        .env_clear()
+        .env("BUTTON_DELIVERY__LANE_CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("delivery.lane_concurrency"), "{stderr}");
+}
