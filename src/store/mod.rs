@@ -140,12 +140,15 @@ pub fn from_ms(ms: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
-/// RFC 3339 rendering of a stored time, as the API shows it.
+/// RFC 3339 rendering of a stored time, as the API shows it: UTC, always with
+/// milliseconds, so renderings sort as the times do.
 pub fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
 }
 
 /// Splits `total` rows into statement sizes: full chunks of `max`, then the rest in
