@@ -23,9 +23,9 @@
 //! a list), from a list of sources tried in order (the first present one wins), from a
 //! literal `value`, or builds a list with `each` over a source list and its own
 //! `fields`, where `item.` names the current element. A value is missing when it is
-//! absent, `null`, `""` or `[]`. Then `transform`s apply in order, `default` fills a
-//! missing value, and `required` / `warn_if_missing` say what to report when it is
-//! still missing. Transforms: `string`, `integer`, `upper`, `lower`, `trim`,
+//! absent, `null`, `""` or `[]`. Then `transform`s apply in order; when the value is
+//! missing, `warn_if_missing` reports a warning, and `default` fills it in or else
+//! `required` reports an error. Transforms: `string`, `integer`, `upper`, `lower`, `trim`,
 //! `timestamp`, `sha256_email`, `array`, `{"minor_units": {"currency": source}}`,
 //! `{"url_param": "name"}`, `{"subtract": [sources]}`, `{"multiply": source}`.
 
@@ -123,6 +123,8 @@ struct Mapping {
 struct Field {
     to: Vec<String>,
     value: FieldValue,
+    /// Used when the value is missing (after any warning is noted).
+    default: Option<Value>,
     required: Option<Report>,
     warn: Option<Report>,
 }
@@ -272,10 +274,13 @@ fn build(
         match value {
             Ok(Some(v)) => set(out, &field.to, v),
             Ok(None) => {
-                if let Some(r) = &field.required {
-                    errors.push(r.issue(&name));
-                } else if let Some(r) = &field.warn {
+                if let Some(r) = &field.warn {
                     warnings.push(r.issue(&name));
+                }
+                match (&field.default, &field.required) {
+                    (Some(d), _) => set(out, &field.to, d.clone()),
+                    (None, Some(r)) => errors.push(r.issue(&name)),
+                    (None, None) => {}
                 }
             }
             Err(message) => errors.push(Issue {
@@ -599,8 +604,8 @@ impl Compiler {
         let required = obj.get("required").and_then(|r| self.report(r, &join(at, "required"), true));
         let warn = obj.get("warn_if_missing").and_then(|r| self.report(r, &join(at, "warn_if_missing"), false));
         let value = if let Some(over) = obj.get("each") {
-            if obj.contains_key("transform") || obj.contains_key("default") {
-                self.err(at, "each takes no transform or default; put them on the element's fields");
+            if obj.contains_key("transform") {
+                self.err(at, "each takes no transform; put transforms on the element's fields");
             }
             let over = self.source(over, &join(at, "each"), in_item)?;
             let list = obj.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
@@ -612,9 +617,29 @@ impl Compiler {
                 (None, Some(v)) => Source::Literal(v.clone()),
                 (None, None) => unreachable!("checked above"),
             };
-            FieldValue::Source(self.piped(from, obj, at, in_item))
+            FieldValue::Source(self.transformed(from, obj, at, in_item))
         };
-        Some(Field { to, value, required, warn })
+        let default = obj.get("default").cloned();
+        Some(Field {
+            to,
+            value,
+            default,
+            required,
+            warn,
+        })
+    }
+
+    /// `from` with the entry's transforms (a field's default is the field's own).
+    fn transformed(&mut self, from: Source, obj: &Map<String, Value>, at: &str, in_item: bool) -> Source {
+        match self.piped(from, obj, at, in_item) {
+            Source::Piped { from, transforms, .. } if transforms.is_empty() => *from,
+            Source::Piped { from, transforms, .. } => Source::Piped {
+                from,
+                transforms,
+                default: None,
+            },
+            other => other,
+        }
     }
 
     fn piped(&mut self, from: Source, obj: &Map<String, Value>, at: &str, in_item: bool) -> Source {

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::model::{Activity, Order};
 use super::{Classification, classify};
 
+/// How much of an answer is read to classify it, whatever is kept for Live Logs.
+const CLASSIFY_BYTES: usize = 64 * 1024;
+
 pub const USER_AGENT: &str = concat!("signal-button-delivery/", env!("CARGO_PKG_VERSION"));
 
 /// What the client needs to know.
@@ -209,8 +212,18 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let (body, truncated, read_error) = read_bounded(response, self.config.max_response_bytes).await;
+        // Read enough to find Button's error message; keep the configured bound.
+        let (mut body, mut truncated, read_error) =
+            read_bounded(response, self.config.max_response_bytes.max(CLASSIFY_BYTES)).await;
         let verdict = classify(&request.call, status, retry_after, &body);
+        if body.len() > self.config.max_response_bytes {
+            let mut cut = self.config.max_response_bytes;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+            truncated = true;
+        }
         Attempt {
             classification: verdict.classification,
             status: Some(status),

@@ -3,6 +3,8 @@
 //! API. One test binary, so the build links once.
 
 mod admin;
+mod client;
 mod helpers;
+mod mapping;
 mod openapi;
 mod secrets;
