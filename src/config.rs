@@ -55,6 +55,10 @@ pub struct DatabaseSettings {
     pub read_connections: u32,
     pub synchronous: Synchronous,
     pub max_batch_ops: usize,
+    /// How long a write waits for a locked database before it fails (and ingest
+    /// answers 503).
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,7 +153,9 @@ impl Settings {
 
     /// Like [`Settings::load`], with the environment given explicitly (tests use this so
     /// they never touch the process environment).
-    pub fn load_from(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let vars: std::collections::HashMap<String, String> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
@@ -194,19 +200,34 @@ impl Settings {
                 "only sqlite: URLs are supported by this version (PostgreSQL support is planned)",
             ));
         }
-        positive("database.read_connections", self.database.read_connections as u64)?;
+        positive(
+            "database.read_connections",
+            self.database.read_connections as u64,
+        )?;
         positive("database.max_batch_ops", self.database.max_batch_ops as u64)?;
-        positive("server.max_admin_body_bytes", self.server.max_admin_body_bytes as u64)?;
+        positive(
+            "server.max_admin_body_bytes",
+            self.server.max_admin_body_bytes as u64,
+        )?;
         http_url("button.orders_base_url", &self.button.orders_base_url)?;
         http_url(
             "button.activity_url_template",
-            &self.button.activity_url_template.replace("{application_id}", "app-0"),
+            &self
+                .button
+                .activity_url_template
+                .replace("{application_id}", "app-0"),
         )?;
         nonzero("button.connect_timeout", self.button.connect_timeout)?;
         nonzero("button.request_timeout", self.button.request_timeout)?;
-        positive("button.max_response_bytes", self.button.max_response_bytes as u64)?;
+        positive(
+            "button.max_response_bytes",
+            self.button.max_response_bytes as u64,
+        )?;
         positive("ingest.max_event_bytes", self.ingest.max_event_bytes as u64)?;
-        positive("ingest.max_batch_events", self.ingest.max_batch_events as u64)?;
+        positive(
+            "ingest.max_batch_events",
+            self.ingest.max_batch_events as u64,
+        )?;
         positive("ingest.max_batch_bytes", self.ingest.max_batch_bytes as u64)?;
         let d = &self.delivery;
         positive("delivery.lane_concurrency", d.lane_concurrency as u64)?;
@@ -220,23 +241,34 @@ impl Settings {
             ));
         }
         if !(d.backoff_multiplier >= 1.0 && d.backoff_multiplier.is_finite()) {
-            return Err(ConfigError::setting("delivery.backoff_multiplier", "must be a number >= 1"));
+            return Err(ConfigError::setting(
+                "delivery.backoff_multiplier",
+                "must be a number >= 1",
+            ));
         }
         if !(0.0..1.0).contains(&d.jitter) {
             return Err(ConfigError::setting("delivery.jitter", "must be in [0, 1)"));
         }
         nonzero("live_logs.max_age", self.live_logs.max_age)?;
         nonzero("live_logs.prune_interval", self.live_logs.prune_interval)?;
-        positive("live_logs.max_entries_per_integration", self.live_logs.max_entries_per_integration)?;
-        positive("live_logs.stream_buffer", self.live_logs.stream_buffer as u64)?;
+        positive(
+            "live_logs.max_entries_per_integration",
+            self.live_logs.max_entries_per_integration,
+        )?;
+        positive(
+            "live_logs.stream_buffer",
+            self.live_logs.stream_buffer as u64,
+        )?;
         Ok(())
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|e| ConfigError::setting("server.listen", format!("{e} (expected host:port, e.g. 0.0.0.0:8084)")))
+        self.server.listen.parse().map_err(|e| {
+            ConfigError::setting(
+                "server.listen",
+                format!("{e} (expected host:port, e.g. 0.0.0.0:8084)"),
+            )
+        })
     }
 
     /// The database URL with `{data_dir}` filled in.
@@ -262,9 +294,13 @@ fn nonzero(name: &str, value: Duration) -> Result<(), ConfigError> {
 }
 
 fn http_url(name: &str, value: &str) -> Result<(), ConfigError> {
-    let url = url::Url::parse(value).map_err(|e| ConfigError::setting(name, format!("{e}: {value:?}")))?;
+    let url = url::Url::parse(value)
+        .map_err(|e| ConfigError::setting(name, format!("{e}: {value:?}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::setting(name, "must be an http:// or https:// URL"));
+        return Err(ConfigError::setting(
+            name,
+            "must be an http:// or https:// URL",
+        ));
     }
     Ok(())
 }
@@ -274,7 +310,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -305,16 +344,33 @@ mod tests {
     fn invalid_settings_name_the_setting() {
         let cases = [
             ("BUTTON_SERVER__LISTEN", "not-an-address", "server.listen"),
-            ("BUTTON_BUTTON__ORDERS_BASE_URL", "ftp://x", "button.orders_base_url"),
+            (
+                "BUTTON_BUTTON__ORDERS_BASE_URL",
+                "ftp://x",
+                "button.orders_base_url",
+            ),
             ("BUTTON_DELIVERY__JITTER", "1.5", "delivery.jitter"),
-            ("BUTTON_DELIVERY__LEASE_DURATION", "1s", "delivery.lease_duration"),
+            (
+                "BUTTON_DELIVERY__LEASE_DURATION",
+                "1s",
+                "delivery.lease_duration",
+            ),
             ("BUTTON_LOG__FORMAT", "xml", "log.format"),
             ("BUTTON_DATABASE__URL", "postgres://x", "database.url"),
-            ("BUTTON_DELIVERY__LANE_CONCURRENCY", "0", "delivery.lane_concurrency"),
+            (
+                "BUTTON_DELIVERY__LANE_CONCURRENCY",
+                "0",
+                "delivery.lane_concurrency",
+            ),
         ];
         for (key, value, setting) in cases {
-            let err = Settings::load_from(env(&[(key, value)])).expect_err(key).to_string();
-            assert!(err.contains(setting), "{key}={value}: error {err:?} does not name {setting}");
+            let err = Settings::load_from(env(&[(key, value)]))
+                .expect_err(key)
+                .to_string();
+            assert!(
+                err.contains(setting),
+                "{key}={value}: error {err:?} does not name {setting}"
+            );
         }
     }
 

@@ -81,7 +81,10 @@ impl ApiError {
             many => format!(
                 "{} fields are invalid: {}",
                 many.len(),
-                many.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|d| d.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         Self::Validation { message, details }
@@ -140,7 +143,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "store unavailable");
                 Self::Unavailable {
-                    message: "the store cannot take writes right now; nothing was accepted, retry later".into(),
+                    message:
+                        "the store cannot take writes right now; nothing was accepted, retry later"
+                            .into(),
                 }
             }
             other => Self::internal(other),

@@ -18,7 +18,9 @@ pub fn new_id(prefix: &str) -> String {
         let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
         let generator = guard.get_or_insert_with(Generator::new);
         // Overflow means 2^80 ids in one millisecond; step into the next one.
-        generator.generate().unwrap_or_else(|o| o.commit_overflow_increment())
+        generator
+            .generate()
+            .unwrap_or_else(|o| o.commit_overflow_increment())
     };
     format!("{prefix}_{}", ulid.to_string().to_lowercase())
 }
@@ -30,7 +32,10 @@ pub fn floor_at(prefix: &str, at: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64;
-    format!("{prefix}_{}", Ulid::from_parts(ms, 0).to_string().to_lowercase())
+    format!(
+        "{prefix}_{}",
+        Ulid::from_parts(ms, 0).to_string().to_lowercase()
+    )
 }
 
 /// Whether `id` looks like an id this service made with `prefix` (cheap syntax check

@@ -107,9 +107,19 @@ pub struct Ingest {
 impl Ingest {
     /// Accepts `events`: the valid ones are written (with their deliveries) in one
     /// commit before this returns; the invalid ones are named in the answer.
-    pub async fn accept(&self, events: Vec<Incoming>, target: &Target) -> Result<IngestSummary, StoreError> {
+    pub async fn accept(
+        &self,
+        events: Vec<Incoming>,
+        target: &Target,
+    ) -> Result<IngestSummary, StoreError> {
         let integrations: Vec<Arc<Integration>> = match target {
-            Target::Routed => self.registry.snapshot().values().filter(|i| i.enabled).cloned().collect(),
+            Target::Routed => self
+                .registry
+                .snapshot()
+                .values()
+                .filter(|i| i.enabled)
+                .cloned()
+                .collect(),
             Target::Only(i) => vec![i.clone()],
         };
         let now = now_ms();
@@ -155,7 +165,11 @@ impl Ingest {
         let watched = self.hub.has_subscribers();
         for (index, (record, written)) in indexes.into_iter().zip(written) {
             let result = &mut results[index];
-            let kept: Vec<&NewDelivery> = record.deliveries.iter().filter(|d| written.deliveries.contains(&d.id)).collect();
+            let kept: Vec<&NewDelivery> = record
+                .deliveries
+                .iter()
+                .filter(|d| written.deliveries.contains(&d.id))
+                .collect();
             if !written.new_event && kept.is_empty() {
                 result.status = EventStatus::Duplicate;
                 continue;
@@ -172,7 +186,11 @@ impl Ingest {
                     _ => result.mapping_failed += 1,
                 }
             }
-            for log in record.logs.iter().filter(|l| l.delivery_id.as_ref().is_some_and(|id| written.deliveries.contains(id))) {
+            for log in record.logs.iter().filter(|l| {
+                l.delivery_id
+                    .as_ref()
+                    .is_some_and(|id| written.deliveries.contains(id))
+            }) {
                 self.metrics.delivery(&log.integration_id, &log.outcome);
                 if watched {
                     self.hub.publish(LogEntry::from_record(log, None));
@@ -180,20 +198,38 @@ impl Ingest {
             }
         }
         let summary = IngestSummary {
-            accepted: results.iter().filter(|r| r.status == EventStatus::Accepted).count(),
-            duplicates: results.iter().filter(|r| r.status == EventStatus::Duplicate).count(),
-            rejected: results.iter().filter(|r| r.status == EventStatus::Rejected).count(),
+            accepted: results
+                .iter()
+                .filter(|r| r.status == EventStatus::Accepted)
+                .count(),
+            duplicates: results
+                .iter()
+                .filter(|r| r.status == EventStatus::Duplicate)
+                .count(),
+            rejected: results
+                .iter()
+                .filter(|r| r.status == EventStatus::Rejected)
+                .count(),
             deliveries_queued: results.iter().map(|r| r.deliveries_queued).sum(),
             results,
         };
         self.metrics.events_ingested.inc_by(summary.accepted as u64);
-        self.metrics.events_duplicate.inc_by(summary.duplicates as u64);
+        self.metrics
+            .events_duplicate
+            .inc_by(summary.duplicates as u64);
         self.metrics.events_rejected.inc_by(summary.rejected as u64);
         Ok(summary)
     }
 
     /// Maps the event for every integration it goes to.
-    fn route(&self, event: &Value, raw: String, integrations: &[Arc<Integration>], target: &Target, now: i64) -> IngestRecord {
+    fn route(
+        &self,
+        event: &Value,
+        raw: String,
+        integrations: &[Arc<Integration>],
+        target: &Target,
+        now: i64,
+    ) -> IngestRecord {
         let message_id = event["messageId"].as_str().unwrap_or_default().to_owned();
         let name = blueprint::event_name(event).map(str::to_owned);
         let mut deliveries = Vec::new();
@@ -203,7 +239,9 @@ impl Ingest {
                 continue;
             }
             let prepared = mapping::prepare(integration, &self.client, event);
-            let Some(call) = prepared.call().map(str::to_owned) else { continue };
+            let Some(call) = prepared.call().map(str::to_owned) else {
+                continue;
+            };
             let id = ids::new_id(ids::DELIVERY);
             let mut delivery = NewDelivery {
                 id: id.clone(),
@@ -218,7 +256,10 @@ impl Ingest {
                 test: false,
                 created_at: now,
             };
-            let log = |outcome: Outcome, error: String, hint: Option<String>, warnings: Option<String>| LogRecord {
+            let log = |outcome: Outcome,
+                       error: String,
+                       hint: Option<String>,
+                       warnings: Option<String>| LogRecord {
                 id: ids::new_id(ids::LOG),
                 integration_id: integration.id.clone(),
                 delivery_id: Some(id.clone()),
@@ -241,7 +282,8 @@ impl Ingest {
             match prepared {
                 Prepared::NotSubscribed => continue,
                 Prepared::Request { request, warnings } => {
-                    delivery.request = Some(serde_json::to_string(&request).expect("a request serialises"));
+                    delivery.request =
+                        Some(serde_json::to_string(&request).expect("a request serialises"));
                     delivery.body = Some(request.body.to_vec());
                     delivery.warnings = warnings_json(&warnings);
                 }
@@ -249,11 +291,18 @@ impl Ingest {
                     delivery.state = state::FILTERED;
                     logs.push(log(Outcome::Filtered, reason, None, None));
                 }
-                Prepared::Failed { errors, warnings, .. } => {
+                Prepared::Failed {
+                    errors, warnings, ..
+                } => {
                     delivery.state = state::MAPPING_FAILED;
                     let w = warnings_json(&warnings);
                     delivery.warnings = w.clone();
-                    logs.push(log(Outcome::MappingFailed, mapping::summarize(&errors), mapping::first_hint(&errors), w));
+                    logs.push(log(
+                        Outcome::MappingFailed,
+                        mapping::summarize(&errors),
+                        mapping::first_hint(&errors),
+                        w,
+                    ));
                 }
             }
             deliveries.push(delivery);
@@ -283,7 +332,8 @@ fn routed_to(event: &Value, integration: &Integration) -> bool {
         return on(v);
     }
     if let Some((_, v)) = options.iter().find(|(k, _)| {
-        k.eq_ignore_ascii_case(&integration.name) || k.eq_ignore_ascii_case(&integration.catalog_key)
+        k.eq_ignore_ascii_case(&integration.name)
+            || k.eq_ignore_ascii_case(&integration.catalog_key)
     }) {
         return on(v);
     }
@@ -293,7 +343,11 @@ fn routed_to(event: &Value, integration: &Integration) -> bool {
 /// The envelope every event must have; the payload is the blueprint's business.
 pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
     let Some(obj) = event.as_object() else {
-        return Err(vec![FieldError::new("", "invalid_type", "an event must be a JSON object")]);
+        return Err(vec![FieldError::new(
+            "",
+            "invalid_type",
+            "an event must be a JSON object",
+        )]);
     };
     let mut errors = Vec::new();
     match obj.get("messageId") {
@@ -303,7 +357,11 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
             "invalid_length",
             format!("must be 1 to {MAX_MESSAGE_ID} characters"),
         )),
-        Some(_) => errors.push(FieldError::new("messageId", "invalid_type", "must be a string")),
+        Some(_) => errors.push(FieldError::new(
+            "messageId",
+            "invalid_type",
+            "must be a string",
+        )),
         None => errors.push(FieldError::new(
             "messageId",
             "required",
@@ -313,7 +371,8 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
     let kind = obj.get("type");
     match kind {
         None => {}
-        Some(Value::String(t)) if ["track", "page", "screen", "identify", "group", "alias"].contains(&t.as_str()) => {}
+        Some(Value::String(t))
+            if ["track", "page", "screen", "identify", "group", "alias"].contains(&t.as_str()) => {}
         Some(_) => errors.push(FieldError::new(
             "type",
             "invalid_value",
@@ -324,7 +383,11 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
     match obj.get("event") {
         Some(Value::String(name)) if !name.trim().is_empty() => {}
         None if !is_track => {}
-        Some(Value::String(_)) | None => errors.push(FieldError::new("event", "required", "is required for track events: the event name")),
+        Some(Value::String(_)) | None => errors.push(FieldError::new(
+            "event",
+            "required",
+            "is required for track events: the event name",
+        )),
         Some(_) => errors.push(FieldError::new("event", "invalid_type", "must be a string")),
     }
     if let Some(ts) = obj.get("timestamp")
@@ -333,11 +396,18 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
         errors.push(FieldError::new("timestamp", "invalid_format", e));
     }
     for field in ["properties", "context", "traits", "integrations"] {
-        if obj.get(field).is_some_and(|v| !v.is_object() && !v.is_null()) {
+        if obj
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
             errors.push(FieldError::new(field, "invalid_type", "must be an object"));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -346,7 +416,12 @@ mod tests {
     use serde_json::json;
 
     fn fields(v: Value) -> Vec<String> {
-        validate(&v).err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+        validate(&v)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -359,10 +434,22 @@ mod tests {
     fn envelope_problems_name_their_field() {
         assert_eq!(fields(json!({"event": "purchase"})), ["messageId"]);
         assert_eq!(fields(json!({"messageId": 5, "event": "x"})), ["messageId"]);
-        assert_eq!(fields(json!({"messageId": "m", "type": "track"})), ["event"]);
-        assert_eq!(fields(json!({"messageId": "m", "event": "x", "type": "nope"})), ["type"]);
-        assert_eq!(fields(json!({"messageId": "m", "event": "x", "timestamp": "yesterday"})), ["timestamp"]);
-        assert_eq!(fields(json!({"messageId": "m", "event": "x", "properties": [1]})), ["properties"]);
+        assert_eq!(
+            fields(json!({"messageId": "m", "type": "track"})),
+            ["event"]
+        );
+        assert_eq!(
+            fields(json!({"messageId": "m", "event": "x", "type": "nope"})),
+            ["type"]
+        );
+        assert_eq!(
+            fields(json!({"messageId": "m", "event": "x", "timestamp": "yesterday"})),
+            ["timestamp"]
+        );
+        assert_eq!(
+            fields(json!({"messageId": "m", "event": "x", "properties": [1]})),
+            ["properties"]
+        );
         assert_eq!(fields(json!([1])), [""]);
     }
 }

@@ -47,7 +47,10 @@ pub struct Integration {
 
 impl Integration {
     pub fn application_id(&self) -> &str {
-        self.config.get("application_id").and_then(Value::as_str).unwrap_or_default()
+        self.config
+            .get("application_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     pub fn auth_failed(&self) -> bool {
@@ -156,9 +159,15 @@ impl Problems {
     fn name(&mut self, v: Option<&Value>) -> Option<String> {
         match v {
             None => None,
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME => Some(s.trim().to_owned()),
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME => {
+                Some(s.trim().to_owned())
+            }
             Some(Value::String(_)) => {
-                self.add("name", "invalid_length", format!("must be 1 to {MAX_NAME} characters"));
+                self.add(
+                    "name",
+                    "invalid_length",
+                    format!("must be 1 to {MAX_NAME} characters"),
+                );
                 None
             }
             Some(_) => {
@@ -189,7 +198,11 @@ impl Problems {
     fn application_id(&mut self, v: Option<&Value>, required: bool) -> Option<String> {
         match v {
             None if required => {
-                self.add("config.application_id", "required", "is required: your Button application ID from Settings > Applications");
+                self.add(
+                    "config.application_id",
+                    "required",
+                    "is required: your Button application ID from Settings > Applications",
+                );
                 None
             }
             None => None,
@@ -212,7 +225,11 @@ impl Problems {
     fn api_key(&mut self, v: Option<&Value>, required: bool) -> Option<SecretString> {
         match v {
             None if required => {
-                self.add("config.api_key", "required", "is required: your Button API key from Settings > API Keys");
+                self.add(
+                    "config.api_key",
+                    "required",
+                    "is required: your Button API key from Settings > API Keys",
+                );
                 None
             }
             None => None,
@@ -229,7 +246,11 @@ impl Problems {
     }
 }
 
-fn as_object<'a>(body: &'a Value, problems: &mut Problems, field: &str) -> Option<&'a Map<String, Value>> {
+fn as_object<'a>(
+    body: &'a Value,
+    problems: &mut Problems,
+    field: &str,
+) -> Option<&'a Map<String, Value>> {
     match body {
         Value::Object(obj) => Some(obj),
         _ => {
@@ -245,14 +266,28 @@ pub fn parse_install(entry: &CatalogEntry, body: &Value) -> Result<Install, ApiE
     let Some(obj) = as_object(body, &mut p, "body") else {
         return Err(ApiError::validation(p.0));
     };
-    p.unknown_keys(obj, "", &["name", "variant", "config", "delivery_mode", "enabled"]);
-    let name = p.name(obj.get("name")).unwrap_or_else(|| entry.name.to_owned());
+    p.unknown_keys(
+        obj,
+        "",
+        &["name", "variant", "config", "delivery_mode", "enabled"],
+    );
+    let name = p
+        .name(obj.get("name"))
+        .unwrap_or_else(|| entry.name.to_owned());
     let variant = match obj.get("variant") {
         None => "default".to_owned(),
         Some(Value::String(v)) if entry.variants.iter().any(|x| x.key == v) => v.clone(),
         Some(other) => {
             let known: Vec<&str> = entry.variants.iter().map(|v| v.key).collect();
-            p.add("variant", "unknown_variant", format!("{other} is not a variant of {}; variants: {}", entry.key, known.join(", ")));
+            p.add(
+                "variant",
+                "unknown_variant",
+                format!(
+                    "{other} is not a variant of {}; variants: {}",
+                    entry.key,
+                    known.join(", ")
+                ),
+            );
             String::new()
         }
     };
@@ -267,7 +302,11 @@ pub fn parse_install(entry: &CatalogEntry, body: &Value) -> Result<Install, ApiE
     };
     let (mut application_id, mut api_key) = (None, None);
     match obj.get("config") {
-        None => p.add("config", "required", "is required: {\"application_id\": ..., \"api_key\": ...}"),
+        None => p.add(
+            "config",
+            "required",
+            "is required: {\"application_id\": ..., \"api_key\": ...}",
+        ),
         Some(config) => {
             if let Some(config) = as_object(config, &mut p, "config") {
                 p.unknown_keys(config, "config.", &["application_id", "api_key"]);
@@ -360,7 +399,10 @@ impl Registry {
 
     /// Every integration, as one consistent snapshot.
     pub fn snapshot(&self) -> Arc<HashMap<String, Arc<Integration>>> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Integration>> {
@@ -385,7 +427,11 @@ impl Registry {
         let _ = self.changes.send(id.to_owned());
     }
 
-    pub async fn install(&self, entry: &CatalogEntry, install: Install) -> Result<Arc<Integration>, ApiError> {
+    pub async fn install(
+        &self,
+        entry: &CatalogEntry,
+        install: Install,
+    ) -> Result<Arc<Integration>, ApiError> {
         let now = now_ms();
         let id = ids::new_id(ids::INTEGRATION);
         let row = IntegrationRow {
@@ -421,7 +467,8 @@ impl Registry {
             row.enabled = enabled;
         }
         if let Some(application_id) = update.application_id {
-            let mut config: Map<String, Value> = serde_json::from_str(&row.config).unwrap_or_default();
+            let mut config: Map<String, Value> =
+                serde_json::from_str(&row.config).unwrap_or_default();
             config.insert("application_id".into(), Value::String(application_id));
             row.config = Value::Object(config).to_string();
         }
@@ -444,10 +491,17 @@ impl Registry {
     /// Marks the lane `auth_failed` after Button refused the api_key, unless the
     /// integration changed since `seen_updated_at` (a key rotated meanwhile must not be
     /// paused by an answer to the old key). Answers the paused integration.
-    pub async fn pause_for_auth(&self, id: &str, seen_updated_at: i64, reason: String) -> Result<Option<Arc<Integration>>, ApiError> {
+    pub async fn pause_for_auth(
+        &self,
+        id: &str,
+        seen_updated_at: i64,
+        reason: String,
+    ) -> Result<Option<Arc<Integration>>, ApiError> {
         let _changing = self.changing.lock().await;
         match self.store.get_integration(id).await? {
-            Some(mut row) if row.updated_at == seen_updated_at && row.lane_state != LANE_AUTH_FAILED => {
+            Some(mut row)
+                if row.updated_at == seen_updated_at && row.lane_state != LANE_AUTH_FAILED =>
+            {
                 row.lane_state = LANE_AUTH_FAILED.to_owned();
                 row.lane_reason = Some(reason);
                 self.save(row).await.map(Some)
@@ -512,17 +566,23 @@ fn open(row: &IntegrationRow, cipher: &SecretCipher) -> Result<Integration, Load
         message,
     };
     if catalog::entry(&row.catalog_key).is_none() {
-        return Err(invalid(format!("unknown catalog entry {:?}", row.catalog_key)));
+        return Err(invalid(format!(
+            "unknown catalog entry {:?}",
+            row.catalog_key
+        )));
     }
-    let config: Value = serde_json::from_str(&row.config).map_err(|e| invalid(format!("config: {e}")))?;
+    let config: Value =
+        serde_json::from_str(&row.config).map_err(|e| invalid(format!("config: {e}")))?;
     let secrets = cipher.decrypt(&row.secrets, &row.id).map_err(invalid)?;
-    let secrets: Value = serde_json::from_slice(&secrets).map_err(|_| invalid("secrets are not JSON".into()))?;
+    let secrets: Value =
+        serde_json::from_slice(&secrets).map_err(|_| invalid("secrets are not JSON".into()))?;
     let api_key = secrets
         .get("api_key")
         .and_then(Value::as_str)
         .map(SecretString::from)
         .ok_or_else(|| invalid("secrets hold no api_key".into()))?;
-    let blueprint_doc: Value = serde_json::from_str(&row.blueprint).map_err(|e| invalid(format!("blueprint: {e}")))?;
+    let blueprint_doc: Value =
+        serde_json::from_str(&row.blueprint).map_err(|e| invalid(format!("blueprint: {e}")))?;
     let blueprint = compile_blueprint(&row.catalog_key, &blueprint_doc)
         .map_err(|errors| invalid(format!("stored blueprint does not compile: {errors:?}")))?;
     Ok(Integration {

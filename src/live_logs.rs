@@ -136,7 +136,8 @@ impl RequestView {
 }
 
 fn body_value(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 impl LogEntry {
@@ -164,7 +165,10 @@ impl LogEntry {
             next_attempt_at: record.next_attempt_at.map(rfc3339),
             test: record.test,
             request,
-            response: record.response.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+            response: record
+                .response
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
             event: None,
         }
     }
@@ -172,7 +176,10 @@ impl LogEntry {
     pub fn from_row(row: &LogRow) -> Self {
         let request = RequestView::from_stored(row.request.as_deref(), row.body.as_deref());
         let mut entry = Self::from_record(&row.record, request);
-        entry.event = row.event.as_deref().and_then(|e| serde_json::from_str(e).ok());
+        entry.event = row
+            .event
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok());
         entry
     }
 
@@ -180,8 +187,14 @@ impl LogEntry {
     pub fn matches(&self, integration_id: &str, filter: &LogFilter) -> bool {
         self.integration_id == integration_id
             && filter.outcome.as_ref().is_none_or(|o| *o == self.outcome)
-            && filter.event_name.as_ref().is_none_or(|n| Some(n) == self.event_name.as_ref())
-            && filter.message_id.as_ref().is_none_or(|m| Some(m) == self.message_id.as_ref())
+            && filter
+                .event_name
+                .as_ref()
+                .is_none_or(|n| Some(n) == self.event_name.as_ref())
+            && filter
+                .message_id
+                .as_ref()
+                .is_none_or(|m| Some(m) == self.message_id.as_ref())
             && filter.test.is_none_or(|t| t == self.test)
     }
 }

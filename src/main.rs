@@ -10,7 +10,12 @@ use button_delivery::telemetry;
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("openapi") {
-        println!("{}", button_delivery::http::openapi().to_pretty_json().expect("the document serialises"));
+        println!(
+            "{}",
+            button_delivery::http::openapi()
+                .to_pretty_json()
+                .expect("the document serialises")
+        );
         return ExitCode::SUCCESS;
     }
     let settings = match Settings::load() {

@@ -48,7 +48,11 @@ pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Pre
             errors,
             warnings,
             ..
-        } => Prepared::Failed { call, errors, warnings },
+        } => Prepared::Failed {
+            call,
+            errors,
+            warnings,
+        },
         Mapped::Request {
             call,
             body,
@@ -59,7 +63,11 @@ pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Pre
                 request: client.prepare(&button_call),
                 warnings,
             },
-            Err(errors) => Prepared::Failed { call, errors, warnings },
+            Err(errors) => Prepared::Failed {
+                call,
+                errors,
+                warnings,
+            },
         },
     }
 }

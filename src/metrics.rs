@@ -47,11 +47,23 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("button_delivery");
         let events_ingested = Counter::default();
-        registry.register("events_ingested", "Events accepted at ingest (new messageId)", events_ingested.clone());
+        registry.register(
+            "events_ingested",
+            "Events accepted at ingest (new messageId)",
+            events_ingested.clone(),
+        );
         let events_duplicate = Counter::default();
-        registry.register("events_duplicate", "Events acknowledged as duplicates of an earlier messageId", events_duplicate.clone());
+        registry.register(
+            "events_duplicate",
+            "Events acknowledged as duplicates of an earlier messageId",
+            events_duplicate.clone(),
+        );
         let events_rejected = Counter::default();
-        registry.register("events_rejected", "Events refused at ingest as invalid", events_rejected.clone());
+        registry.register(
+            "events_rejected",
+            "Events refused at ingest as invalid",
+            events_rejected.clone(),
+        );
         let deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "deliveries",
@@ -61,9 +73,17 @@ impl Metrics {
         let attempt_duration = Family::<IntegrationLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
-        registry.register("attempt_duration_seconds", "Latency of delivery attempts to Button", attempt_duration.clone());
+        registry.register(
+            "attempt_duration_seconds",
+            "Latency of delivery attempts to Button",
+            attempt_duration.clone(),
+        );
         let queue_depth = Family::<IntegrationLabels, Gauge>::default();
-        registry.register("queue_depth", "Pending deliveries per integration", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Pending deliveries per integration",
+            queue_depth.clone(),
+        );
         let queue_oldest_age = Family::<IntegrationLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "queue_oldest_age_seconds",
@@ -100,7 +120,8 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }

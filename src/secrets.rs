@@ -53,8 +53,16 @@ impl Secrets {
     pub fn resolve(settings: &Settings) -> Result<Self, SecretsError> {
         let dir = &settings.server.data_dir;
         ensure_private_dir(dir)?;
-        let admin = tokens_or_file(&settings.auth.admin_tokens, &dir.join(ADMIN_TOKEN_FILE), "admin")?;
-        let ingest = tokens_or_file(&settings.auth.ingest_tokens, &dir.join(INGEST_TOKEN_FILE), "ingest")?;
+        let admin = tokens_or_file(
+            &settings.auth.admin_tokens,
+            &dir.join(ADMIN_TOKEN_FILE),
+            "admin",
+        )?;
+        let ingest = tokens_or_file(
+            &settings.auth.ingest_tokens,
+            &dir.join(INGEST_TOKEN_FILE),
+            "ingest",
+        )?;
         let key = if settings.auth.encryption_key.expose_secret().is_empty() {
             let path = dir.join(ENCRYPTION_KEY_FILE);
             let key = read_or_generate(&path, || STANDARD.encode(random_bytes()))?;
@@ -65,8 +73,9 @@ impl Secrets {
         } else {
             settings.auth.encryption_key.clone()
         };
-        let cipher = SecretCipher::from_base64(&key)
-            .map_err(|why| SecretsError::Invalid(format!("invalid configuration: auth.encryption_key: {why}")))?;
+        let cipher = SecretCipher::from_base64(&key).map_err(|why| {
+            SecretsError::Invalid(format!("invalid configuration: auth.encryption_key: {why}"))
+        })?;
         Ok(Self {
             admin_tokens: admin,
             ingest_tokens: ingest,
@@ -88,7 +97,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), SecretsError> {
     Ok(())
 }
 
-fn tokens_or_file(configured: &[SecretString], path: &Path, kind: &str) -> Result<TokenSet, SecretsError> {
+fn tokens_or_file(
+    configured: &[SecretString],
+    path: &Path,
+    kind: &str,
+) -> Result<TokenSet, SecretsError> {
     let configured: Vec<SecretString> = configured
         .iter()
         .filter(|t| !t.expose_secret().trim().is_empty())
@@ -113,7 +126,10 @@ struct Stored {
 
 /// Reads a one-line secret file, or creates it (mode 0600, never overwriting a file
 /// another process created meanwhile) with a freshly generated value.
-fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> Result<Stored, SecretsError> {
+fn read_or_generate(
+    path: &Path,
+    generate: impl FnOnce() -> String,
+) -> Result<Stored, SecretsError> {
     if let Some(value) = read_existing(path)? {
         return Ok(Stored {
             value,
@@ -138,7 +154,8 @@ fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> Result<St
         }
         Err(e) => return Err(io_err(path)(e)),
     };
-    file.write_all(format!("{value}\n").as_bytes()).map_err(io_err(path))?;
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
     Ok(Stored {
         value: SecretString::from(value),
@@ -159,7 +176,10 @@ fn read_existing(path: &Path) -> Result<Option<SecretString>, SecretsError> {
             path.display()
         )));
     }
-    let mode = fs::metadata(path).map_err(io_err(path))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "secret file is readable by group or others; chmod 600 it");
     }
@@ -219,9 +239,13 @@ impl SecretCipher {
             .decode(key.expose_secret().trim())
             .map_err(|_| "must be base64".to_owned())?;
         if bytes.len() != 32 {
-            return Err(format!("must be 32 bytes once decoded, not {}", bytes.len()));
+            return Err(format!(
+                "must be 32 bytes once decoded, not {}",
+                bytes.len()
+            ));
         }
-        let aead = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| "must be 32 bytes".to_owned())?;
+        let aead =
+            XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| "must be 32 bytes".to_owned())?;
         Ok(Self { aead })
     }
 
@@ -290,7 +314,9 @@ mod tests {
     #[test]
     fn encryption_key_must_be_32_bytes_of_base64() {
         assert!(SecretCipher::from_base64(&SecretString::from("short")).is_err());
-        assert!(SecretCipher::from_base64(&SecretString::from(STANDARD.encode([1u8; 16]))).is_err());
+        assert!(
+            SecretCipher::from_base64(&SecretString::from(STANDARD.encode([1u8; 16]))).is_err()
+        );
     }
 
     #[test]

@@ -28,13 +28,19 @@ pub enum StartError {
     #[error("{0}")]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("cannot open the store at {url}: {source}")]
-    Store { url: String, source: crate::store::StoreError },
+    Store {
+        url: String,
+        source: crate::store::StoreError,
+    },
     #[error("cannot load integrations: {0}")]
     Integrations(#[from] crate::integrations::LoadError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
@@ -52,15 +58,25 @@ impl Application {
         let url = settings.database_url();
         let (store, _writer) = Store::open(&url, &settings.database)
             .await
-            .map_err(|source| StartError::Store { url: url.clone(), source })?;
+            .map_err(|source| StartError::Store {
+                url: url.clone(),
+                source,
+            })?;
         // The embedded store belongs to this process alone: leases a previous run held
         // when it stopped (or crashed) can be taken back at once.
-        let released = store
-            .release_all_leases(now_ms())
-            .await
-            .map_err(|source| StartError::Store { url: url.clone(), source })?;
+        let released =
+            store
+                .release_all_leases(now_ms())
+                .await
+                .map_err(|source| StartError::Store {
+                    url: url.clone(),
+                    source,
+                })?;
         if released > 0 {
-            tracing::warn!(deliveries = released, "took back deliveries leased by a previous run that did not finish them");
+            tracing::warn!(
+                deliveries = released,
+                "took back deliveries leased by a previous run that did not finish them"
+            );
         }
         let registry = Arc::new(Registry::load(store.clone(), secrets.cipher.clone()).await?);
         let client = button::Client::new(ClientConfig {
@@ -92,10 +108,12 @@ impl Application {
         let (stop, stopping) = watch::channel(false);
         tokio::spawn(prune(store.clone(), settings.clone(), stopping.clone()));
         let addr = settings.listen_addr()?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -119,7 +137,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until SIGTERM or SIGINT.
@@ -130,7 +150,10 @@ impl Application {
     /// Serves until `signal` completes, then stops: no new connections, in-flight
     /// requests finish (up to the grace period), delivery finishes or releases its
     /// attempts, and the store is closed.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Self {
             listener,
             router,
@@ -175,7 +198,10 @@ async fn prune(store: Store, settings: Settings, mut stopping: watch::Receiver<b
         }
         match store.prune(SystemTime::now(), &policy).await {
             Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "pruned live logs, events and finished deliveries past retention"),
+            Ok(removed) => tracing::info!(
+                removed,
+                "pruned live logs, events and finished deliveries past retention"
+            ),
             Err(e) => tracing::error!(error = %e, "pruning failed; will try again"),
         }
     }

@@ -88,7 +88,11 @@ pub enum Mapped {
     /// No mapping of the blueprint takes this event.
     NotSubscribed,
     /// Subscribed, but the consent rule keeps it from this destination.
-    Filtered { mapping: String, call: String, reason: String },
+    Filtered {
+        mapping: String,
+        call: String,
+        reason: String,
+    },
     /// The request body for `call`.
     Request {
         mapping: String,
@@ -220,7 +224,14 @@ impl Blueprint {
         let mut out = Map::new();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        build(&mapping.fields, &scope, "", &mut out, &mut errors, &mut warnings);
+        build(
+            &mapping.fields,
+            &scope,
+            "",
+            &mut out,
+            &mut errors,
+            &mut warnings,
+        );
         if errors.is_empty() {
             Mapped::Request {
                 mapping: name,
@@ -303,7 +314,12 @@ fn each(
     let list = match eval(over, scope)? {
         None => return Ok(None),
         Some(Value::Array(list)) => list,
-        Some(other) => return Err(format!("expected a list to map, found {}", transform::kind(&other))),
+        Some(other) => {
+            return Err(format!(
+                "expected a list to map, found {}",
+                transform::kind(&other)
+            ));
+        }
     };
     let mut items = Vec::with_capacity(list.len());
     for (i, element) in list.iter().enumerate() {
@@ -313,7 +329,14 @@ fn each(
             item: Some(element),
         };
         let mut obj = Map::new();
-        build(fields, &inner, &format!("{name}[{i}]."), &mut obj, errors, warnings);
+        build(
+            fields,
+            &inner,
+            &format!("{name}[{i}]."),
+            &mut obj,
+            errors,
+            warnings,
+        );
         items.push(Value::Object(obj));
     }
     Ok((!items.is_empty()).then_some(Value::Array(items)))
@@ -384,7 +407,8 @@ fn eval(source: &Source, scope: &Scope<'_>) -> Result<Option<Value>, String> {
 }
 
 fn apply(t: &Transform, v: &Value, scope: &Scope<'_>) -> Result<Option<Value>, String> {
-    let named = |name: &str, r: Result<Value, String>| r.map(Some).map_err(|e| format!("{name}: {e}"));
+    let named =
+        |name: &str, r: Result<Value, String>| r.map(Some).map_err(|e| format!("{name}: {e}"));
     match t {
         Transform::String => named("string", transform::to_string(v)),
         Transform::Integer => named("integer", transform::to_integer(v)),
@@ -392,16 +416,25 @@ fn apply(t: &Transform, v: &Value, scope: &Scope<'_>) -> Result<Option<Value>, S
         Transform::Lower => named("lower", transform::map_str(v, str::to_lowercase)),
         Transform::Trim => named("trim", transform::map_str(v, |s| s.trim().to_owned())),
         Transform::Timestamp => named("timestamp", transform::timestamp(v)),
-        Transform::Sha256Email => transform::sha256_email(v).map_err(|e| format!("sha256_email: {e}")),
+        Transform::Sha256Email => {
+            transform::sha256_email(v).map_err(|e| format!("sha256_email: {e}"))
+        }
         Transform::Array => Ok(Some(match v {
             Value::Array(_) => v.clone(),
             other => Value::Array(vec![other.clone()]),
         })),
-        Transform::UrlParam(name) => transform::url_param(v, name).map_err(|e| format!("url_param: {e}")),
+        Transform::UrlParam(name) => {
+            transform::url_param(v, name).map_err(|e| format!("url_param: {e}"))
+        }
         Transform::MinorUnits { currency } => {
             let code = match eval(currency, scope)? {
                 Some(Value::String(s)) => s.trim().to_uppercase(),
-                Some(other) => return Err(format!("minor_units: the currency is {}, not a code", transform::kind(&other))),
+                Some(other) => {
+                    return Err(format!(
+                        "minor_units: the currency is {}, not a code",
+                        transform::kind(&other)
+                    ));
+                }
                 None => return Err("minor_units: no currency to convert the amount with".into()),
             };
             let amount = transform::decimal(v).map_err(|e| format!("minor_units: {e}"))?;
@@ -422,7 +455,9 @@ fn apply(t: &Transform, v: &Value, scope: &Scope<'_>) -> Result<Option<Value>, S
             let d = transform::decimal(v).map_err(|e| format!("multiply: {e}"))?;
             let x = eval(operand, scope)?.ok_or("multiply: the operand is missing")?;
             let x = transform::decimal(&x).map_err(|e| format!("multiply: {e}"))?;
-            let product = d.checked_mul(x).ok_or("multiply: the product is too large")?;
+            let product = d
+                .checked_mul(x)
+                .ok_or("multiply: the product is too large")?;
             Ok(Some(transform::decimal_value(product)))
         }
     }
@@ -442,21 +477,33 @@ impl Compiler {
         });
     }
 
-    fn object<'v>(&mut self, v: &'v Value, at: &str, allowed: &[&str]) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        at: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let Some(obj) = v.as_object() else {
             self.err(at, format!("must be an object, not {}", transform::kind(v)));
             return None;
         };
         for key in obj.keys() {
             if !allowed.contains(&key.as_str()) {
-                self.err(&join(at, key), format!("unknown key; expected one of: {}", allowed.join(", ")));
+                self.err(
+                    &join(at, key),
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                );
             }
         }
         Some(obj)
     }
 
     fn blueprint(&mut self, doc: &Value, calls: &[CallSpec]) -> Option<Blueprint> {
-        let obj = self.object(doc, "", &["version", "name", "description", "consent", "mappings"])?;
+        let obj = self.object(
+            doc,
+            "",
+            &["version", "name", "description", "consent", "mappings"],
+        )?;
         match obj.get("version").and_then(Value::as_u64) {
             Some(VERSION) => {}
             _ => self.err("version", format!("must be {VERSION}")),
@@ -483,9 +530,14 @@ impl Compiler {
         let mut names = HashSet::new();
         for (i, m) in list.iter().enumerate() {
             let at = format!("mappings[{i}]");
-            let Some(mapping) = self.mapping(m, &at, calls) else { continue };
+            let Some(mapping) = self.mapping(m, &at, calls) else {
+                continue;
+            };
             if !names.insert(mapping.0.name.clone()) {
-                self.err(&join(&at, "name"), format!("{:?} is the name of another mapping", mapping.0.name));
+                self.err(
+                    &join(&at, "name"),
+                    format!("{:?} is the name of another mapping", mapping.0.name),
+                );
             }
             for event in mapping.1 {
                 if let Some(&other) = by_event.get(&event) {
@@ -506,7 +558,12 @@ impl Compiler {
         })
     }
 
-    fn mapping(&mut self, m: &Value, at: &str, calls: &[CallSpec]) -> Option<(Mapping, Vec<String>)> {
+    fn mapping(
+        &mut self,
+        m: &Value,
+        at: &str,
+        calls: &[CallSpec],
+    ) -> Option<(Mapping, Vec<String>)> {
         let obj = self.object(m, at, &["name", "description", "events", "call", "fields"])?;
         let name = match obj.get("name").and_then(Value::as_str) {
             Some(n) if !n.trim().is_empty() => n.to_owned(),
@@ -525,13 +582,22 @@ impl Compiler {
                     }
                 }
             }
-            _ => self.err(&join(at, "events"), "must list the event names this mapping takes"),
+            _ => self.err(
+                &join(at, "events"),
+                "must list the event names this mapping takes",
+            ),
         }
         let call = obj.get("call").and_then(Value::as_str).unwrap_or_default();
         let spec = calls.iter().find(|c| c.name == call);
         if spec.is_none() {
             let known: Vec<&str> = calls.iter().map(|c| c.name).collect();
-            self.err(&join(at, "call"), format!("{call:?} is not a call of this destination; expected one of: {}", known.join(", ")));
+            self.err(
+                &join(at, "call"),
+                format!(
+                    "{call:?} is not a call of this destination; expected one of: {}",
+                    known.join(", ")
+                ),
+            );
         }
         let fields_at = join(at, "fields");
         let errors_before = self.errors.len();
@@ -550,17 +616,33 @@ impl Compiler {
             if self.errors.len() == errors_before {
                 for required in spec.required {
                     if !produced.iter().any(|p| p == required) {
-                        self.err(&fields_at, format!("{call} needs the field {required:?}, which no entry produces"));
+                        self.err(
+                            &fields_at,
+                            format!("{call} needs the field {required:?}, which no entry produces"),
+                        );
                     }
                 }
             }
             for p in &produced {
                 if !spec.accepts(p) {
-                    self.err(&fields_at, format!("{call} has no field {p:?}; its fields are: {}", spec.fields.join(", ")));
+                    self.err(
+                        &fields_at,
+                        format!(
+                            "{call} has no field {p:?}; its fields are: {}",
+                            spec.fields.join(", ")
+                        ),
+                    );
                 }
             }
         }
-        Some((Mapping { name, call: call.to_owned(), fields }, events))
+        Some((
+            Mapping {
+                name,
+                call: call.to_owned(),
+                fields,
+            },
+            events,
+        ))
     }
 
     fn fields(&mut self, list: &[Value], at: &str, in_item: bool) -> Vec<Field> {
@@ -570,7 +652,10 @@ impl Compiler {
             let at = format!("{at}[{i}]");
             if let Some(field) = self.field(f, &at, in_item) {
                 if !seen.insert(field.to.join(".")) {
-                    self.err(&join(&at, "to"), format!("{:?} is set by an earlier entry", field.to.join(".")));
+                    self.err(
+                        &join(&at, "to"),
+                        format!("{:?} is set by an earlier entry", field.to.join(".")),
+                    );
                 }
                 fields.push(field);
             }
@@ -582,33 +667,69 @@ impl Compiler {
         let obj = self.object(
             f,
             at,
-            &["to", "from", "value", "each", "fields", "transform", "default", "required", "warn_if_missing", "description"],
+            &[
+                "to",
+                "from",
+                "value",
+                "each",
+                "fields",
+                "transform",
+                "default",
+                "required",
+                "warn_if_missing",
+                "description",
+            ],
         )?;
         let to: Vec<String> = match obj.get("to").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() && t.split('.').all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) => {
+            Some(t)
+                if !t.is_empty()
+                    && t.split('.').all(|s| {
+                        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    }) =>
+            {
                 t.split('.').map(str::to_owned).collect()
             }
             _ => {
-                self.err(&join(at, "to"), "is required: the destination field, dotted (customer.email_sha256)");
+                self.err(
+                    &join(at, "to"),
+                    "is required: the destination field, dotted (customer.email_sha256)",
+                );
                 return None;
             }
         };
-        let kinds = ["from", "value", "each"].iter().filter(|k| obj.contains_key(**k)).count();
+        let kinds = ["from", "value", "each"]
+            .iter()
+            .filter(|k| obj.contains_key(**k))
+            .count();
         if kinds != 1 {
             self.err(at, "needs exactly one of from, value or each");
             return None;
         }
         if obj.contains_key("fields") != obj.contains_key("each") {
-            self.err(at, "each and fields go together: each names the list, fields map one element");
+            self.err(
+                at,
+                "each and fields go together: each names the list, fields map one element",
+            );
         }
-        let required = obj.get("required").and_then(|r| self.report(r, &join(at, "required"), true));
-        let warn = obj.get("warn_if_missing").and_then(|r| self.report(r, &join(at, "warn_if_missing"), false));
+        let required = obj
+            .get("required")
+            .and_then(|r| self.report(r, &join(at, "required"), true));
+        let warn = obj
+            .get("warn_if_missing")
+            .and_then(|r| self.report(r, &join(at, "warn_if_missing"), false));
         let value = if let Some(over) = obj.get("each") {
             if obj.contains_key("transform") {
-                self.err(at, "each takes no transform; put transforms on the element's fields");
+                self.err(
+                    at,
+                    "each takes no transform; put transforms on the element's fields",
+                );
             }
             let over = self.source(over, &join(at, "each"), in_item)?;
-            let list = obj.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let list = obj
+                .get("fields")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let fields = self.fields(list, &join(at, "fields"), true);
             FieldValue::Each { over, fields }
         } else {
@@ -630,10 +751,20 @@ impl Compiler {
     }
 
     /// `from` with the entry's transforms (a field's default is the field's own).
-    fn transformed(&mut self, from: Source, obj: &Map<String, Value>, at: &str, in_item: bool) -> Source {
+    fn transformed(
+        &mut self,
+        from: Source,
+        obj: &Map<String, Value>,
+        at: &str,
+        in_item: bool,
+    ) -> Source {
         match self.piped(from, obj, at, in_item) {
-            Source::Piped { from, transforms, .. } if transforms.is_empty() => *from,
-            Source::Piped { from, transforms, .. } => Source::Piped {
+            Source::Piped {
+                from, transforms, ..
+            } if transforms.is_empty() => *from,
+            Source::Piped {
+                from, transforms, ..
+            } => Source::Piped {
                 from,
                 transforms,
                 default: None,
@@ -686,7 +817,14 @@ impl Compiler {
                 })
             }
             _ => {
-                self.err(at, if allow_true { "must be true or {\"message\", \"hint\"}" } else { "must be {\"message\", \"hint\"}" });
+                self.err(
+                    at,
+                    if allow_true {
+                        "must be true or {\"message\", \"hint\"}"
+                    } else {
+                        "must be {\"message\", \"hint\"}"
+                    },
+                );
                 None
             }
         }
@@ -765,7 +903,10 @@ impl Compiler {
             Value::String(name) => {
                 let found = simple(name);
                 if found.is_none() {
-                    self.err(at, format!("unknown transform {name:?}; transforms are: {TRANSFORMS}"));
+                    self.err(
+                        at,
+                        format!("unknown transform {name:?}; transforms are: {TRANSFORMS}"),
+                    );
                 }
                 found
             }
@@ -776,10 +917,14 @@ impl Compiler {
                     "minor_units" => {
                         let o = self.object(arg, &arg_at, &["currency"])?;
                         let Some(currency) = o.get("currency") else {
-                            self.err(&join(&arg_at, "currency"), "is required: where the ISO 4217 currency code is");
+                            self.err(
+                                &join(&arg_at, "currency"),
+                                "is required: where the ISO 4217 currency code is",
+                            );
                             return None;
                         };
-                        let currency = self.source(currency, &join(&arg_at, "currency"), in_item)?;
+                        let currency =
+                            self.source(currency, &join(&arg_at, "currency"), in_item)?;
                         Some(Transform::MinorUnits { currency })
                     }
                     "url_param" => match arg.as_str() {
@@ -791,7 +936,10 @@ impl Compiler {
                     },
                     "subtract" => {
                         let Some(list) = arg.as_array() else {
-                            self.err(&arg_at, "must be a list of sources to subtract when present");
+                            self.err(
+                                &arg_at,
+                                "must be a list of sources to subtract when present",
+                            );
                             return None;
                         };
                         let sources: Vec<Source> = list
@@ -803,17 +951,28 @@ impl Compiler {
                     }
                     "multiply" => self.source(arg, &arg_at, in_item).map(Transform::Multiply),
                     other if simple(other).is_some() => {
-                        self.err(at, format!("{other:?} takes no argument; write it as a plain string"));
+                        self.err(
+                            at,
+                            format!("{other:?} takes no argument; write it as a plain string"),
+                        );
                         None
                     }
                     other => {
-                        self.err(at, format!("unknown transform {other:?}; transforms are: {TRANSFORMS}"));
+                        self.err(
+                            at,
+                            format!("unknown transform {other:?}; transforms are: {TRANSFORMS}"),
+                        );
                         None
                     }
                 }
             }
             _ => {
-                self.err(at, format!("must be a transform name or a one-key object; transforms are: {TRANSFORMS}"));
+                self.err(
+                    at,
+                    format!(
+                        "must be a transform name or a one-key object; transforms are: {TRANSFORMS}"
+                    ),
+                );
                 None
             }
         }
@@ -821,7 +980,11 @@ impl Compiler {
 }
 
 fn join(at: &str, key: &str) -> String {
-    if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") }
+    if at.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{at}.{key}")
+    }
 }
 
 /// The destination fields a list of fields produces (`line_items`, `line_items[].total`).

@@ -54,8 +54,13 @@ impl Path {
                 return Err(format!("path {text:?} has an empty segment"));
             }
             if !key.is_empty() {
-                if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$')) {
-                    return Err(format!("path {text:?}: segment {key:?} may hold only letters, digits, _, - and $"));
+                if !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'))
+                {
+                    return Err(format!(
+                        "path {text:?}: segment {key:?} may hold only letters, digits, _, - and $"
+                    ));
                 }
                 steps.push(Step::Key(key.to_owned()));
             }
@@ -134,7 +139,15 @@ mod tests {
 
     #[test]
     fn malformed_paths_are_refused_with_the_reason() {
-        for bad in ["properties.x", "event..x", "event.a b", "event.x[", "event.x[a]", "event", "event.x[0]y"] {
+        for bad in [
+            "properties.x",
+            "event..x",
+            "event.a b",
+            "event.x[",
+            "event.x[a]",
+            "event",
+            "event.x[0]y",
+        ] {
             assert!(Path::parse(bad).is_err(), "{bad} should be refused");
         }
     }

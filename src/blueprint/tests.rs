@@ -5,7 +5,19 @@ use super::*;
 const CALLS: &[CallSpec] = &[CallSpec {
     name: "thing.create",
     required: &["id", "lines", "lines[].sku"],
-    fields: &["id", "amount", "who", "who.email", "lines", "lines[].sku", "lines[].total", "tags", "meta", "meta.*", "note"],
+    fields: &[
+        "id",
+        "amount",
+        "who",
+        "who.email",
+        "lines",
+        "lines[].sku",
+        "lines[].total",
+        "tags",
+        "meta",
+        "meta.*",
+        "note",
+    ],
 }];
 
 fn minimal() -> Value {
@@ -44,11 +56,14 @@ fn map(bp: &Blueprint, event: Value) -> Mapped {
 #[test]
 fn maps_an_event_through_fallbacks_and_transforms() {
     let bp = compile(minimal());
-    let out = map(&bp, json!({
-        "type": "track", "event": "order_completed",
-        "properties": {"transaction_id": 42, "currency": "USD",
-                       "items": [{"item_id": "a", "price": 19.99, "quantity": 3}, {"sku": "b", "price": "0.10"}]}
-    }));
+    let out = map(
+        &bp,
+        json!({
+            "type": "track", "event": "order_completed",
+            "properties": {"transaction_id": 42, "currency": "USD",
+                           "items": [{"item_id": "a", "price": 19.99, "quantity": 3}, {"sku": "b", "price": "0.10"}]}
+        }),
+    );
     assert_eq!(
         out,
         Mapped::Request {
@@ -63,21 +78,40 @@ fn maps_an_event_through_fallbacks_and_transforms() {
 #[test]
 fn unsubscribed_and_non_track_events_are_not_mapped() {
     let bp = compile(minimal());
-    assert_eq!(map(&bp, json!({"type": "track", "event": "page_view"})), Mapped::NotSubscribed);
-    assert_eq!(map(&bp, json!({"type": "identify", "event": "purchase"})), Mapped::NotSubscribed);
+    assert_eq!(
+        map(&bp, json!({"type": "track", "event": "page_view"})),
+        Mapped::NotSubscribed
+    );
+    assert_eq!(
+        map(&bp, json!({"type": "identify", "event": "purchase"})),
+        Mapped::NotSubscribed
+    );
     assert!(bp.subscribes("purchase") && bp.subscribes("order_completed"));
 }
 
 #[test]
 fn missing_required_fields_are_reported_with_message_and_hint() {
     let bp = compile(minimal());
-    let out = map(&bp, json!({"event": "purchase", "properties": {"currency": "USD", "products": [{"price": 1}]}}));
-    let Mapped::Failed { errors, .. } = out else { panic!("expected a failure, got {out:?}") };
+    let out = map(
+        &bp,
+        json!({"event": "purchase", "properties": {"currency": "USD", "products": [{"price": 1}]}}),
+    );
+    let Mapped::Failed { errors, .. } = out else {
+        panic!("expected a failure, got {out:?}")
+    };
     assert_eq!(
         errors,
         vec![
-            Issue { field: "id".into(), message: "no order id".into(), hint: Some("map order_id".into()) },
-            Issue { field: "lines[0].sku".into(), message: "is required but missing from the event".into(), hint: None },
+            Issue {
+                field: "id".into(),
+                message: "no order id".into(),
+                hint: Some("map order_id".into())
+            },
+            Issue {
+                field: "lines[0].sku".into(),
+                message: "is required but missing from the event".into(),
+                hint: None
+            },
         ]
     );
 }
@@ -85,21 +119,35 @@ fn missing_required_fields_are_reported_with_message_and_hint() {
 #[test]
 fn empty_strings_nulls_and_empty_lists_count_as_missing() {
     let bp = compile(minimal());
-    let out = map(&bp, json!({"event": "purchase", "properties": {
-        "order_id": "", "transaction_id": "t-1", "currency": "EUR", "products": [], "items": [{"sku": "s", "price": null}]}}));
-    let Mapped::Request { body, .. } = out else { panic!("{out:?}") };
+    let out = map(
+        &bp,
+        json!({"event": "purchase", "properties": {
+        "order_id": "", "transaction_id": "t-1", "currency": "EUR", "products": [], "items": [{"sku": "s", "price": null}]}}),
+    );
+    let Mapped::Request { body, .. } = out else {
+        panic!("{out:?}")
+    };
     assert_eq!(body, json!({"id": "t-1", "lines": [{"sku": "s"}]}));
 }
 
 #[test]
 fn transform_errors_name_the_destination_field() {
     let bp = compile(minimal());
-    let out = map(&bp, json!({"event": "purchase", "properties": {
-        "order_id": "o", "currency": "ZZZ", "products": [{"sku": "s", "price": 1}]}}));
-    let Mapped::Failed { errors, .. } = out else { panic!("{out:?}") };
+    let out = map(
+        &bp,
+        json!({"event": "purchase", "properties": {
+        "order_id": "o", "currency": "ZZZ", "products": [{"sku": "s", "price": 1}]}}),
+    );
+    let Mapped::Failed { errors, .. } = out else {
+        panic!("{out:?}")
+    };
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field, "lines[0].total");
-    assert!(errors[0].message.contains("ISO 4217"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("ISO 4217"),
+        "{}",
+        errors[0].message
+    );
 }
 
 #[test]
@@ -112,12 +160,18 @@ fn consent_false_filters_and_absent_consent_sends() {
                "properties": {"order_id": "o", "currency": "USD", "products": [{"sku": "s", "price": 1}]}})
     };
     assert!(matches!(
-        map(&bp, event(json!({"consent": {"canonical": {"marketing": false}}}))),
+        map(
+            &bp,
+            event(json!({"consent": {"canonical": {"marketing": false}}}))
+        ),
         Mapped::Filtered { .. }
     ));
     assert!(matches!(map(&bp, event(json!({}))), Mapped::Request { .. }));
     assert!(matches!(
-        map(&bp, event(json!({"consent": {"canonical": {"marketing": true}}}))),
+        map(
+            &bp,
+            event(json!({"consent": {"canonical": {"marketing": true}}}))
+        ),
         Mapped::Request { .. }
     ));
 }
@@ -137,7 +191,10 @@ fn literals_defaults_collections_and_warnings() {
         {"to": "lines", "each": {"from": "event.properties", "transform": ["array"]}, "fields": [{"to": "sku", "from": "item.sku"}]}
     ]}]});
     let bp = compile(doc);
-    let out = map(&bp, json!({"event": "e", "properties": {"c1": "A", "c3": "C", "total": "1000.4", "tax": 100, "sku": "x"}}));
+    let out = map(
+        &bp,
+        json!({"event": "e", "properties": {"c1": "A", "c3": "C", "total": "1000.4", "tax": 100, "sku": "x"}}),
+    );
     assert_eq!(
         out,
         Mapped::Request {
@@ -145,11 +202,20 @@ fn literals_defaults_collections_and_warnings() {
             call: "thing.create".into(),
             body: json!({"id": "fixed", "note": null, "tags": ["A", "C"], "meta": {"source": "signal"},
                          "amount": 900, "lines": [{"sku": "x"}]}),
-            warnings: vec![Issue { field: "who.email".into(), message: "no email".into(), hint: Some("send traits.email".into()) }],
+            warnings: vec![Issue {
+                field: "who.email".into(),
+                message: "no email".into(),
+                hint: Some("send traits.email".into())
+            }],
         }
     );
-    let out = map(&bp, json!({"event": "e", "properties": {"category": "Shoes", "sku": "x"}}));
-    let Mapped::Request { body, .. } = out else { panic!("{out:?}") };
+    let out = map(
+        &bp,
+        json!({"event": "e", "properties": {"category": "Shoes", "sku": "x"}}),
+    );
+    let Mapped::Request { body, .. } = out else {
+        panic!("{out:?}")
+    };
     assert_eq!(body["tags"], json!(["Shoes"]));
 }
 
@@ -160,7 +226,14 @@ fn bad_blueprints_are_refused_with_a_pointer_to_each_offending_entry() {
     doc["mappings"][0]["fields"][1]["fields"][0]["from"] = json!("properties.sku");
     let errs = errors(doc);
     let at: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
-    assert_eq!(at, ["mappings[0].fields[0].transform[1]", "mappings[0].fields[1].fields[0].from"], "{errs:?}");
+    assert_eq!(
+        at,
+        [
+            "mappings[0].fields[0].transform[1]",
+            "mappings[0].fields[1].fields[0].from"
+        ],
+        "{errs:?}"
+    );
     assert!(errs[0].message.contains("unknown transform \"reverse\""));
     assert!(errs[1].message.contains("must start with event."));
 }
@@ -168,11 +241,18 @@ fn bad_blueprints_are_refused_with_a_pointer_to_each_offending_entry() {
 #[test]
 fn a_mapping_that_cannot_produce_the_calls_required_fields_is_refused() {
     let mut doc = minimal();
-    doc["mappings"][0]["fields"].as_array_mut().unwrap().remove(0);
+    doc["mappings"][0]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
     let errs = errors(doc);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].at, "mappings[0].fields");
-    assert!(errs[0].message.contains("needs the field \"id\""), "{}", errs[0].message);
+    assert!(
+        errs[0].message.contains("needs the field \"id\""),
+        "{}",
+        errs[0].message
+    );
 }
 
 #[test]
@@ -191,15 +271,51 @@ fn structural_mistakes_are_each_reported() {
     let has = |at: &str, text: &str| errs.iter().any(|e| e.at == at && e.message.contains(text));
     assert!(has("extra", "unknown key"), "{errs:#?}");
     assert!(has("version", "must be 1"), "{errs:#?}");
-    assert!(has("mappings[0].call", "\"nope\" is not a call"), "{errs:#?}");
-    assert!(has("mappings[1].name", "name of another mapping"), "{errs:#?}");
-    assert!(has("mappings[1].events", "already taken by mappings[0]"), "{errs:#?}");
-    assert!(has("mappings[1].fields[0]", "exactly one of from, value or each"), "{errs:#?}");
-    assert!(has("mappings[1].fields[3].from", "only inside each"), "{errs:#?}");
-    assert!(has("mappings[1].fields[4].transform[0].minor_units.currency", "is required"), "{errs:#?}");
-    assert!(has("mappings[1].fields[4].transform[1]", "takes no argument"), "{errs:#?}");
-    assert!(has("mappings[1].fields[4].transform[2]", "must be a transform name"), "{errs:#?}");
-    assert!(has("mappings[1].fields", "has no field \"unknown_field\""), "{errs:#?}");
+    assert!(
+        has("mappings[0].call", "\"nope\" is not a call"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("mappings[1].name", "name of another mapping"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("mappings[1].events", "already taken by mappings[0]"),
+        "{errs:#?}"
+    );
+    assert!(
+        has(
+            "mappings[1].fields[0]",
+            "exactly one of from, value or each"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        has("mappings[1].fields[3].from", "only inside each"),
+        "{errs:#?}"
+    );
+    assert!(
+        has(
+            "mappings[1].fields[4].transform[0].minor_units.currency",
+            "is required"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        has("mappings[1].fields[4].transform[1]", "takes no argument"),
+        "{errs:#?}"
+    );
+    assert!(
+        has(
+            "mappings[1].fields[4].transform[2]",
+            "must be a transform name"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        has("mappings[1].fields", "has no field \"unknown_field\""),
+        "{errs:#?}"
+    );
 }
 
 #[test]

@@ -21,11 +21,17 @@ pub fn decimal(value: &Value) -> Result<Decimal, String> {
         Value::String(s) => s.trim().to_owned(),
         other => return Err(format!("expected a number, found {}", kind(other))),
     };
-    parse_decimal(&text).ok_or_else(|| format!("{text:?} is not a decimal number (or has more than 28 significant digits)"))
+    parse_decimal(&text).ok_or_else(|| {
+        format!("{text:?} is not a decimal number (or has more than 28 significant digits)")
+    })
 }
 
 fn parse_decimal(text: &str) -> Option<Decimal> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b".-+eE".contains(&b)) {
+    if text.is_empty()
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b".-+eE".contains(&b))
+    {
         return None;
     }
     if text.contains(['e', 'E']) {
@@ -70,14 +76,17 @@ pub fn sha256_email(value: &Value) -> Result<Option<Value>, String> {
     if email.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Value::String(hex::encode(Sha256::digest(email.as_bytes())))))
+    Ok(Some(Value::String(hex::encode(Sha256::digest(
+        email.as_bytes(),
+    )))))
 }
 
 /// The first non-empty value of query parameter `name` in the URL, percent-decoded.
 /// A URL without it, or that is not a URL, gives nothing.
 pub fn url_param(value: &Value, name: &str) -> Result<Option<Value>, String> {
     let text = as_str(value)?.trim();
-    let url = url::Url::parse(text).or_else(|_| url::Url::parse("http://relative.invalid/")?.join(text));
+    let url =
+        url::Url::parse(text).or_else(|_| url::Url::parse("http://relative.invalid/")?.join(text));
     let Ok(url) = url else { return Ok(None) };
     Ok(url
         .query_pairs()
@@ -91,13 +100,17 @@ pub fn url_param(value: &Value, name: &str) -> Result<Option<Value>, String> {
 pub fn timestamp(value: &Value) -> Result<Value, String> {
     let text = as_str(value)?.trim();
     let parsed = OffsetDateTime::parse(text, &Rfc3339).or_else(|_| {
-        let naive = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
+        let naive = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+        );
         time::PrimitiveDateTime::parse(text, naive).map(|t| t.assume_utc())
     });
     let t = parsed.map_err(|_| format!("{text:?} is not an ISO-8601 timestamp"))?;
     let utc = t.to_offset(time::UtcOffset::UTC);
     let out = utc
-        .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
         .map_err(|e| e.to_string())?;
     Ok(Value::String(out))
 }
@@ -180,15 +193,30 @@ mod tests {
     fn money_is_exact_for_large_totals_and_float_traps() {
         assert_eq!(minor("12345678901234.56", "USD"), Ok(1234567890123456));
         assert_eq!(minor("0.30000000000000004", "USD"), Ok(30));
-        assert_eq!(minor("1.005", "USD"), Ok(101), "1.005 is 1.00499999... as a float");
-        assert_eq!(minor("92233720368547758.08", "USD"), Err("92233720368547758.08 USD is too large".into()));
+        assert_eq!(
+            minor("1.005", "USD"),
+            Ok(101),
+            "1.005 is 1.00499999... as a float"
+        );
+        assert_eq!(
+            minor("92233720368547758.08", "USD"),
+            Err("92233720368547758.08 USD is too large".into())
+        );
     }
 
     #[test]
     fn money_refuses_what_is_not_money() {
-        assert!(minor("\"abc\"", "USD").unwrap_err().contains("not a decimal"));
+        assert!(
+            minor("\"abc\"", "USD")
+                .unwrap_err()
+                .contains("not a decimal")
+        );
         assert!(minor("\"1,99\"", "USD").is_err());
-        assert!(minor("true", "USD").unwrap_err().contains("expected a number"));
+        assert!(
+            minor("true", "USD")
+                .unwrap_err()
+                .contains("expected a number")
+        );
         assert!(minor("1", "XYZ").unwrap_err().contains("ISO 4217"));
         assert!(minor("1", "XAU").unwrap_err().contains("no minor unit"));
     }
@@ -219,8 +247,16 @@ mod tests {
     fn email_hash_matches_known_sha256_values() {
         // sha256("test@example.com")
         let expected = "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b";
-        for input in ["test@example.com", "  Test@Example.COM  ", "TEST@EXAMPLE.COM\n"] {
-            assert_eq!(sha256_email(&json!(input)).unwrap(), Some(json!(expected)), "{input:?}");
+        for input in [
+            "test@example.com",
+            "  Test@Example.COM  ",
+            "TEST@EXAMPLE.COM\n",
+        ] {
+            assert_eq!(
+                sha256_email(&json!(input)).unwrap(),
+                Some(json!(expected)),
+                "{input:?}"
+            );
         }
         // sha256("") is never sent: an empty email is no email.
         assert_eq!(sha256_email(&json!("   ")).unwrap(), None);
@@ -230,10 +266,22 @@ mod tests {
     #[test]
     fn url_param_extraction() {
         let get = |u: &str| url_param(&json!(u), "btn_ref").unwrap();
-        assert_eq!(get("https://shop.example/p/1?btn_ref=srctok-abc123"), Some(json!("srctok-abc123")));
-        assert_eq!(get("https://shop.example/p?x=1&btn_ref=srctok%2Dabc%20d"), Some(json!("srctok-abc d")));
-        assert_eq!(get("https://shop.example/p?btn_ref=first&btn_ref=second"), Some(json!("first")));
-        assert_eq!(get("https://shop.example/p?btn_ref=&btn_ref=second"), Some(json!("second")));
+        assert_eq!(
+            get("https://shop.example/p/1?btn_ref=srctok-abc123"),
+            Some(json!("srctok-abc123"))
+        );
+        assert_eq!(
+            get("https://shop.example/p?x=1&btn_ref=srctok%2Dabc%20d"),
+            Some(json!("srctok-abc d"))
+        );
+        assert_eq!(
+            get("https://shop.example/p?btn_ref=first&btn_ref=second"),
+            Some(json!("first"))
+        );
+        assert_eq!(
+            get("https://shop.example/p?btn_ref=&btn_ref=second"),
+            Some(json!("second"))
+        );
         assert_eq!(get("https://shop.example/p?other=1"), None);
         assert_eq!(get("https://shop.example/p"), None);
         assert_eq!(get("/p/1?btn_ref=srctok-rel"), Some(json!("srctok-rel")));
@@ -244,9 +292,18 @@ mod tests {
     fn timestamps_normalise_to_utc_seconds() {
         let t = |s: &str| timestamp(&json!(s));
         assert_eq!(t("2017-07-25T08:23:52Z"), Ok(json!("2017-07-25T08:23:52Z")));
-        assert_eq!(t("2017-07-25T08:23:52.123456Z"), Ok(json!("2017-07-25T08:23:52Z")));
-        assert_eq!(t("2017-07-25T10:23:52+02:00"), Ok(json!("2017-07-25T08:23:52Z")));
-        assert_eq!(t("2017-07-24T23:23:52-09:00"), Ok(json!("2017-07-25T08:23:52Z")));
+        assert_eq!(
+            t("2017-07-25T08:23:52.123456Z"),
+            Ok(json!("2017-07-25T08:23:52Z"))
+        );
+        assert_eq!(
+            t("2017-07-25T10:23:52+02:00"),
+            Ok(json!("2017-07-25T08:23:52Z"))
+        );
+        assert_eq!(
+            t("2017-07-24T23:23:52-09:00"),
+            Ok(json!("2017-07-25T08:23:52Z"))
+        );
         assert_eq!(t("2017-07-25T08:23:52"), Ok(json!("2017-07-25T08:23:52Z")));
         assert!(t("25/07/2017").is_err());
         assert!(t("2017-13-01T00:00:00Z").is_err());

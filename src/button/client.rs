@@ -147,15 +147,24 @@ impl Client {
     pub fn prepare(&self, call: &Call) -> PreparedRequest {
         let json = HeaderValue::from_static("application/json");
         let mut headers = vec![
-            (header::CONTENT_TYPE.to_string(), json.to_str().unwrap_or_default().to_owned()),
+            (
+                header::CONTENT_TYPE.to_string(),
+                json.to_str().unwrap_or_default().to_owned(),
+            ),
             (header::USER_AGENT.to_string(), USER_AGENT.to_owned()),
         ];
         let (url, auth, body) = match call {
             Call::CreateOrder(order) => {
                 if !self.config.api_version.is_empty() {
-                    headers.push(("x-button-api-version".to_owned(), self.config.api_version.clone()));
+                    headers.push((
+                        "x-button-api-version".to_owned(),
+                        self.config.api_version.clone(),
+                    ));
                 }
-                let url = format!("{}/v1/order", self.config.orders_base_url.trim_end_matches('/'));
+                let url = format!(
+                    "{}/v1/order",
+                    self.config.orders_base_url.trim_end_matches('/')
+                );
                 (url, Auth::ApiKey, serde_json::to_vec(order))
             }
             Call::Activity(activity) => {
@@ -180,10 +189,14 @@ impl Client {
     #[tracing::instrument(name = "button.send", skip_all, fields(call = %request.call))]
     pub async fn send(&self, request: &PreparedRequest, api_key: &SecretString) -> Attempt {
         let started = Instant::now();
-        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 1);
         for (name, value) in &request.headers {
-            if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            if let (Ok(n), Ok(v)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
                 headers.append(n, v);
             }
         }
@@ -274,7 +287,12 @@ fn source_chain(e: &reqwest::Error) -> String {
 }
 
 fn keep_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    const KEEP: [&str; 4] = ["content-type", "retry-after", "x-request-id", "x-button-request-id"];
+    const KEEP: [&str; 4] = [
+        "content-type",
+        "retry-after",
+        "x-request-id",
+        "x-button-request-id",
+    ];
     headers
         .iter()
         .filter(|(name, _)| KEEP.contains(&name.as_str()))
@@ -282,7 +300,10 @@ fn keep_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn read_bounded(mut response: reqwest::Response, max: usize) -> (String, bool, Option<String>) {
+async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> (String, bool, Option<String>) {
     let mut body = Vec::new();
     let mut truncated = false;
     let mut error = None;
@@ -304,7 +325,11 @@ async fn read_bounded(mut response: reqwest::Response, max: usize) -> (String, b
             }
         }
     }
-    (String::from_utf8_lossy(&body).into_owned(), truncated, error)
+    (
+        String::from_utf8_lossy(&body).into_owned(),
+        truncated,
+        error,
+    )
 }
 
 /// `Retry-After` in either of its forms: delay seconds, or an HTTP date (a date in the

@@ -13,14 +13,11 @@ pub use client::{Attempt, Auth, Call, Client, ClientConfig, PreparedRequest};
 
 /// The product page's troubleshooting advice, attached to the answers it explains.
 pub mod hints {
-    pub const INVALID_API_KEY: &str =
-        "401 Unauthorized: invalid API key. Verify api_key in Button Settings > API Keys and update the integration in Signal.";
-    pub const MISSING_FIELDS: &str =
-        "400 Bad Request: missing required fields. Ensure order_id and total are mapped in the blueprint.";
+    pub const INVALID_API_KEY: &str = "401 Unauthorized: invalid API key. Verify api_key in Button Settings > API Keys and update the integration in Signal.";
+    pub const MISSING_FIELDS: &str = "400 Bad Request: missing required fields. Ensure order_id and total are mapped in the blueprint.";
     pub const WRONG_APPLICATION: &str =
         "Wrong application: verify the application ID matches the property you are tracking.";
-    pub const NOT_ATTRIBUTED: &str =
-        "Conversions not attributed: capture the Button referral token from the landing page URL and include it in events.";
+    pub const NOT_ATTRIBUTED: &str = "Conversions not attributed: capture the Button referral token from the landing page URL and include it in events.";
 }
 
 /// What an answer means for the delivery.
@@ -45,7 +42,12 @@ pub struct Verdict {
 /// Classifies Button's answer to `call`: 2xx delivered (and `409` on an order create,
 /// which means the order exists); `408`, `429` and 5xx retryable; every other status
 /// terminal. The error is Button's own message when its error envelope carries one.
-pub fn classify(call: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> Verdict {
+pub fn classify(
+    call: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> Verdict {
     let is_create = call == "order.create";
     let message = error_message(body);
     let classification = match status.as_u16() {
@@ -74,7 +76,11 @@ pub fn classify(call: &str, status: StatusCode, retry_after: Option<Duration>, b
     let error = message.or_else(|| {
         let snippet: String = body.trim().chars().take(200).collect();
         let line = client::status_line(status);
-        Some(if snippet.is_empty() { line } else { format!("{line}: {snippet}") })
+        Some(if snippet.is_empty() {
+            line
+        } else {
+            format!("{line}: {snippet}")
+        })
     });
     Verdict {
         classification,
@@ -87,7 +93,10 @@ pub fn classify(call: &str, status: StatusCode, retry_after: Option<Duration>, b
 fn error_message(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let error = v.get("error")?;
-    let message = error.get("message").and_then(Value::as_str).or_else(|| error.as_str())?;
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| error.as_str())?;
     Some(match error.get("type").and_then(Value::as_str) {
         Some(kind) => format!("{message} ({kind})"),
         None => message.to_owned(),
@@ -105,17 +114,32 @@ mod tests {
 
     #[test]
     fn success_and_conflict_on_create_are_delivered() {
-        assert_eq!(verdict("order.create", 200, "{}").classification, Classification::Delivered { already: false });
-        assert_eq!(verdict("order.create", 202, "").classification, Classification::Delivered { already: false });
-        assert_eq!(verdict("order.create", 409, "").classification, Classification::Delivered { already: true });
-        assert_eq!(verdict("activity.add-to-cart", 409, "").classification, Classification::Terminal);
+        assert_eq!(
+            verdict("order.create", 200, "{}").classification,
+            Classification::Delivered { already: false }
+        );
+        assert_eq!(
+            verdict("order.create", 202, "").classification,
+            Classification::Delivered { already: false }
+        );
+        assert_eq!(
+            verdict("order.create", 409, "").classification,
+            Classification::Delivered { already: true }
+        );
+        assert_eq!(
+            verdict("activity.add-to-cart", 409, "").classification,
+            Classification::Terminal
+        );
     }
 
     #[test]
     fn transient_statuses_are_retryable() {
         for status in [408, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(verdict("order.create", status, "").classification, Classification::Retryable { .. }),
+                matches!(
+                    verdict("order.create", status, "").classification,
+                    Classification::Retryable { .. }
+                ),
                 "{status}"
             );
         }
@@ -123,14 +147,29 @@ mod tests {
 
     #[test]
     fn client_errors_are_terminal_with_the_product_pages_hint() {
-        let v = verdict("order.create", 401, r#"{"meta":{"status":"error"},"error":{"message":"Invalid api_key"}}"#);
+        let v = verdict(
+            "order.create",
+            401,
+            r#"{"meta":{"status":"error"},"error":{"message":"Invalid api_key"}}"#,
+        );
         assert_eq!(v.classification, Classification::Terminal);
         assert_eq!(v.error.as_deref(), Some("Invalid api_key"));
         assert_eq!(v.hint, Some(hints::INVALID_API_KEY));
-        let v = verdict("order.create", 400, r#"{"meta":{"status":"error"},"error":{"message":"Missing order_id","type":"invalid_request"}}"#);
-        assert_eq!(v.error.as_deref(), Some("Missing order_id (invalid_request)"));
+        let v = verdict(
+            "order.create",
+            400,
+            r#"{"meta":{"status":"error"},"error":{"message":"Missing order_id","type":"invalid_request"}}"#,
+        );
+        assert_eq!(
+            v.error.as_deref(),
+            Some("Missing order_id (invalid_request)")
+        );
         assert_eq!(v.hint, Some(hints::MISSING_FIELDS));
-        let v = verdict("order.create", 400, r#"{"meta":{"status":"error"},"error":{"message":"Unknown application app-x"}}"#);
+        let v = verdict(
+            "order.create",
+            400,
+            r#"{"meta":{"status":"error"},"error":{"message":"Unknown application app-x"}}"#,
+        );
         assert_eq!(v.hint, Some(hints::WRONG_APPLICATION));
         let v = verdict("order.create", 404, "not json at all");
         assert_eq!(v.classification, Classification::Terminal);
@@ -140,11 +179,20 @@ mod tests {
     #[test]
     fn retry_after_reads_both_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(client::parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            client::parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(client::parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            client::parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(client::parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(
+            client::parse_retry_after(&earlier, now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(client::parse_retry_after("soon", now), None);
         assert_eq!(client::parse_retry_after("-5", now), None);
     }

@@ -160,9 +160,15 @@ fn is_iso8601_with_zone(s: &str) -> bool {
 
 fn check_btn_ref(btn_ref: Option<&str>, out: &mut Vec<Violation>) {
     if let Some(r) = btn_ref
-        && (r.len() >= 256 || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)))
+        && (r.len() >= 256
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)))
     {
-        out.push(violation("btn_ref", "must be URL-safe ASCII shorter than 256 bytes"));
+        out.push(violation(
+            "btn_ref",
+            "must be URL-safe ASCII shorter than 256 bytes",
+        ));
     }
 }
 
@@ -173,19 +179,38 @@ impl Order {
             out.push(violation("order_id", "must be 1 to 255 ASCII characters"));
         }
         if self.total < 0 {
-            out.push(violation("total", format!("must not be negative (is {})", self.total)));
+            out.push(violation(
+                "total",
+                format!("must not be negative (is {})", self.total),
+            ));
         }
         if !is_currency_code(&self.currency) {
-            out.push(violation("currency", format!("{:?} is not a three-letter ISO 4217 code", self.currency)));
+            out.push(violation(
+                "currency",
+                format!("{:?} is not a three-letter ISO 4217 code", self.currency),
+            ));
         }
         if !is_iso8601_with_zone(&self.purchase_date) {
-            out.push(violation("purchase_date", format!("{:?} is not an ISO-8601 time with zone", self.purchase_date)));
+            out.push(violation(
+                "purchase_date",
+                format!("{:?} is not an ISO-8601 time with zone", self.purchase_date),
+            ));
         }
         check_btn_ref(self.btn_ref.as_deref(), &mut out);
-        if self.customer_order_id.as_ref().is_some_and(|c| c.len() > 255) {
-            out.push(violation("customer_order_id", "must be at most 255 characters"));
+        if self
+            .customer_order_id
+            .as_ref()
+            .is_some_and(|c| c.len() > 255)
+        {
+            out.push(violation(
+                "customer_order_id",
+                "must be at most 255 characters",
+            ));
         }
-        if let Some(hash) = self.customer.as_ref().and_then(|c| c.email_sha256.as_deref())
+        if let Some(hash) = self
+            .customer
+            .as_ref()
+            .and_then(|c| c.email_sha256.as_deref())
             && !(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             out.push(violation("customer.email_sha256", "must be 64 hex digits"));
@@ -193,15 +218,24 @@ impl Order {
         let mut identifiers = HashSet::new();
         for (i, item) in self.line_items.iter().enumerate() {
             if item.identifier.is_empty() {
-                out.push(violation(format!("line_items[{i}].identifier"), "must not be empty"));
+                out.push(violation(
+                    format!("line_items[{i}].identifier"),
+                    "must not be empty",
+                ));
             } else if !identifiers.insert(item.identifier.as_str()) {
                 out.push(violation(
                     format!("line_items[{i}].identifier"),
-                    format!("{:?} appears twice; identifiers are unique within an order", item.identifier),
+                    format!(
+                        "{:?} appears twice; identifiers are unique within an order",
+                        item.identifier
+                    ),
                 ));
             }
             if item.quantity.is_some_and(|q| q < 1) {
-                out.push(violation(format!("line_items[{i}].quantity"), "must be at least 1"));
+                out.push(violation(
+                    format!("line_items[{i}].quantity"),
+                    "must be at least 1",
+                ));
             }
         }
         out
@@ -212,21 +246,36 @@ impl Activity {
     pub fn violations(&self) -> Vec<Violation> {
         let mut out = Vec::new();
         if !is_application_id(&self.application_id) {
-            out.push(violation("application_id", format!("{:?} does not look like app-xxxxxxxx", self.application_id)));
+            out.push(violation(
+                "application_id",
+                format!("{:?} does not look like app-xxxxxxxx", self.application_id),
+            ));
         }
         check_btn_ref(self.btn_ref.as_deref(), &mut out);
         if self.activity_data.products.is_empty() {
-            out.push(violation("activity_data.products", "must hold at least one product"));
+            out.push(violation(
+                "activity_data.products",
+                "must hold at least one product",
+            ));
         }
         for (i, p) in self.activity_data.products.iter().enumerate() {
             if p.id.as_deref().is_none_or(str::is_empty) {
-                out.push(violation(format!("activity_data.products[{i}].id"), "is required"));
+                out.push(violation(
+                    format!("activity_data.products[{i}].id"),
+                    "is required",
+                ));
             }
             if p.currency.as_deref().is_some_and(|c| !is_currency_code(c)) {
-                out.push(violation(format!("activity_data.products[{i}].currency"), "is not a three-letter ISO 4217 code"));
+                out.push(violation(
+                    format!("activity_data.products[{i}].currency"),
+                    "is not a three-letter ISO 4217 code",
+                ));
             }
             if p.quantity.is_some_and(|q| q < 1) {
-                out.push(violation(format!("activity_data.products[{i}].quantity"), "must be at least 1"));
+                out.push(violation(
+                    format!("activity_data.products[{i}].quantity"),
+                    "must be at least 1",
+                ));
             }
         }
         out
@@ -278,7 +327,15 @@ mod tests {
         let fields: Vec<String> = o.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(
             fields,
-            ["total", "currency", "purchase_date", "btn_ref", "line_items[0].quantity", "line_items[1].identifier", "line_items[1].quantity"]
+            [
+                "total",
+                "currency",
+                "purchase_date",
+                "btn_ref",
+                "line_items[0].quantity",
+                "line_items[1].identifier",
+                "line_items[1].quantity"
+            ]
         );
     }
 

@@ -22,7 +22,11 @@ pub const ACTIVITY_ADD_TO_CART: &str = "activity.add-to-cart";
 pub const ACTIVITY_PRODUCT_VIEWED: &str = "activity.product-viewed";
 pub const ACTIVITY_CART_VIEWED: &str = "activity.cart-viewed";
 
-const ACTIVITY_REQUIRED: &[&str] = &["application_id", "activity_data.products", "activity_data.products[].id"];
+const ACTIVITY_REQUIRED: &[&str] = &[
+    "application_id",
+    "activity_data.products",
+    "activity_data.products[].id",
+];
 const ACTIVITY_FIELDS: &[&str] = &[
     "application_id",
     "btn_ref",
@@ -102,7 +106,9 @@ const DEFAULT_BLUEPRINT: &str = include_str!("button_blueprint.json");
 /// The default blueprint document every Button integration starts with.
 pub fn default_blueprint() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::from_str(DEFAULT_BLUEPRINT).expect("the default blueprint is valid JSON"))
+    DOC.get_or_init(|| {
+        serde_json::from_str(DEFAULT_BLUEPRINT).expect("the default blueprint is valid JSON")
+    })
 }
 
 pub fn entry() -> CatalogEntry {
@@ -229,13 +235,16 @@ mod tests {
 
     #[test]
     fn the_default_blueprint_compiles_against_buttons_calls() {
-        crate::blueprint::Blueprint::compile(default_blueprint(), CALLS).expect("default blueprint compiles");
+        crate::blueprint::Blueprint::compile(default_blueprint(), CALLS)
+            .expect("default blueprint compiles");
     }
 
     #[test]
     fn the_activity_name_comes_from_the_call() {
         let body = serde_json::json!({"application_id": "app-1", "activity_data": {"products": [{"id": "p"}]}});
-        let Ok(Call::Activity(a)) = to_call(ACTIVITY_PRODUCT_VIEWED, body) else { panic!() };
+        let Ok(Call::Activity(a)) = to_call(ACTIVITY_PRODUCT_VIEWED, body) else {
+            panic!()
+        };
         assert_eq!(a.activity_data.name, ActivityName::ProductViewed);
     }
 }

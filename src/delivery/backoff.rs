@@ -29,7 +29,9 @@ impl RetryPolicy {
     /// The delay before the attempt that follows failed attempt `attempt` (1-based),
     /// before jitter: `initial * multiplier^(attempt-1)`, capped at `max`.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let factor = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        let factor = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let secs = (self.initial.as_secs_f64() * factor).min(self.max.as_secs_f64());
         Duration::from_secs_f64(secs)
     }
@@ -72,7 +74,10 @@ mod tests {
         assert_eq!(p.max_attempts, 5);
         let total: Duration = (1..p.max_attempts).map(|a| p.base_delay(a)).sum();
         let hours = total.as_secs_f64() / 3600.0;
-        assert!((23.0..=26.0).contains(&hours), "the four waits add up to {hours:.1}h");
+        assert!(
+            (23.0..=26.0).contains(&hours),
+            "the four waits add up to {hours:.1}h"
+        );
         assert_eq!(p.base_delay(1), Duration::from_secs(60));
         assert!(p.base_delay(2) > p.base_delay(1) && p.base_delay(4) > p.base_delay(3));
     }
@@ -83,7 +88,10 @@ mod tests {
         for _ in 0..1000 {
             let d = p.delay(2).as_secs_f64();
             let base = p.base_delay(2).as_secs_f64();
-            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{d} vs {base}");
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "{d} vs {base}"
+            );
         }
     }
 
@@ -92,6 +100,9 @@ mod tests {
         let mut p = default_policy();
         p.max = Duration::from_secs(300);
         assert_eq!(p.base_delay(10), Duration::from_secs(300));
-        assert_eq!(p.cap_retry_after(Duration::from_secs(999_999)), p.retry_after_max);
+        assert_eq!(
+            p.cap_retry_after(Duration::from_secs(999_999)),
+            p.retry_after_max
+        );
     }
 }

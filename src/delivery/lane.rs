@@ -101,7 +101,9 @@ impl Lane {
             if *stop.borrow() {
                 break;
             }
-            let Some(integration) = shared.registry.get(&self.id) else { break };
+            let Some(integration) = shared.registry.get(&self.id) else {
+                break;
+            };
             if !integration.enabled || integration.auth_failed() {
                 self.idle(&mut stop, None).await;
                 continue;
@@ -114,10 +116,25 @@ impl Lane {
                 permit = self.permits.clone().acquire_owned() => permit.expect("lane semaphores are never closed"),
                 _ = stop.changed() => continue,
             };
+            // Waiting for the slot may have taken a while: the attempt that freed it
+            // may have paused the lane or put it on hold.
+            let still_open = shared
+                .registry
+                .get(&self.id)
+                .is_some_and(|i| i.enabled && !i.auth_failed())
+                && self.held_until().is_none();
+            if !still_open {
+                drop(first);
+                continue;
+            }
             let want = (1 + self.permits.available_permits()).min(shared.settings.lease_batch);
             let now = now_ms();
             let token = ids::new_id("lease");
-            let leased = match shared.store.lease(&self.id, want, now, now + lease_ms, &token).await {
+            let leased = match shared
+                .store
+                .lease(&self.id, want, now, now + lease_ms, &token)
+                .await
+            {
                 Ok(leased) => leased,
                 Err(e) => {
                     tracing::error!(integration_id = %self.id, error = %e, "cannot lease deliveries; retrying");
@@ -129,7 +146,10 @@ impl Lane {
             if leased.is_empty() {
                 drop(first);
                 let wake_at = match shared.store.next_due(&self.id).await {
-                    Ok(Some(due)) => Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64).min(poll),
+                    Ok(Some(due)) => {
+                        Instant::now()
+                            + Duration::from_millis((due - now_ms()).max(0) as u64).min(poll)
+                    }
                     _ => Instant::now() + poll,
                 };
                 self.idle(&mut stop, Some(wake_at)).await;
@@ -171,9 +191,30 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     let Some(integration) = shared.registry.get(&job.integration_id) else {
         return; // Deleted meanwhile: its deliveries went with it.
     };
-    let Some(mut request) = job.request.as_deref().and_then(|r| serde_json::from_str::<PreparedRequest>(r).ok()) else {
-        let finish = finish(&job, state::FAILED, true, now_ms(), None, Outcome::Failed, number, None, Some("the stored request is unreadable".into()), None);
-        shared.recorder.record(Record { finish, request: None }).await;
+    let Some(mut request) = job
+        .request
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<PreparedRequest>(r).ok())
+    else {
+        let finish = finish(
+            &job,
+            state::FAILED,
+            true,
+            now_ms(),
+            None,
+            Outcome::Failed,
+            number,
+            None,
+            Some("the stored request is unreadable".into()),
+            None,
+        );
+        shared
+            .recorder
+            .record(Record {
+                finish,
+                request: None,
+            })
+            .await;
         return;
     };
     request.body = bytes::Bytes::from(job.body.clone().unwrap_or_default());
@@ -193,24 +234,40 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     let (state, counted, due, outcome, next) = match answer.classification {
         Classification::Delivered { .. } => (state::DELIVERED, true, now, Outcome::Delivered, None),
         Classification::Retryable { retry_after } => {
-            if let Some(d) = retry_after.filter(|_| matches!(answer.status.map(|s| s.as_u16()), Some(429 | 503))) {
+            if let Some(d) =
+                retry_after.filter(|_| matches!(answer.status.map(|s| s.as_u16()), Some(429 | 503)))
+            {
                 lane.hold_for(policy.cap_retry_after(d));
             }
             if policy.exhausted(number as u32) {
                 (state::DEAD, true, now, Outcome::DeadLettered, None)
             } else {
-                let wait = retry_after.map(|d| policy.cap_retry_after(d)).unwrap_or_else(|| policy.delay(number as u32));
-                (state::PENDING, true, now + wait, Outcome::RetryScheduled, Some(now + wait))
+                let wait = retry_after
+                    .map(|d| policy.cap_retry_after(d))
+                    .unwrap_or_else(|| policy.delay(number as u32));
+                (
+                    state::PENDING,
+                    true,
+                    now + wait,
+                    Outcome::RetryScheduled,
+                    Some(now + wait),
+                )
             }
         }
-        Classification::Terminal if answer.status.map(|s| s.as_u16()) == Some(401) && request.auth == Auth::ApiKey => {
+        Classification::Terminal
+            if answer.status.map(|s| s.as_u16()) == Some(401) && request.auth == Auth::ApiKey =>
+        {
             // The key is wrong for every event: hold the lane instead of spending
             // each delivery's attempts. This one waits with the rest.
             let reason = format!(
                 "Button refused the api_key ({}); deliveries wait for a new key or a resume",
                 answer.error.as_deref().unwrap_or("401 Unauthorized")
             );
-            if let Err(e) = shared.registry.pause_for_auth(&job.integration_id, integration.updated_at, reason).await {
+            if let Err(e) = shared
+                .registry
+                .pause_for_auth(&job.integration_id, integration.updated_at, reason)
+                .await
+            {
                 tracing::error!(integration_id = %job.integration_id, error = ?e, "cannot pause the lane");
             }
             (state::PENDING, false, now, Outcome::Paused, None)
@@ -219,7 +276,10 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     };
 
     log_attempt(&job, &request, number, outcome, &answer);
-    let view = shared.hub.has_subscribers().then(|| RequestView::of(&request));
+    let view = shared
+        .hub
+        .has_subscribers()
+        .then(|| RequestView::of(&request));
     let finish = finish(
         &job,
         state,
@@ -234,11 +294,19 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     );
     // The slot is free once the answer is in; recording is the recorder's job.
     drop(permit);
-    shared.recorder.record(Record { finish, request: view }).await;
+    shared
+        .recorder
+        .record(Record {
+            finish,
+            request: view,
+        })
+        .await;
     match (outcome, next) {
         (Outcome::RetryScheduled, Some(at)) => {
             let lane = lane.clone();
-            let wait = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+            let wait = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 lane.wake();
@@ -264,7 +332,11 @@ fn finish(
 ) -> Finish {
     let response = answer.filter(|a| a.status.is_some()).map(|a| {
         serde_json::to_string(&ResponseView {
-            headers: a.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+            headers: a
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
             body: a.body.clone(),
             truncated: a.truncated,
         })
@@ -301,7 +373,13 @@ fn finish(
 
 /// The one stdout line per attempt: ids, call, outcome, status and latency; never the
 /// payload or a credential.
-fn log_attempt(job: &Leased, request: &PreparedRequest, attempt: i64, outcome: Outcome, answer: &Attempt) {
+fn log_attempt(
+    job: &Leased,
+    request: &PreparedRequest,
+    attempt: i64,
+    outcome: Outcome,
+    answer: &Attempt,
+) {
     let status = answer.status.map(|s| s.as_u16());
     let latency_ms = answer.latency.as_secs_f64() * 1000.0;
     match outcome {

@@ -55,7 +55,8 @@ impl Delivery {
         metrics: Arc<Metrics>,
         settings: DeliverySettings,
     ) -> Arc<Self> {
-        let (recorder, recorder_task) = Recorder::start(store.clone(), hub.clone(), metrics.clone());
+        let (recorder, recorder_task) =
+            Recorder::start(store.clone(), hub.clone(), metrics.clone());
         let shared = Arc::new(Shared {
             store,
             registry: registry.clone(),
@@ -77,7 +78,11 @@ impl Delivery {
         for id in registry.snapshot().keys() {
             delivery.sync_lane(id);
         }
-        tokio::spawn(follow(Arc::downgrade(&delivery), changes, delivery.stop.subscribe()));
+        tokio::spawn(follow(
+            Arc::downgrade(&delivery),
+            changes,
+            delivery.stop.subscribe(),
+        ));
         delivery
     }
 
@@ -132,10 +137,17 @@ impl Delivery {
             }
         };
         if tokio::time::timeout(grace, drained).await.is_err() {
-            tracing::warn!(grace_s = grace.as_secs_f64(), "attempts still in flight at shutdown; their leases will bring them back");
+            tracing::warn!(
+                grace_s = grace.as_secs_f64(),
+                "attempts still in flight at shutdown; their leases will bring them back"
+            );
         }
         self.shared.recorder.flush().await;
-        let task = self.recorder_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = self
+            .recorder_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         drop(task);
     }
 
@@ -144,13 +156,19 @@ impl Delivery {
     }
 }
 
-async fn follow(delivery: std::sync::Weak<Delivery>, mut changes: broadcast::Receiver<String>, mut stop: watch::Receiver<bool>) {
+async fn follow(
+    delivery: std::sync::Weak<Delivery>,
+    mut changes: broadcast::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let change = tokio::select! {
             c = changes.recv() => c,
             _ = stop.changed() => return,
         };
-        let Some(delivery) = delivery.upgrade() else { return };
+        let Some(delivery) = delivery.upgrade() else {
+            return;
+        };
         match change {
             Ok(id) => delivery.sync_lane(&id),
             Err(broadcast::error::RecvError::Lagged(_)) => {

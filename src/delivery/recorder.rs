@@ -34,7 +34,11 @@ pub struct Recorder {
 const BATCH: usize = 512;
 
 impl Recorder {
-    pub fn start(store: Store, hub: Hub, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Store,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(BATCH * 8);
         let task = tokio::spawn(run(rx, store, hub, metrics));
         (Self { tx }, task)
@@ -42,7 +46,9 @@ impl Recorder {
 
     pub async fn record(&self, record: Record) {
         if self.tx.send(Msg::Record(Box::new(record))).await.is_err() {
-            tracing::error!("recorder stopped; an attempt's outcome is not recorded (its lease will expire and it will be retried)");
+            tracing::error!(
+                "recorder stopped; an attempt's outcome is not recorded (its lease will expire and it will be retried)"
+            );
         }
     }
 
@@ -83,7 +89,10 @@ async fn commit(records: &mut Vec<Record>, store: &Store, hub: &Hub, metrics: &M
         match store.finish(finishes, now_ms()).await {
             Ok((_, lost)) => {
                 if lost > 0 {
-                    tracing::warn!(lost, "leases expired before their attempts were recorded; those deliveries may be sent again");
+                    tracing::warn!(
+                        lost,
+                        "leases expired before their attempts were recorded; those deliveries may be sent again"
+                    );
                 }
                 break;
             }

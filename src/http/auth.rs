@@ -34,23 +34,30 @@ fn bearer(headers: &HeaderMap) -> Presented<'_> {
         return Presented::Malformed;
     };
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Presented::Token(token.trim())
         }
         _ => Presented::Malformed,
     }
 }
 
-fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, Response> {
+/// The index of the presented token, or why it is refused.
+fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, String> {
     let message = match bearer(headers) {
         Presented::Token(t) => match tokens.verify(t) {
             Some(index) => return Ok(index),
             None => format!("the bearer token is not a valid {kind} token"),
         },
-        Presented::Missing => format!("missing Authorization header: send Authorization: Bearer <{kind} token>"),
-        Presented::Malformed => format!("malformed Authorization header: expected Bearer <{kind} token>"),
+        Presented::Missing => {
+            format!("missing Authorization header: send Authorization: Bearer <{kind} token>")
+        }
+        Presented::Malformed => {
+            format!("malformed Authorization header: expected Bearer <{kind} token>")
+        }
     };
-    Err(unauthorized(message))
+    Err(message)
 }
 
 fn unauthorized(message: String) -> Response {
@@ -66,13 +73,13 @@ pub async fn admin(State(state): State<AppState>, mut request: Request, next: Ne
             request.extensions_mut().insert(Caller(index));
             next.run(request).await
         }
-        Err(response) => response,
+        Err(message) => unauthorized(message),
     }
 }
 
 pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check(&state.ingest_tokens, request.headers(), "ingest") {
         Ok(_) => next.run(request).await,
-        Err(response) => response,
+        Err(message) => unauthorized(message),
     }
 }

@@ -21,15 +21,18 @@ use crate::integrations::compile_blueprint;
 use crate::live_logs::{LogEntry, Outcome, RequestView, ResponseView};
 use crate::mapping::{self, Prepared};
 use crate::store::logs::LogRecord;
-use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, state as delivery_state};
 use crate::store::now_ms;
+use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, state as delivery_state};
 
 /// The integration's blueprint document.
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/blueprint", tag = "blueprints",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
     responses((status = 200, description = "The blueprint document", body = Object), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn get_blueprint(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_blueprint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(find(&state, &id)?.blueprint_doc.clone()))
 }
 
@@ -51,7 +54,17 @@ pub async fn replace_blueprint(
     if let Err(errors) = compile_blueprint(&integration.catalog_key, &doc) {
         let details = errors
             .into_iter()
-            .map(|e| FieldError::new(if e.at.is_empty() { "blueprint".to_owned() } else { e.at }, "invalid_blueprint", e.message))
+            .map(|e| {
+                FieldError::new(
+                    if e.at.is_empty() {
+                        "blueprint".to_owned()
+                    } else {
+                        e.at
+                    },
+                    "invalid_blueprint",
+                    e.message,
+                )
+            })
             .collect();
         return Err(ApiError::validation(details));
     }
@@ -71,8 +84,12 @@ pub async fn reset_blueprint(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let integration = find(&state, &id)?;
-    let entry = catalog::entry(&integration.catalog_key).ok_or_else(|| ApiError::internal("unknown catalog entry"))?;
-    let updated = state.registry.set_blueprint(&id, &entry.default_blueprint).await?;
+    let entry = catalog::entry(&integration.catalog_key)
+        .ok_or_else(|| ApiError::internal("unknown catalog entry"))?;
+    let updated = state
+        .registry
+        .set_blueprint(&id, &entry.default_blueprint)
+        .await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "blueprint reset to default");
     Ok(Json(updated.blueprint_doc.clone()))
 }
@@ -102,7 +119,10 @@ fn preview_of(prepared: &Prepared) -> PreviewResult {
     match prepared {
         Prepared::NotSubscribed => {
             result.outcome = "not_subscribed".into();
-            result.reason = Some("no mapping of the blueprint takes this event (check its event name and type)".into());
+            result.reason = Some(
+                "no mapping of the blueprint takes this event (check its event name and type)"
+                    .into(),
+            );
         }
         Prepared::Filtered { reason, .. } => {
             result.outcome = Outcome::Filtered.as_str().into();
@@ -113,7 +133,9 @@ fn preview_of(prepared: &Prepared) -> PreviewResult {
             result.request = Some(RequestView::of(request));
             result.warnings = warnings.clone();
         }
-        Prepared::Failed { errors, warnings, .. } => {
+        Prepared::Failed {
+            errors, warnings, ..
+        } => {
             result.outcome = Outcome::MappingFailed.as_str().into();
             result.errors = errors.clone();
             result.warnings = warnings.clone();
@@ -130,10 +152,18 @@ fn preview_of(prepared: &Prepared) -> PreviewResult {
     request_body(content = Object, description = "A Signal event"),
     responses((status = 200, body = PreviewResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 422, description = "Not a valid event envelope", body = ErrorBody)))]
-pub async fn preview(State(state): State<AppState>, Path(id): Path<String>, AdminJson(event): AdminJson) -> Result<Json<PreviewResult>, ApiError> {
+pub async fn preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AdminJson(event): AdminJson,
+) -> Result<Json<PreviewResult>, ApiError> {
     let integration = find(&state, &id)?;
     ingest::validate(&event).map_err(ApiError::validation)?;
-    Ok(Json(preview_of(&mapping::prepare(&integration, &state.client, &event))))
+    Ok(Json(preview_of(&mapping::prepare(
+        &integration,
+        &state.client,
+        &event,
+    ))))
 }
 
 /// The outcome of a Test Event.
@@ -189,7 +219,13 @@ pub async fn test_event(
             obj.remove("event")
                 .ok_or_else(|| ApiError::validation(vec![FieldError::new("event", "required", "give the event to send as {\"event\": {...}}, or send no body for a test purchase")]))?
         }
-        Some(_) => return Err(ApiError::validation(vec![FieldError::new("body", "invalid_type", "must be {\"event\": {...}}")])),
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "body",
+                "invalid_type",
+                "must be {\"event\": {...}}",
+            )]));
+        }
     };
     // A test gets its own messageId, so it never collides with (or is deduplicated
     // against) a real event.
@@ -197,7 +233,15 @@ pub async fn test_event(
         obj.insert("messageId".into(), Value::String(message_id.clone()));
     }
     ingest::validate(&event).map_err(|errors| {
-        ApiError::validation(errors.into_iter().map(|e| FieldError { field: format!("event.{}", e.field), ..e }).collect())
+        ApiError::validation(
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    field: format!("event.{}", e.field),
+                    ..e
+                })
+                .collect(),
+        )
     })?;
 
     let prepared = mapping::prepare(&integration, &state.client, &event);
@@ -208,7 +252,9 @@ pub async fn test_event(
         id: delivery_id.clone(),
         integration_id: id.clone(),
         message_id: message_id.clone(),
-        event_name: crate::blueprint::event_name(&event).unwrap_or_default().to_owned(),
+        event_name: crate::blueprint::event_name(&event)
+            .unwrap_or_default()
+            .to_owned(),
         call: prepared.call().map(str::to_owned),
         state: delivery_state::FAILED,
         request: None,
@@ -280,9 +326,17 @@ pub async fn test_event(
                 Classification::Retryable { .. } => ("retryable", Outcome::Failed),
                 Classification::Terminal => ("terminal", Outcome::Failed),
             };
-            delivery.state = if outcome == Outcome::Delivered { delivery_state::DELIVERED } else { delivery_state::FAILED };
+            delivery.state = if outcome == Outcome::Delivered {
+                delivery_state::DELIVERED
+            } else {
+                delivery_state::FAILED
+            };
             let response = answer.status.map(|_| ResponseView {
-                headers: answer.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+                headers: answer
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect(),
                 body: answer.body.clone(),
                 truncated: answer.truncated,
             });
@@ -293,7 +347,9 @@ pub async fn test_event(
             log.latency_ms = Some(answer.latency.as_secs_f64() * 1000.0);
             log.error = answer.error.clone();
             log.hint = answer.hint.map(str::to_owned);
-            log.response = response.as_ref().map(|r| serde_json::to_string(r).unwrap_or_default());
+            log.response = response
+                .as_ref()
+                .map(|r| serde_json::to_string(r).unwrap_or_default());
             result.classification = Some(classification.into());
             result.status = answer.status_line();
             result.status_code = answer.status.map(|s| s.as_u16());
@@ -316,7 +372,9 @@ pub async fn test_event(
     };
     state.store.ingest(vec![record]).await?;
     state.metrics.delivery(&id, &log.outcome);
-    state.hub.publish(LogEntry::from_record(&log, result.request.clone()));
+    state
+        .hub
+        .publish(LogEntry::from_record(&log, result.request.clone()));
     tracing::info!(integration_id = %id, message_id = %result.message_id, outcome = %result.outcome, status = result.status_code, "test event");
     Ok(Json(result))
 }

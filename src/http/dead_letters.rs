@@ -33,10 +33,17 @@ pub struct DeadLetterView {
     security(("admin_token" = [])),
     params(("id" = String, Path), ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = inline(List<DeadLetterView>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_dead_letters(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Json<List<DeadLetterView>>, ApiError> {
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<List<DeadLetterView>>, ApiError> {
     find(&state, &id)?;
     let page = params.page()?;
-    let rows = state.store.list_dead_letters(&id, page.after.as_deref(), page.limit + 1).await?;
+    let rows = state
+        .store
+        .list_dead_letters(&id, page.after.as_deref(), page.limit + 1)
+        .await?;
     let views = rows
         .into_iter()
         .map(|d| DeadLetterView {
@@ -68,21 +75,33 @@ pub struct DeadLetterResult {
 }
 
 fn selection(body: &Value) -> Result<Selection, ApiError> {
-    let bad = |message: &str| ApiError::validation(vec![FieldError::new("ids", "invalid_value", message)]);
+    let bad = |message: &str| {
+        ApiError::validation(vec![FieldError::new("ids", "invalid_value", message)])
+    };
     let Some(obj) = body.as_object() else {
         return Err(bad("send {\"ids\": [...]} or {\"all\": true}"));
     };
     if let Some(unknown) = obj.keys().find(|k| *k != "ids" && *k != "all") {
-        return Err(ApiError::validation(vec![FieldError::new(unknown.clone(), "unknown_field", "expected ids or all")]));
+        return Err(ApiError::validation(vec![FieldError::new(
+            unknown.clone(),
+            "unknown_field",
+            "expected ids or all",
+        )]));
     }
     match (obj.get("ids"), obj.get("all")) {
         (None, Some(Value::Bool(true))) => Ok(Selection::All),
         (Some(Value::Array(ids)), None) if !ids.is_empty() => ids
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad("every id must be a string")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("every id must be a string"))
+            })
             .collect::<Result<_, _>>()
             .map(Selection::Ids),
-        _ => Err(bad("send a non-empty {\"ids\": [...]} or {\"all\": true}, not both")),
+        _ => Err(bad(
+            "send a non-empty {\"ids\": [...]} or {\"all\": true}, not both",
+        )),
     }
 }
 
@@ -100,7 +119,10 @@ pub async fn replay_dead_letters(
     AdminJson(body): AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
     find(&state, &id)?;
-    let count = state.store.resolve_dead_letters(&id, selection(&body)?, true, now_ms()).await?;
+    let count = state
+        .store
+        .resolve_dead_letters(&id, selection(&body)?, true, now_ms())
+        .await?;
     state.delivery.notify(&id);
     tracing::info!(audit = "dead_letters.replayed", integration_id = %id, caller = %caller, count, "dead letters replayed");
     Ok(Json(DeadLetterResult { count }))
@@ -120,7 +142,10 @@ pub async fn discard_dead_letters(
     AdminJson(body): AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
     find(&state, &id)?;
-    let count = state.store.resolve_dead_letters(&id, selection(&body)?, false, now_ms()).await?;
+    let count = state
+        .store
+        .resolve_dead_letters(&id, selection(&body)?, false, now_ms())
+        .await?;
     tracing::info!(audit = "dead_letters.discarded", integration_id = %id, caller = %caller, count, "dead letters discarded");
     Ok(Json(DeadLetterResult { count }))
 }

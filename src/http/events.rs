@@ -20,16 +20,24 @@ struct BatchBody<'a> {
     batch: Vec<&'a RawValue>,
 }
 
-async fn one(state: &AppState, request: Request, target: Target) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
+async fn one(
+    state: &AppState,
+    request: Request,
+    target: Target,
+) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     require_json(request.headers())?;
     let limit = state.settings.ingest.max_event_bytes;
     let body = read_body(request.into_body(), limit).await?;
-    let raw = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+    let raw = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
     let incoming = Incoming::parse(raw, limit);
     if let Err(errors) = &incoming.parsed {
         state.metrics.events_rejected.inc();
         return Err(match errors.first().map(|e| e.code.as_str()) {
-            Some("invalid_json") => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", errors[0].message)),
+            Some("invalid_json") => ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {}", errors[0].message),
+            ),
             _ => ApiError::validation(errors.clone()),
         });
     }
@@ -41,21 +49,33 @@ async fn one(state: &AppState, request: Request, target: Target) -> Result<(Stat
     Ok((status, Json(summary)))
 }
 
-async fn batch(state: &AppState, request: Request, target: Target) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
+async fn batch(
+    state: &AppState,
+    request: Request,
+    target: Target,
+) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     require_json(request.headers())?;
     let limits = &state.settings.ingest;
     let body = read_body(request.into_body(), limits.max_batch_bytes).await?;
     let parsed: BatchBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
-            format!("the body must be {{\"batch\": [events]}}: {e} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body must be {{\"batch\": [events]}}: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     if parsed.batch.is_empty() || parsed.batch.len() > limits.max_batch_events {
         return Err(ApiError::validation(vec![FieldError::new(
             "batch",
             "invalid_length",
-            format!("must hold 1 to {} events, not {}", limits.max_batch_events, parsed.batch.len()),
+            format!(
+                "must hold 1 to {} events, not {}",
+                limits.max_batch_events,
+                parsed.batch.len()
+            ),
         )]));
     }
     let events = parsed
@@ -95,7 +115,10 @@ fn target(state: &AppState, id: &str) -> Result<Target, ApiError> {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, description = "Invalid envelope, each field named", body = ErrorBody),
         (status = 503, description = "The store cannot commit; nothing was accepted", body = ErrorBody)))]
-pub async fn post_event(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
+pub async fn post_event(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     one(&state, request, Target::Routed).await
 }
 
@@ -110,7 +133,10 @@ pub async fn post_event(State(state): State<AppState>, request: Request) -> Resu
         (status = 422, description = "No event valid (each named in results)", body = IngestSummary),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn post_batch(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
+pub async fn post_batch(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     batch(&state, request, Target::Routed).await
 }
 

@@ -21,7 +21,12 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {
@@ -32,11 +37,15 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::PayloadTooLarge { limit }
         } else {
-            ApiError::bad_request("unreadable_body", format!("could not read the request body: {e}"))
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("could not read the request body: {e}"),
+            )
         }
     })
 }
@@ -46,7 +55,11 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
-            format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body is not valid JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })
 }
@@ -82,11 +95,14 @@ where
             .headers()
             .get(header::CONTENT_LENGTH)
             .is_some_and(|l| l.as_bytes() == b"0")
-            || (!req.headers().contains_key(header::CONTENT_TYPE) && !req.headers().contains_key(header::TRANSFER_ENCODING));
+            || (!req.headers().contains_key(header::CONTENT_TYPE)
+                && !req.headers().contains_key(header::TRANSFER_ENCODING));
         if empty {
             return Ok(None);
         }
-        <Self as FromRequest<S>>::from_request(req, state).await.map(Some)
+        <Self as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -96,7 +112,10 @@ pub struct Params(HashMap<String, String>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         let RawQuery(query) = RawQuery::from_request_parts(parts, state)
             .await
             .unwrap_or(RawQuery(None));
@@ -109,7 +128,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
@@ -117,7 +139,10 @@ impl Params {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
-            Some(other) => Err(invalid_param(name, format!("{other:?} is not true or false"))),
+            Some(other) => Err(invalid_param(
+                name,
+                format!("{other:?} is not true or false"),
+            )),
         }
     }
 
@@ -127,7 +152,12 @@ impl Params {
             .map(|v| {
                 time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
                     .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                    .map_err(|_| invalid_param(name, format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)")))
+                    .map_err(|_| {
+                        invalid_param(
+                            name,
+                            format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
+                        )
+                    })
             })
             .transpose()
     }
@@ -138,7 +168,12 @@ impl Params {
             None => DEFAULT_LIMIT,
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => return Err(invalid_param("limit", format!("{v:?} is not a number from 1 to {MAX_LIMIT}"))),
+                _ => {
+                    return Err(invalid_param(
+                        "limit",
+                        format!("{v:?} is not a number from 1 to {MAX_LIMIT}"),
+                    ));
+                }
             },
         };
         let after = self
@@ -160,7 +195,11 @@ pub fn invalid_param(name: &str, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest {
         code: "invalid_parameter",
         message: format!("{name}: {message}"),
-        details: vec![crate::error::FieldError::new(name, "invalid_value", message)],
+        details: vec![crate::error::FieldError::new(
+            name,
+            "invalid_value",
+            message,
+        )],
     }
 }
 

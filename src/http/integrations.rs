@@ -20,7 +20,10 @@ use crate::store::{now_ms, rfc3339};
 
 /// The integration `id`, or 404.
 pub fn find(state: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
-    state.registry.get(id).ok_or_else(|| ApiError::not_found("integration", id))
+    state
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("integration", id))
 }
 
 /// Integrations, oldest first.
@@ -29,9 +32,15 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
     params(("cursor" = Option<String>, Query, description = "From a previous page's next_cursor"),
            ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
     responses((status = 200, body = inline(List<IntegrationView>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn list_integrations(State(state): State<AppState>, params: Params) -> Result<Json<List<IntegrationView>>, ApiError> {
+pub async fn list_integrations(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<List<IntegrationView>>, ApiError> {
     let page = params.page()?;
-    let rows = state.store.list_integrations(page.after.as_deref(), page.limit + 1).await?;
+    let rows = state
+        .store
+        .list_integrations(page.after.as_deref(), page.limit + 1)
+        .await?;
     let views: Vec<IntegrationView> = rows
         .iter()
         .filter_map(|row| state.registry.get(&row.id))
@@ -44,7 +53,10 @@ pub async fn list_integrations(State(state): State<AppState>, params: Params) ->
     security(("admin_token" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = IntegrationView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn get_integration(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<IntegrationView>, ApiError> {
+pub async fn get_integration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrationView>, ApiError> {
     Ok(Json(find(&state, &id)?.view()))
 }
 
@@ -75,7 +87,8 @@ pub async fn update_integration(
     AdminJson(body): AdminJson,
 ) -> Result<Json<IntegrationView>, ApiError> {
     let current = find(&state, &id)?;
-    let entry = catalog::entry(&current.catalog_key).ok_or_else(|| ApiError::internal("integration of an unknown catalog entry"))?;
+    let entry = catalog::entry(&current.catalog_key)
+        .ok_or_else(|| ApiError::internal("integration of an unknown catalog entry"))?;
     let update = integrations::parse_update(&entry, &body)?;
     let rotated = update.api_key.is_some();
     let updated = state.registry.update(&id, update).await?;
@@ -148,11 +161,17 @@ pub struct QueueStats {
     security(("admin_token" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Stats), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn integration_stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Stats>, ApiError> {
+pub async fn integration_stats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Stats>, ApiError> {
     let integration = find(&state, &id)?;
     let now = now_ms();
     let depth = state.store.queue_depth(&id, now).await?;
-    let mut outcomes: BTreeMap<String, i64> = Outcome::ALL.iter().map(|o| (o.as_str().to_owned(), 0)).collect();
+    let mut outcomes: BTreeMap<String, i64> = Outcome::ALL
+        .iter()
+        .map(|o| (o.as_str().to_owned(), 0))
+        .collect();
     outcomes.extend(state.store.outcome_counts(&id).await?);
     let lane = state.delivery.lane_status(&id);
     Ok(Json(Stats {
@@ -161,7 +180,11 @@ pub async fn integration_stats(State(state): State<AppState>, Path(id): Path<Str
             state: lane
                 .as_ref()
                 .map(|l| l.state)
-                .unwrap_or(if integration.auth_failed() { "auth_failed" } else { "active" })
+                .unwrap_or(if integration.auth_failed() {
+                    "auth_failed"
+                } else {
+                    "active"
+                })
                 .to_owned(),
             held_until: lane
                 .as_ref()
@@ -172,7 +195,9 @@ pub async fn integration_stats(State(state): State<AppState>, Path(id): Path<Str
         },
         queue: QueueStats {
             depth: depth.pending,
-            oldest_pending_age_seconds: depth.oldest_pending_at.map(|t| ((now - t).max(0) as f64) / 1000.0),
+            oldest_pending_age_seconds: depth
+                .oldest_pending_at
+                .map(|t| ((now - t).max(0) as f64) / 1000.0),
             dead_letters: depth.dead,
         },
         outcomes,

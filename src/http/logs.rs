@@ -23,16 +23,21 @@ fn filter(params: &Params) -> Result<LogFilter, ApiError> {
     let outcome = params
         .get("outcome")
         .map(|o| {
-            Outcome::parse(o).map(|o| o.as_str().to_owned()).ok_or_else(|| {
-                let all: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-                invalid_param("outcome", format!("{o:?} is not one of {}", all.join(", ")))
-            })
+            Outcome::parse(o)
+                .map(|o| o.as_str().to_owned())
+                .ok_or_else(|| {
+                    let all: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                    invalid_param("outcome", format!("{o:?} is not one of {}", all.join(", ")))
+                })
         })
         .transpose()?;
     Ok(LogFilter {
         outcome,
         event_name: params.get("event").map(str::to_owned),
-        message_id: params.get("message_id").or_else(|| params.get("messageId")).map(str::to_owned),
+        message_id: params
+            .get("message_id")
+            .or_else(|| params.get("messageId"))
+            .map(str::to_owned),
         since_ms: params.time("since")?,
         until_ms: params.time("until")?,
         test: params.bool("test")?,
@@ -51,11 +56,18 @@ fn filter(params: &Params) -> Result<LogFilter, ApiError> {
         ("test" = Option<bool>, Query, description = "Only Test Event entries (true) or none of them (false)"),
         ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
     responses((status = 200, body = inline(List<LogEntry>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_logs(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Json<List<LogEntry>>, ApiError> {
+pub async fn list_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<List<LogEntry>>, ApiError> {
     find(&state, &id)?;
     let filter = filter(&params)?;
     let page = params.page()?;
-    let rows = state.store.list_logs(&id, &filter, page.after.as_deref(), page.limit + 1).await?;
+    let rows = state
+        .store
+        .list_logs(&id, &filter, page.after.as_deref(), page.limit + 1)
+        .await?;
     let entries = rows.iter().map(LogEntry::from_row).collect();
     Ok(Json(List::page(entries, page.limit, |e| e.id.clone())))
 }
@@ -65,7 +77,10 @@ pub async fn list_logs(State(state): State<AppState>, Path(id): Path<String>, pa
     security(("admin_token" = [])),
     params(("id" = String, Path), ("log_id" = String, Path)),
     responses((status = 200, body = LogEntry), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_log(State(state): State<AppState>, Path((id, log_id)): Path<(String, String)>) -> Result<Json<LogEntry>, ApiError> {
+pub async fn get_log(
+    State(state): State<AppState>,
+    Path((id, log_id)): Path<(String, String)>,
+) -> Result<Json<LogEntry>, ApiError> {
     find(&state, &id)?;
     let row = state
         .store
@@ -95,12 +110,15 @@ pub async fn stream_logs(
     let stream = BroadcastStream::new(state.hub.subscribe()).filter_map(move |entry| match entry {
         Ok(entry) if entry.matches(&id, &filter) => {
             let data = serde_json::to_string(&*entry).unwrap_or_default();
-            Some(Ok(Event::default().event("log").id(entry.id.clone()).data(data)))
+            Some(Ok(Event::default()
+                .event("log")
+                .id(entry.id.clone())
+                .data(data)))
         }
         Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(missed)) => {
-            Some(Ok(Event::default().event("missed").data(serde_json::json!({"missed": missed}).to_string())))
-        }
+        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+            .event("missed")
+            .data(serde_json::json!({"missed": missed}).to_string()))),
     });
     // A live tail ends when the service stops, so shutdown does not wait on it.
     let mut stopping = state.stopping.clone();

@@ -81,8 +81,14 @@ impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, description) in [
-            ("admin_token", "Admin token: configured in auth.admin_tokens, or generated into <data_dir>/admin-token"),
-            ("ingest_token", "Ingest token: configured in auth.ingest_tokens, or generated into <data_dir>/ingest-token"),
+            (
+                "admin_token",
+                "Admin token: configured in auth.admin_tokens, or generated into <data_dir>/admin-token",
+            ),
+            (
+                "ingest_token",
+                "Ingest token: configured in auth.ingest_tokens, or generated into <data_dir>/ingest-token",
+            ),
         ] {
             components.add_security_scheme(
                 name,
@@ -105,10 +111,17 @@ fn registrations() -> [OpenApiRouter<AppState>; 3] {
         .routes(routes!(catalog::get_catalog_entry))
         .routes(routes!(catalog::install))
         .routes(routes!(integrations::list_integrations))
-        .routes(routes!(integrations::get_integration, integrations::update_integration, integrations::delete_integration))
+        .routes(routes!(
+            integrations::get_integration,
+            integrations::update_integration,
+            integrations::delete_integration
+        ))
         .routes(routes!(integrations::resume_integration))
         .routes(routes!(integrations::integration_stats))
-        .routes(routes!(blueprints::get_blueprint, blueprints::replace_blueprint))
+        .routes(routes!(
+            blueprints::get_blueprint,
+            blueprints::replace_blueprint
+        ))
         .routes(routes!(blueprints::reset_blueprint))
         .routes(routes!(blueprints::preview))
         .routes(routes!(blueprints::test_event))
@@ -150,8 +163,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The router with every route, and the OpenAPI document describing exactly those.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let [admin, events, ops] = registrations();
-    let admin = admin.layer(axum::middleware::from_fn_with_state(state.clone(), auth::admin));
-    let events = events.layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest));
+    let admin = admin.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::admin,
+    ));
+    let events = events.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::ingest,
+    ));
     let (router, api) = merge([admin, events, ops]);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     let router = router
@@ -177,7 +196,13 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 fn describe_responses(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     for item in api.paths.paths.values_mut() {
-        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
         for operation in operations.into_iter().flatten() {
             for (code, response) in operation.responses.responses.iter_mut() {
                 if let RefOr::T(response) = response
@@ -203,7 +228,14 @@ struct OpenApiDocument(Arc<String>);
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
 async fn openapi_json(Extension(doc): Extension<OpenApiDocument>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], doc.0.as_str().to_owned()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.0.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {

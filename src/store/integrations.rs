@@ -47,7 +47,10 @@ fn decode(row: &SqliteRow) -> Result<IntegrationRow, StoreError> {
 }
 
 impl Store {
-    pub async fn insert_integration(&self, row: IntegrationRow) -> Result<IntegrationRow, StoreError> {
+    pub async fn insert_integration(
+        &self,
+        row: IntegrationRow,
+    ) -> Result<IntegrationRow, StoreError> {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
@@ -77,7 +80,10 @@ impl Store {
     }
 
     /// Replaces every mutable column of the integration with `row`'s.
-    pub async fn update_integration(&self, row: IntegrationRow) -> Result<IntegrationRow, StoreError> {
+    pub async fn update_integration(
+        &self,
+        row: IntegrationRow,
+    ) -> Result<IntegrationRow, StoreError> {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
@@ -112,15 +118,21 @@ impl Store {
     }
 
     pub async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM integrations WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM integrations WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Integrations in creation order, after the id `after`.
-    pub async fn list_integrations(&self, after: Option<&str>, limit: u32) -> Result<Vec<IntegrationRow>, StoreError> {
+    pub async fn list_integrations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM integrations WHERE id > ? ORDER BY id LIMIT ?"
         )))
@@ -132,9 +144,11 @@ impl Store {
     }
 
     pub async fn all_integrations(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM integrations ORDER BY id")))
-            .fetch_all(self.reader())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM integrations ORDER BY id"
+        )))
+        .fetch_all(self.reader())
+        .await?;
         rows.iter().map(decode).collect()
     }
 }

@@ -90,7 +90,10 @@ pub async fn insert(conn: &mut SqliteConnection, records: &[LogRecord]) -> Resul
     count_outcomes(conn, records).await
 }
 
-async fn count_outcomes(conn: &mut SqliteConnection, records: &[LogRecord]) -> Result<(), StoreError> {
+async fn count_outcomes(
+    conn: &mut SqliteConnection,
+    records: &[LogRecord],
+) -> Result<(), StoreError> {
     let mut counts: Vec<((&str, &str), i64)> = Vec::new();
     for r in records {
         let key = (r.integration_id.as_str(), r.outcome.as_str());
@@ -168,13 +171,16 @@ impl Store {
                 .push_bind(ids::floor_at(ids::LOG, super::from_ms(since)));
         }
         if let Some(until) = filter.until_ms {
-            q.push(" AND l.id < ")
-                .push_bind(ids::floor_at(ids::LOG, super::from_ms(until.saturating_add(1))));
+            q.push(" AND l.id < ").push_bind(ids::floor_at(
+                ids::LOG,
+                super::from_ms(until.saturating_add(1)),
+            ));
         }
         if let Some(test) = filter.test {
             q.push(" AND l.test = ").push_bind(test);
         }
-        q.push(" ORDER BY l.id DESC LIMIT ").push_bind(i64::from(limit));
+        q.push(" ORDER BY l.id DESC LIMIT ")
+            .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(self.reader()).await?;
         rows.iter()
             .map(|row| {
@@ -189,7 +195,11 @@ impl Store {
     }
 
     /// One entry, with the event as received.
-    pub async fn get_log(&self, integration_id: &str, id: &str) -> Result<Option<LogRow>, StoreError> {
+    pub async fn get_log(
+        &self,
+        integration_id: &str,
+        id: &str,
+    ) -> Result<Option<LogRow>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{SELECT}, e.payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id
              LEFT JOIN events e ON e.message_id = l.message_id
@@ -211,11 +221,16 @@ impl Store {
     }
 
     /// Lifetime counts of each outcome for the integration.
-    pub async fn outcome_counts(&self, integration_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT outcome, count FROM outcome_counts WHERE integration_id = ? ORDER BY outcome")
-            .bind(integration_id)
-            .fetch_all(self.reader())
-            .await?;
+    pub async fn outcome_counts(
+        &self,
+        integration_id: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT outcome, count FROM outcome_counts WHERE integration_id = ? ORDER BY outcome",
+        )
+        .bind(integration_id)
+        .fetch_all(self.reader())
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("outcome")?, r.try_get("count")?)))
             .collect()
@@ -223,10 +238,12 @@ impl Store {
 
     /// Number of live-log rows of the integration (used by tests and benchmarks).
     pub async fn count_logs(&self, integration_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM live_logs WHERE integration_id = ?")
-            .bind(integration_id)
-            .fetch_one(self.reader())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM live_logs WHERE integration_id = ?")
+                .bind(integration_id)
+                .fetch_one(self.reader())
+                .await?,
+        )
     }
 
     /// Removes live-log entries older than `max_age` and beyond the newest

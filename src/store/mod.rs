@@ -25,22 +25,47 @@ pub use writer::Writer;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be read or written now (I/O, full disk, read-only file,
-    /// writer stopped). Nothing of the failed operation was applied.
+    /// The database cannot be written or read now (locked, full disk, read-only file,
+    /// I/O error, writer stopped). Nothing of the failed operation was applied.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refused this operation (a constraint, a bad statement): a bug,
+    /// not a condition to wait out.
+    #[error("store refused the operation: {0}")]
+    Rejected(String),
     /// A stored record is not what this version of the service expects.
     #[error("corrupt record: {0}")]
     Corrupt(String),
 }
 
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// SQLite primary result codes that mean the store cannot take writes now: BUSY,
+/// LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB.
+const UNAVAILABLE_CODES: [i64; 8] = [5, 6, 8, 10, 11, 13, 14, 26];
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                Self::Corrupt(e.to_string())
+        match &e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => Self::Corrupt(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                if primary.is_some_and(|c| UNAVAILABLE_CODES.contains(&c)) {
+                    Self::Unavailable(e.to_string())
+                } else {
+                    Self::Rejected(e.to_string())
+                }
             }
-            other => Self::Unavailable(other.to_string()),
+            _ => Self::Unavailable(e.to_string()),
         }
     }
 }
@@ -66,7 +91,10 @@ fn migrator() -> Migrator {
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations and starts
     /// the writer.
-    pub async fn open(url: &str, settings: &DatabaseSettings) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
+    pub async fn open(
+        url: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
         let synchronous = match settings.synchronous {
             Synchronous::Full => SqliteSynchronous::Full,
             Synchronous::Normal => SqliteSynchronous::Normal,
@@ -75,7 +103,7 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(settings.busy_timeout)
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
         let write_pool = SqlitePoolOptions::new()
@@ -176,7 +204,10 @@ mod tests {
         for total in 0..300 {
             let p: Vec<usize> = pieces(total, 55).collect();
             assert_eq!(p.iter().sum::<usize>(), total);
-            assert!(p.iter().all(|&n| n == 55 || n.is_power_of_two()), "{total}: {p:?}");
+            assert!(
+                p.iter().all(|&n| n == 55 || n.is_power_of_two()),
+                "{total}: {p:?}"
+            );
         }
     }
 }

@@ -126,7 +126,10 @@ impl Store {
     /// A repeated `messageId` is stored once, and reaches each integration once: a
     /// delivery to an integration that already has one for this `messageId` is not
     /// written, nor its log entries. Answers what was written for each record.
-    pub async fn ingest(&self, records: Vec<IngestRecord>) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+    pub async fn ingest(
+        &self,
+        records: Vec<IngestRecord>,
+    ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
         self.writer()
             .write(move |conn| Box::pin(async move { ingest(conn, records).await }))
             .await
@@ -173,7 +176,11 @@ impl Store {
     /// Records what became of leased deliveries, with their live-log entries. A
     /// delivery whose lease was lost meanwhile keeps its newer state; its log entry is
     /// still written (the attempt happened). Answers how many leases were lost.
-    pub async fn finish(&self, finishes: Vec<Finish>, now: i64) -> Result<(Vec<Finish>, u64), StoreError> {
+    pub async fn finish(
+        &self,
+        finishes: Vec<Finish>,
+        now: i64,
+    ) -> Result<(Vec<Finish>, u64), StoreError> {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
@@ -205,7 +212,11 @@ impl Store {
     }
 
     /// Gives leased deliveries back untouched (shutdown), due at `available_at`.
-    pub async fn release(&self, leases: Vec<(String, String)>, available_at: i64) -> Result<(), StoreError> {
+    pub async fn release(
+        &self,
+        leases: Vec<(String, String)>,
+        available_at: i64,
+    ) -> Result<(), StoreError> {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
@@ -254,7 +265,11 @@ impl Store {
         .await?)
     }
 
-    pub async fn queue_depth(&self, integration_id: &str, now: i64) -> Result<QueueDepth, StoreError> {
+    pub async fn queue_depth(
+        &self,
+        integration_id: &str,
+        now: i64,
+    ) -> Result<QueueDepth, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS pending,
                     COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND available_at > ? THEN 1 ELSE 0 END), 0) AS in_flight,
@@ -265,10 +280,12 @@ impl Store {
         .bind(integration_id)
         .fetch_one(self.reader())
         .await?;
-        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE integration_id = ? AND state = 'dead'")
-            .bind(integration_id)
-            .fetch_one(self.reader())
-            .await?;
+        let dead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE integration_id = ? AND state = 'dead'",
+        )
+        .bind(integration_id)
+        .fetch_one(self.reader())
+        .await?;
         Ok(QueueDepth {
             pending: row.try_get("pending")?,
             in_flight: row.try_get("in_flight")?,
@@ -286,7 +303,13 @@ impl Store {
         .fetch_all(self.reader())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("integration_id")?, r.try_get("pending")?, r.try_get("oldest")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("integration_id")?,
+                    r.try_get("pending")?,
+                    r.try_get("oldest")?,
+                ))
+            })
             .collect()
     }
 
@@ -336,8 +359,10 @@ impl Store {
                 Box::pin(async move {
                     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET ");
                     if replay {
-                        q.push("state = 'pending', attempts = 0, lease_token = NULL, available_at = ")
-                            .push_bind(now);
+                        q.push(
+                            "state = 'pending', attempts = 0, lease_token = NULL, available_at = ",
+                        )
+                        .push_bind(now);
                     } else {
                         q.push("state = 'discarded'");
                     }
@@ -379,7 +404,10 @@ fn decode_leased(row: &SqliteRow) -> Result<Leased, StoreError> {
     })
 }
 
-async fn ingest(conn: &mut SqliteConnection, records: Vec<IngestRecord>) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+async fn ingest(
+    conn: &mut SqliteConnection,
+    records: Vec<IngestRecord>,
+) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
     let mut new_events = HashSet::new();
     let mut rest: &[IngestRecord] = &records;
     for n in pieces(records.len(), 999 / 4) {
@@ -413,7 +441,12 @@ async fn ingest(conn: &mut SqliteConnection, records: Vec<IngestRecord>) -> Resu
             let outcome = Written {
                 // A messageId repeated within one call is new only the first time.
                 new_event: new_events.remove(&r.event.message_id),
-                deliveries: r.deliveries.iter().filter(|d| written.contains(&d.id)).map(|d| d.id.clone()).collect(),
+                deliveries: r
+                    .deliveries
+                    .iter()
+                    .filter(|d| written.contains(&d.id))
+                    .map(|d| d.id.clone())
+                    .collect(),
             };
             (r, outcome)
         })
@@ -424,7 +457,10 @@ const DELIVERY_COLUMNS: usize = 14;
 
 /// Inserts the deliveries not already present for their (integration, messageId);
 /// answers the ids written.
-async fn insert_deliveries(conn: &mut SqliteConnection, deliveries: &[&NewDelivery]) -> Result<HashSet<String>, StoreError> {
+async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[&NewDelivery],
+) -> Result<HashSet<String>, StoreError> {
     let mut written = HashSet::with_capacity(deliveries.len());
     let mut rest = deliveries;
     for n in pieces(deliveries.len(), 999 / DELIVERY_COLUMNS) {

@@ -10,13 +10,15 @@
 use std::any::Any;
 
 use futures_util::future::BoxFuture;
-use sqlx::{Acquire, SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 
 type Value = Box<dyn Any + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Value, StoreError>> + Send>;
+type Job = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Value, StoreError>> + Send,
+>;
 
 struct Op {
     job: Job,
@@ -40,7 +42,9 @@ impl Writer {
     pub async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
@@ -53,7 +57,9 @@ impl Writer {
         let value = answer
             .await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))??;
-        Ok(*value.downcast::<T>().expect("a write answers with the type it was given"))
+        Ok(*value
+            .downcast::<T>()
+            .expect("a write answers with the type it was given"))
     }
 }
 
@@ -70,11 +76,14 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
         Ok(conn) => conn,
         Err(e) => return fail_all(batch, StoreError::from(e)),
     };
-    let mut tx = match conn.begin().await {
+    // IMMEDIATE takes the write lock now: if the database cannot be written, the whole
+    // batch fails here at once instead of op by op.
+    let mut tx = match (*conn).begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch, StoreError::from(e)),
     };
-    let mut done: Vec<(oneshot::Sender<_>, Result<Value, StoreError>)> = Vec::with_capacity(batch.len());
+    let mut done: Vec<(oneshot::Sender<_>, Result<Value, StoreError>)> =
+        Vec::with_capacity(batch.len());
     if batch.len() == 1 {
         // Alone, the transaction itself is the operation's savepoint.
         let op = batch.pop().expect("one operation");
@@ -87,8 +96,26 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
             }
         }
     } else {
-        for op in batch.drain(..) {
+        let mut ops = batch.drain(..);
+        for op in ops.by_ref() {
             let result = run_in_savepoint(&mut tx, op.job).await;
+            if let Err(e) = &result
+                && e.is_unavailable()
+            {
+                // The store itself failed, not this operation: nothing of the batch
+                // can be committed.
+                let e = e.clone();
+                let _ = tx.rollback().await;
+                let _ = op.reply.send(Err(e.clone()));
+                for (reply, _) in done {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for op in ops {
+                    let _ = op.reply.send(Err(e.clone()));
+                }
+                tracing::error!(error = %e, "the store failed during a write; the batch was rolled back");
+                return;
+            }
             done.push((op.reply, result));
         }
     }
@@ -109,7 +136,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
 }
 
 async fn run_in_savepoint(tx: &mut SqliteConnection, job: Job) -> Result<Value, StoreError> {
-    let mut savepoint = tx.begin().await?;
+    let mut savepoint = Connection::begin(tx).await?;
     match job(&mut savepoint).await {
         Ok(value) => {
             savepoint.commit().await?;

@@ -25,7 +25,10 @@ fn admin_routes(id: &str) -> Vec<(&'static str, String)> {
         ("POST", "/v1/admin/integrations/{id}/test-event"),
         ("GET", "/v1/admin/integrations/{id}/logs"),
         ("GET", "/v1/admin/integrations/{id}/logs/stream"),
-        ("GET", "/v1/admin/integrations/{id}/logs/log_01jzzzzzzzzzzzzzzzzzzzzzzz"),
+        (
+            "GET",
+            "/v1/admin/integrations/{id}/logs/log_01jzzzzzzzzzzzzzzzzzzzzzzz",
+        ),
         ("GET", "/v1/admin/integrations/{id}/dead-letters"),
         ("POST", "/v1/admin/integrations/{id}/dead-letters/replay"),
         ("POST", "/v1/admin/integrations/{id}/dead-letters/discard"),
@@ -58,15 +61,27 @@ async fn every_admin_route_refuses_missing_malformed_and_wrong_tokens() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {case}");
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {case}"
+            );
             assert_eq!(response.headers()["www-authenticate"], "Bearer");
             let body: Value = response.json().await.unwrap();
-            assert_eq!(body["error"]["code"], "unauthorized", "{method} {path} with {case}: {body}");
-            assert!(body["error"]["message"].as_str().unwrap().contains("token"), "{body}");
+            assert_eq!(
+                body["error"]["code"], "unauthorized",
+                "{method} {path} with {case}: {body}"
+            );
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains("token"),
+                "{body}"
+            );
         }
     }
     // The integration is untouched by all those refused calls.
-    let (status, _) = app.admin("GET", &format!("/v1/admin/integrations/{id}"), None).await;
+    let (status, _) = app
+        .admin("GET", &format!("/v1/admin/integrations/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     app.assert_secrets_absent(&[]);
 }
@@ -85,24 +100,46 @@ async fn the_catalog_describes_button_as_the_product_page_does() {
     assert_eq!(button["category"], "attribution");
     assert_eq!(button["status"], "ga");
     assert!(button["website"].as_str().unwrap().starts_with("https://"));
-    assert!(button["description"].as_str().unwrap().contains("mobile commerce attribution"));
+    assert!(
+        button["description"]
+            .as_str()
+            .unwrap()
+            .contains("mobile commerce attribution")
+    );
     let fields = button["config_fields"].as_array().unwrap();
     assert_eq!(fields[0]["key"], "application_id");
     assert_eq!(fields[0]["type"], "string");
     assert_eq!(fields[0]["required"], true);
     assert_eq!(fields[0]["pattern"], "^app-[0-9a-zA-Z]+$");
-    assert!(fields[0]["help_text"].as_str().unwrap().contains("Settings > Applications"));
+    assert!(
+        fields[0]["help_text"]
+            .as_str()
+            .unwrap()
+            .contains("Settings > Applications")
+    );
     assert_eq!(fields[1]["key"], "api_key");
     assert_eq!(fields[1]["type"], "secret");
     assert_eq!(fields[1]["required"], true);
-    assert!(fields[1]["help_text"].as_str().unwrap().contains("Settings > API Keys"));
+    assert!(
+        fields[1]["help_text"]
+            .as_str()
+            .unwrap()
+            .contains("Settings > API Keys")
+    );
     assert_eq!(button["variants"][0]["key"], "default");
     assert_eq!(button["delivery_modes"], json!(["server_side"]));
-    let events: Vec<&str> = button["event_mappings"].as_array().unwrap().iter().map(|e| e["signal_event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = button["event_mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["signal_event"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["purchase", "add_to_cart", "product_view"]);
     assert_eq!(button["default_blueprint"]["version"], 1);
 
-    let (status, body) = app.admin("GET", "/v1/admin/integration-catalog/shopify", None).await;
+    let (status, body) = app
+        .admin("GET", "/v1/admin/integration-catalog/shopify", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
 }
@@ -130,10 +167,16 @@ async fn the_product_pages_install_call_creates_a_ready_integration() {
     assert_eq!(body["variant"], "default");
     assert_eq!(body["delivery_mode"], "server_side");
     assert_eq!(body["enabled"], true);
-    assert_eq!(body["config"], json!({"application_id": "app-abc123def456", "api_key": "***"}));
+    assert_eq!(
+        body["config"],
+        json!({"application_id": "app-abc123def456", "api_key": "***"})
+    );
     assert_eq!(body["status"]["lane"], "active");
     let catalog = app.get("/v1/admin/integration-catalog/button").await;
-    assert_eq!(body["blueprint"], catalog["default_blueprint"], "installed with the default blueprint");
+    assert_eq!(
+        body["blueprint"], catalog["default_blueprint"],
+        "installed with the default blueprint"
+    );
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(body["created_at"], body["updated_at"]);
     assert!(!body.to_string().contains("your_api_key"));
@@ -143,7 +186,11 @@ async fn the_product_pages_install_call_creates_a_ready_integration() {
     app.assert_secrets_absent(&["your_api_key"]);
 }
 
-async fn install_error(app: &TestApp, content_type: Option<&str>, body: &str) -> (StatusCode, Value) {
+async fn install_error(
+    app: &TestApp,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
     let mut request = app
         .http
         .post(app.url("/v1/admin/integration-catalog/button/install"))
@@ -160,7 +207,11 @@ async fn install_error(app: &TestApp, content_type: Option<&str>, body: &str) ->
 fn detail_fields(body: &Value) -> Vec<String> {
     body["error"]["details"]
         .as_array()
-        .map(|d| d.iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect())
+        .map(|d| {
+            d.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -175,19 +226,74 @@ async fn every_invalid_install_names_its_fields() {
         v.to_string()
     };
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("missing application_id", with(&|v| { v["config"].as_object_mut().unwrap().remove("application_id"); }), vec!["config.application_id"]),
-        ("malformed application_id", with(&|v| v["config"]["application_id"] = json!("abc123")), vec!["config.application_id"]),
-        ("application_id not a string", with(&|v| v["config"]["application_id"] = json!(12)), vec!["config.application_id"]),
-        ("missing api_key", with(&|v| { v["config"].as_object_mut().unwrap().remove("api_key"); }), vec!["config.api_key"]),
-        ("empty api_key", with(&|v| v["config"]["api_key"] = json!("   ")), vec!["config.api_key"]),
-        ("unknown variant", with(&|v| v["variant"] = json!("premium")), vec!["variant"]),
-        ("client-side delivery", with(&|v| v["delivery_mode"] = json!("client_side")), vec!["delivery_mode"]),
-        ("missing config", with(&|v| { v.as_object_mut().unwrap().remove("config"); }), vec!["config"]),
-        ("unknown field", with(&|v| v["colour"] = json!("blue")), vec!["colour"]),
-        ("unknown config field", with(&|v| v["config"]["apikey"] = json!("x")), vec!["config.apikey"]),
+        (
+            "missing application_id",
+            with(&|v| {
+                v["config"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("application_id");
+            }),
+            vec!["config.application_id"],
+        ),
+        (
+            "malformed application_id",
+            with(&|v| v["config"]["application_id"] = json!("abc123")),
+            vec!["config.application_id"],
+        ),
+        (
+            "application_id not a string",
+            with(&|v| v["config"]["application_id"] = json!(12)),
+            vec!["config.application_id"],
+        ),
+        (
+            "missing api_key",
+            with(&|v| {
+                v["config"].as_object_mut().unwrap().remove("api_key");
+            }),
+            vec!["config.api_key"],
+        ),
+        (
+            "empty api_key",
+            with(&|v| v["config"]["api_key"] = json!("   ")),
+            vec!["config.api_key"],
+        ),
+        (
+            "unknown variant",
+            with(&|v| v["variant"] = json!("premium")),
+            vec!["variant"],
+        ),
+        (
+            "client-side delivery",
+            with(&|v| v["delivery_mode"] = json!("client_side")),
+            vec!["delivery_mode"],
+        ),
+        (
+            "missing config",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("config");
+            }),
+            vec!["config"],
+        ),
+        (
+            "unknown field",
+            with(&|v| v["colour"] = json!("blue")),
+            vec!["colour"],
+        ),
+        (
+            "unknown config field",
+            with(&|v| v["config"]["apikey"] = json!("x")),
+            vec!["config.apikey"],
+        ),
         ("empty name", with(&|v| v["name"] = json!("")), vec!["name"]),
-        ("several at once", with(&|v| { v["config"] = json!({"application_id": "nope"}); v["variant"] = json!("x"); }),
-            vec!["variant", "config.application_id", "config.api_key"]),
+        (
+            "several at once",
+            with(&|v| {
+                v["config"] = json!({"application_id": "nope"});
+                v["variant"] = json!("x");
+            }),
+            vec!["variant", "config.application_id", "config.api_key"],
+        ),
         ("not an object", "[1,2]".into(), vec!["body"]),
     ];
     for (case, body, fields) in cases {
@@ -196,14 +302,28 @@ async fn every_invalid_install_names_its_fields() {
         assert_eq!(answer["error"]["code"], "validation_failed", "{case}");
         assert_eq!(detail_fields(&answer), fields, "{case}: {answer}");
     }
-    let (_, answer) = install_error(&app, Some("application/json"), &with(&|v| v["delivery_mode"] = json!("client_side"))).await;
+    let (_, answer) = install_error(
+        &app,
+        Some("application/json"),
+        &with(&|v| v["delivery_mode"] = json!("client_side")),
+    )
+    .await;
     let why = answer["error"]["details"][0]["message"].as_str().unwrap();
-    assert!(why.contains("server_side") && why.contains("api_key must never reach"), "{why}");
+    assert!(
+        why.contains("server_side") && why.contains("api_key must never reach"),
+        "{why}"
+    );
 
     let (status, answer) = install_error(&app, Some("application/json"), "{\"name\": ").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"]["code"], "invalid_json");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("line 1"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{answer}"
+    );
 
     let (status, answer) = install_error(&app, Some("text/plain"), &valid.to_string()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -216,9 +336,20 @@ async fn every_invalid_install_names_its_fields() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer["error"]["code"], "payload_too_large");
 
-    let (status, answer) = app.admin("POST", "/v1/admin/integration-catalog/segment/install", Some(valid.clone())).await;
+    let (status, answer) = app
+        .admin(
+            "POST",
+            "/v1/admin/integration-catalog/segment/install",
+            Some(valid.clone()),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("segment"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("segment")
+    );
 
     // Nothing was created by any of them.
     let list = app.get("/v1/admin/integrations").await;
@@ -256,9 +387,15 @@ async fn integrations_page_with_signals_cursor() {
     assert_eq!(seen, ids, "every integration once, in creation order");
 
     let all = app.get("/v1/admin/integrations").await;
-    assert_eq!(all["data"].as_array().unwrap().len(), 5, "default limit is 50");
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        5,
+        "default limit is 50"
+    );
     for bad in ["limit=0", "limit=101", "limit=abc", "cursor=!!"] {
-        let (status, body) = app.admin("GET", &format!("/v1/admin/integrations?{bad}"), None).await;
+        let (status, body) = app
+            .admin("GET", &format!("/v1/admin/integrations?{bad}"), None)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         let field = bad.split('=').next().unwrap();
         assert_eq!(body["error"]["details"][0]["field"], field, "{bad}: {body}");
@@ -272,22 +409,41 @@ async fn integrations_can_be_renamed_disabled_rotated_and_deleted() {
     let path = format!("/v1/admin/integrations/{id}");
     let before = app.get(&path).await;
 
-    let (status, renamed) = app.admin("PATCH", &path, Some(json!({"name": "Button (web)"}))).await;
+    let (status, renamed) = app
+        .admin("PATCH", &path, Some(json!({"name": "Button (web)"})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["name"], "Button (web)");
     assert_eq!(renamed["enabled"], true, "a partial update keeps the rest");
     assert_eq!(renamed["config"], before["config"]);
     assert!(renamed["updated_at"].as_str() > before["updated_at"].as_str());
 
-    let (_, disabled) = app.admin("PATCH", &path, Some(json!({"enabled": false}))).await;
+    let (_, disabled) = app
+        .admin("PATCH", &path, Some(json!({"enabled": false})))
+        .await;
     assert_eq!(disabled["enabled"], false);
     assert_eq!(disabled["name"], "Button (web)");
 
-    let (_, moved) = app.admin("PATCH", &path, Some(json!({"config": {"application_id": "app-zzz999"}}))).await;
-    assert_eq!(moved["config"], json!({"application_id": "app-zzz999", "api_key": "***"}));
+    let (_, moved) = app
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"config": {"application_id": "app-zzz999"}})),
+        )
+        .await;
+    assert_eq!(
+        moved["config"],
+        json!({"application_id": "app-zzz999", "api_key": "***"})
+    );
 
     let new_key = crate::helpers::random_secret("sk-rotated-");
-    let (status, rotated) = app.admin("PATCH", &path, Some(json!({"config": {"api_key": new_key}}))).await;
+    let (status, rotated) = app
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"config": {"api_key": new_key}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rotated["config"]["api_key"], "***");
     assert_eq!(rotated["config"]["application_id"], "app-zzz999");
@@ -295,7 +451,10 @@ async fn integrations_can_be_renamed_disabled_rotated_and_deleted() {
 
     for (body, field) in [
         (json!({"enabled": "yes"}), "enabled"),
-        (json!({"config": {"application_id": "bad"}}), "config.application_id"),
+        (
+            json!({"config": {"application_id": "bad"}}),
+            "config.application_id",
+        ),
         (json!({"config": {"api_key": ""}}), "config.api_key"),
         (json!({"delivery_mode": "device_mode"}), "delivery_mode"),
         (json!({"variant": "x"}), "variant"),
@@ -322,8 +481,12 @@ async fn integrations_survive_a_restart_on_the_same_data_directory() {
     let mut app = TestApp::spawn().await;
     let id = app.install().await;
     let new_key = crate::helpers::random_secret("sk-after-");
-    app.admin("PATCH", &format!("/v1/admin/integrations/{id}"), Some(json!({"name": "Kept", "config": {"api_key": new_key}})))
-        .await;
+    app.admin(
+        "PATCH",
+        &format!("/v1/admin/integrations/{id}"),
+        Some(json!({"name": "Kept", "config": {"api_key": new_key}})),
+    )
+    .await;
     let before = app.get(&format!("/v1/admin/integrations/{id}")).await;
     app.restart().await;
     let after = app.get(&format!("/v1/admin/integrations/{id}")).await;
@@ -331,7 +494,13 @@ async fn integrations_survive_a_restart_on_the_same_data_directory() {
     assert_eq!(after["name"], "Kept");
     // The rotated key is the one in use after the restart.
     app.fake.set_api_keys(&[&new_key]);
-    let (status, result) = app.admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), None).await;
+    let (status, result) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(result["status"], "200 OK", "{result}");
 }
@@ -342,7 +511,9 @@ async fn unknown_routes_and_methods_answer_in_signals_error_shape() {
     let (status, body) = app.admin("GET", "/v1/admin/nothing-here", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = app.admin("PUT", "/v1/admin/integration-catalog", None).await;
+    let (status, body) = app
+        .admin("PUT", "/v1/admin/integration-catalog", None)
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
@@ -351,20 +522,39 @@ async fn unknown_routes_and_methods_answer_in_signals_error_shape() {
 async fn health_and_readiness_need_no_token() {
     let app = TestApp::spawn().await;
     let (status, body) = app.request("GET", "/healthz", None, None).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, body) = app.request("GET", "/readyz", None, None).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
 }
 
 #[tokio::test]
 async fn a_request_id_is_returned_and_an_incoming_one_is_kept() {
     let app = TestApp::spawn().await;
     let response = app.http.get(app.url("/healthz")).send().await.unwrap();
-    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(id.starts_with("req_"), "{id}");
-    let response = app.http.get(app.url("/healthz")).header("x-request-id", "caller-chosen-42").send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "caller-chosen-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-42");
     // The request's log line carries it.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert!(crate::helpers::captured_logs().lines().any(|l| l.contains("caller-chosen-42") && l.contains("request finished")));
+    assert!(
+        crate::helpers::captured_logs()
+            .lines()
+            .any(|l| l.contains("caller-chosen-42") && l.contains("request finished"))
+    );
 }

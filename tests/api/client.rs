@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use button_delivery::button::model::{Activity, ActivityData, ActivityName, ActivityProduct, LineItem, Order};
+use button_delivery::button::model::{
+    Activity, ActivityData, ActivityName, ActivityProduct, LineItem, Order,
+};
 use button_delivery::button::{Call, Classification, Client, ClientConfig, hints};
 use fake_button::{Config, FakeButton, Kind, Reply, Rule, When};
 use secrecy::SecretString;
@@ -85,23 +87,42 @@ async fn an_order_is_sent_as_buttons_api_wants_it() {
     let (fake, client) = setup().await;
     let request = client.prepare(&order("o-1"));
     let attempt = client.send(&request, &key()).await;
-    assert_eq!(attempt.classification, Classification::Delivered { already: false });
+    assert_eq!(
+        attempt.classification,
+        Classification::Delivered { already: false }
+    );
     assert_eq!(attempt.status_line().as_deref(), Some("200 OK"));
     let got = fake.received();
     assert_eq!(got.len(), 1);
     let r = &got[0];
     assert_eq!(r.kind, Kind::Order);
     assert_eq!(r.path, "/v1/order");
-    let expected_auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:")));
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"))
+    );
     assert_eq!(r.headers["authorization"], expected_auth.as_str());
     assert_eq!(r.headers["content-type"], "application/json");
-    assert!(r.headers["user-agent"].to_str().unwrap().starts_with("signal-button-delivery/"));
+    assert!(
+        r.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("signal-button-delivery/")
+    );
     assert_eq!(r.headers["x-button-api-version"], "2018-02-13");
-    assert_eq!(r.body, request.body, "the bytes prepared are the bytes sent");
+    assert_eq!(
+        r.body, request.body,
+        "the bytes prepared are the bytes sent"
+    );
     // The record kept for live logs has the credentials redacted.
-    let recorded = serde_json::to_string(&request).unwrap() + &format!("{:?}", request.redacted_headers());
+    let recorded =
+        serde_json::to_string(&request).unwrap() + &format!("{:?}", request.redacted_headers());
     assert!(!recorded.contains(KEY) && !recorded.contains(&expected_auth[6..]));
-    assert!(request.redacted_headers().contains(&("authorization".into(), "Basic ***".into())));
+    assert!(
+        request
+            .redacted_headers()
+            .contains(&("authorization".into(), "Basic ***".into()))
+    );
 }
 
 #[tokio::test]
@@ -109,30 +130,53 @@ async fn activity_carries_no_api_key() {
     let (fake, client) = setup().await;
     let request = client.prepare(&activity());
     assert_eq!(request.call, "activity.add-to-cart");
-    assert!(request.url.contains("/app/app-abc123def456/"), "{}", request.url);
+    assert!(
+        request.url.contains("/app/app-abc123def456/"),
+        "{}",
+        request.url
+    );
     let attempt = client.send(&request, &key()).await;
-    assert_eq!(attempt.classification, Classification::Delivered { already: false });
+    assert_eq!(
+        attempt.classification,
+        Classification::Delivered { already: false }
+    );
     let got = fake.received();
     assert!(got[0].headers.get("authorization").is_none());
     assert_eq!(got[0].application_id.as_deref(), Some("app-abc123def456"));
-    assert!(!request.redacted_headers().iter().any(|(k, _)| k == "authorization"));
+    assert!(
+        !request
+            .redacted_headers()
+            .iter()
+            .any(|(k, _)| k == "authorization")
+    );
 }
 
 #[tokio::test]
 async fn a_repeated_order_id_is_already_delivered() {
     let (_fake, client) = setup().await;
     let request = client.prepare(&order("o-dup"));
-    assert_eq!(client.send(&request, &key()).await.classification, Classification::Delivered { already: false });
+    assert_eq!(
+        client.send(&request, &key()).await.classification,
+        Classification::Delivered { already: false }
+    );
     let again = client.send(&request, &key()).await;
     assert_eq!(again.status.map(|s| s.as_u16()), Some(409));
-    assert_eq!(again.classification, Classification::Delivered { already: true });
+    assert_eq!(
+        again.classification,
+        Classification::Delivered { already: true }
+    );
 }
 
 #[tokio::test]
 async fn client_errors_are_terminal_with_their_hints() {
     let (fake, client) = setup().await;
     // 401 from the real checks: a key Button does not know.
-    let attempt = client.send(&client.prepare(&order("o-401")), &SecretString::from("sk-wrong")).await;
+    let attempt = client
+        .send(
+            &client.prepare(&order("o-401")),
+            &SecretString::from("sk-wrong"),
+        )
+        .await;
     assert_eq!(attempt.classification, Classification::Terminal);
     assert_eq!(attempt.error.as_deref(), Some("Invalid api_key"));
     assert_eq!(attempt.hint, Some(hints::INVALID_API_KEY));
@@ -143,7 +187,11 @@ async fn client_errors_are_terminal_with_their_hints() {
     let attempt = client.send(&bad, &key()).await;
     assert_eq!(attempt.status.map(|s| s.as_u16()), Some(400));
     assert_eq!(attempt.classification, Classification::Terminal);
-    assert!(attempt.error.as_deref().unwrap().contains("total"), "{:?}", attempt.error);
+    assert!(
+        attempt.error.as_deref().unwrap().contains("total"),
+        "{:?}",
+        attempt.error
+    );
     assert_eq!(attempt.hint, Some(hints::MISSING_FIELDS));
 
     // A rejection that names the application.
@@ -151,13 +199,25 @@ async fn client_errors_are_terminal_with_their_hints() {
     wrong_app.url = wrong_app.url.replace("app-abc123def456", "app-other");
     let attempt = client.send(&wrong_app, &key()).await;
     assert_eq!(attempt.classification, Classification::Terminal);
-    assert_eq!(attempt.hint, Some(hints::WRONG_APPLICATION), "{:?}", attempt.error);
+    assert_eq!(
+        attempt.hint,
+        Some(hints::WRONG_APPLICATION),
+        "{:?}",
+        attempt.error
+    );
 
     // 404 with a body that is not Button's envelope.
-    fake.add_rule(Rule::times(1, When::Any, Reply::status(404).body("<html>no such thing</html>")));
+    fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::status(404).body("<html>no such thing</html>"),
+    ));
     let attempt = client.send(&client.prepare(&order("o-404")), &key()).await;
     assert_eq!(attempt.classification, Classification::Terminal);
-    assert_eq!(attempt.error.as_deref(), Some("404 Not Found: <html>no such thing</html>"));
+    assert_eq!(
+        attempt.error.as_deref(),
+        Some("404 Not Found: <html>no such thing</html>")
+    );
 }
 
 #[tokio::test]
@@ -168,21 +228,43 @@ async fn transient_answers_are_retryable_and_retry_after_is_read_in_both_forms()
         let client = client.clone();
         async move { client.send(&request, &key()).await }
     };
-    fake.add_rule(Rule::times(1, When::Any, Reply::status(429).retry_after("7")));
+    fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::status(429).retry_after("7"),
+    ));
     let a = send("o-429s").await;
-    assert_eq!(a.classification, Classification::Retryable { retry_after: Some(Duration::from_secs(7)) });
+    assert_eq!(
+        a.classification,
+        Classification::Retryable {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
     assert!(a.headers.contains(&("retry-after".into(), "7".into())));
 
     let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-    fake.add_rule(Rule::times(1, When::Any, Reply::status(429).retry_after(at)));
+    fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::status(429).retry_after(at),
+    ));
     let a = send("o-429d").await;
-    let Classification::Retryable { retry_after: Some(d) } = a.classification else { panic!("{:?}", a.classification) };
+    let Classification::Retryable {
+        retry_after: Some(d),
+    } = a.classification
+    else {
+        panic!("{:?}", a.classification)
+    };
     assert!((28..=30).contains(&d.as_secs()), "{d:?}");
 
     for status in [408, 500, 502, 503, 504] {
         fake.add_rule(Rule::times(1, When::Any, Reply::status(status)));
         let a = send("o-5xx").await;
-        assert_eq!(a.classification, Classification::Retryable { retry_after: None }, "{status}");
+        assert_eq!(
+            a.classification,
+            Classification::Retryable { retry_after: None },
+            "{status}"
+        );
         assert_eq!(a.hint, None);
     }
 }
@@ -193,28 +275,54 @@ async fn timeouts_and_dropped_connections_are_retryable() {
     fake.add_rule(Rule::times(1, When::Any, Reply::hang()));
     let started = std::time::Instant::now();
     let a = client.send(&client.prepare(&order("o-hang")), &key()).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "the timeout cut the wait");
-    assert_eq!(a.classification, Classification::Retryable { retry_after: None });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout cut the wait"
+    );
+    assert_eq!(
+        a.classification,
+        Classification::Retryable { retry_after: None }
+    );
     assert!(a.status.is_none());
-    assert!(a.error.as_deref().unwrap().contains("timed out"), "{:?}", a.error);
+    assert!(
+        a.error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        a.error
+    );
 
     fake.add_rule(Rule::times(1, When::Any, Reply::drop_connection()));
     let a = client.send(&client.prepare(&order("o-drop")), &key()).await;
-    assert_eq!(a.classification, Classification::Retryable { retry_after: None });
+    assert_eq!(
+        a.classification,
+        Classification::Retryable { retry_after: None }
+    );
     assert!(a.status.is_none());
     assert!(a.error.is_some());
 
     drop(fake);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let a = client.send(&client.prepare(&order("o-refused")), &key()).await;
-    assert_eq!(a.classification, Classification::Retryable { retry_after: None });
-    assert!(a.error.as_deref().unwrap().contains("connect"), "{:?}", a.error);
+    let a = client
+        .send(&client.prepare(&order("o-refused")), &key())
+        .await;
+    assert_eq!(
+        a.classification,
+        Classification::Retryable { retry_after: None }
+    );
+    assert!(
+        a.error.as_deref().unwrap().contains("connect"),
+        "{:?}",
+        a.error
+    );
 }
 
 #[tokio::test]
 async fn long_answers_are_cut_to_the_bound() {
     let (fake, client) = setup().await;
-    fake.add_rule(Rule::times(1, When::Any, Reply::status(500).body("x".repeat(10_000))));
+    fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::status(500).body("x".repeat(10_000)),
+    ));
     let a = client.send(&client.prepare(&order("o-long")), &key()).await;
     assert!(a.truncated);
     assert_eq!(a.body.len(), 64);

@@ -72,7 +72,12 @@ pub struct TestApp {
 }
 
 /// Settings a test may change, as environment pairs.
-pub fn test_env(dir: &TempDir, fake: &FakeButton, admin: &str, ingest: &str) -> Vec<(String, String)> {
+pub fn test_env(
+    dir: &TempDir,
+    fake: &FakeButton,
+    admin: &str,
+    ingest: &str,
+) -> Vec<(String, String)> {
     [
         ("BUTTON_SERVER__LISTEN", "127.0.0.1:0".to_owned()),
         ("BUTTON_SERVER__DATA_DIR", dir.path().display().to_string()),
@@ -80,7 +85,10 @@ pub fn test_env(dir: &TempDir, fake: &FakeButton, admin: &str, ingest: &str) -> 
         ("BUTTON_AUTH__ADMIN_TOKENS", admin.to_owned()),
         ("BUTTON_AUTH__INGEST_TOKENS", ingest.to_owned()),
         ("BUTTON_BUTTON__ORDERS_BASE_URL", fake.orders_base_url()),
-        ("BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE", fake.activity_url_template()),
+        (
+            "BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE",
+            fake.activity_url_template(),
+        ),
         ("BUTTON_BUTTON__REQUEST_TIMEOUT", "2s".into()),
         ("BUTTON_BUTTON__CONNECT_TIMEOUT", "1s".into()),
         ("BUTTON_DELIVERY__LEASE_DURATION", "10s".into()),
@@ -139,7 +147,9 @@ impl TestApp {
 
     async fn start(&mut self) {
         let settings = Settings::load_from(self.env.clone()).expect("test settings are valid");
-        let application = Application::build(settings).await.expect("the service starts");
+        let application = Application::build(settings)
+            .await
+            .expect("the service starts");
         self.addr = application.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(async move {
@@ -175,7 +185,13 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), self.url(path))
@@ -194,13 +210,20 @@ impl TestApp {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (status, value)
     }
 
-    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.request(method, path, Some(&self.admin_token.clone()), body).await
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.request(method, path, Some(&self.admin_token.clone()), body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -211,7 +234,8 @@ impl TestApp {
 
     /// Installs Button as the product page's curl does (with this app's fake key).
     pub async fn install(&self) -> String {
-        self.install_with(&self.api_key.clone(), "app-abc123def456").await
+        self.install_with(&self.api_key.clone(), "app-abc123def456")
+            .await
     }
 
     pub async fn install_with(&self, api_key: &str, application_id: &str) -> String {
@@ -232,22 +256,43 @@ impl TestApp {
     }
 
     pub async fn send_event(&self, event: Value) -> (StatusCode, Value) {
-        self.request("POST", "/v1/events", Some(&self.ingest_token.clone()), Some(event)).await
+        self.request(
+            "POST",
+            "/v1/events",
+            Some(&self.ingest_token.clone()),
+            Some(event),
+        )
+        .await
     }
 
     pub async fn send_batch(&self, events: Vec<Value>) -> (StatusCode, Value) {
-        self.request("POST", "/v1/events/batch", Some(&self.ingest_token.clone()), Some(json!({"batch": events})))
-            .await
+        self.request(
+            "POST",
+            "/v1/events/batch",
+            Some(&self.ingest_token.clone()),
+            Some(json!({"batch": events})),
+        )
+        .await
     }
 
     /// Live-log entries of the integration (newest first), with `query`.
     pub async fn logs(&self, integration: &str, query: &str) -> Vec<Value> {
-        let body = self.get(&format!("/v1/admin/integrations/{integration}/logs?limit=100&{query}")).await;
+        let body = self
+            .get(&format!(
+                "/v1/admin/integrations/{integration}/logs?limit=100&{query}"
+            ))
+            .await;
         body["data"].as_array().unwrap().clone()
     }
 
     /// Waits until the integration's live logs hold `n` entries matching `query`.
-    pub async fn wait_logs(&self, integration: &str, query: &str, n: usize, timeout: Duration) -> Vec<Value> {
+    pub async fn wait_logs(
+        &self,
+        integration: &str,
+        query: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let logs = self.logs(integration, query).await;
@@ -261,8 +306,15 @@ impl TestApp {
     /// Asserts that no secret of this app appears in any log line captured so far.
     pub fn assert_secrets_absent(&self, more: &[&str]) {
         let logs = captured_logs();
-        for secret in [self.api_key.as_str(), &self.admin_token, &self.ingest_token].into_iter().chain(more.iter().copied()) {
-            assert!(!logs.contains(secret), "a secret ({}...) appears in the logs", &secret[..8.min(secret.len())]);
+        for secret in [self.api_key.as_str(), &self.admin_token, &self.ingest_token]
+            .into_iter()
+            .chain(more.iter().copied())
+        {
+            assert!(
+                !logs.contains(secret),
+                "a secret ({}...) appears in the logs",
+                &secret[..8.min(secret.len())]
+            );
         }
     }
 }

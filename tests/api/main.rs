@@ -4,7 +4,10 @@
 
 mod admin;
 mod client;
+mod crash;
+mod delivery;
 mod helpers;
+mod live_logs;
 mod mapping;
 mod openapi;
 mod secrets;

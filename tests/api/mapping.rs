@@ -18,12 +18,16 @@ pub struct Golden {
 
 pub fn golden_fixtures() -> Vec<Golden> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
         .into_iter()
         .map(|path| {
-            let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let doc: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             Golden {
                 name: path.file_name().unwrap().to_string_lossy().into_owned(),
                 event: doc["event"].clone(),
@@ -37,7 +41,10 @@ pub fn golden_fixtures() -> Vec<Golden> {
 pub fn expected_url(app: &TestApp, which: &str) -> String {
     match which {
         "orders" => format!("{}/v1/order", app.fake.orders_base_url()),
-        "activity" => app.fake.activity_url_template().replace("{application_id}", "app-abc123def456"),
+        "activity" => app
+            .fake
+            .activity_url_template()
+            .replace("{application_id}", "app-abc123def456"),
         other => panic!("unknown url kind {other}"),
     }
 }
@@ -50,41 +57,105 @@ async fn golden_events_preview_as_their_exact_button_requests() {
     assert!(fixtures.len() >= 12);
     for golden in fixtures {
         let (status, preview) = app
-            .admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(golden.event.clone()))
+            .admin(
+                "POST",
+                &format!("/v1/admin/integrations/{id}/preview"),
+                Some(golden.event.clone()),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{}: {preview}", golden.name);
         let expected = &golden.expected;
-        assert_eq!(preview["outcome"], expected["outcome"], "{}: {preview:#}", golden.name);
+        assert_eq!(
+            preview["outcome"], expected["outcome"],
+            "{}: {preview:#}",
+            golden.name
+        );
         match expected["outcome"].as_str().unwrap() {
             "request" => {
                 let request = &preview["request"];
                 assert_eq!(request["method"], expected["method"], "{}", golden.name);
-                assert_eq!(request["url"], expected_url(&app, expected["url"].as_str().unwrap()), "{}", golden.name);
-                assert_eq!(request["body"], expected["body"], "{}: body differs\n got: {:#}\nwant: {:#}", golden.name, request["body"], expected["body"]);
+                assert_eq!(
+                    request["url"],
+                    expected_url(&app, expected["url"].as_str().unwrap()),
+                    "{}",
+                    golden.name
+                );
+                assert_eq!(
+                    request["body"], expected["body"],
+                    "{}: body differs\n got: {:#}\nwant: {:#}",
+                    golden.name, request["body"], expected["body"]
+                );
                 assert_eq!(request["headers"]["content-type"], "application/json");
                 let auth = request["headers"].get("authorization");
                 if expected["url"] == "orders" {
-                    assert_eq!(auth, Some(&json!("Basic ***")), "{}: orders carry the (redacted) key", golden.name);
+                    assert_eq!(
+                        auth,
+                        Some(&json!("Basic ***")),
+                        "{}: orders carry the (redacted) key",
+                        golden.name
+                    );
                 } else {
-                    assert_eq!(auth, None, "{}: the activity call never carries the key", golden.name);
+                    assert_eq!(
+                        auth, None,
+                        "{}: the activity call never carries the key",
+                        golden.name
+                    );
                 }
-                let warned: Vec<&str> = preview["warnings"].as_array().unwrap().iter().map(|w| w["field"].as_str().unwrap()).collect();
-                let want: Vec<&str> = expected["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+                let warned: Vec<&str> = preview["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["field"].as_str().unwrap())
+                    .collect();
+                let want: Vec<&str> = expected["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.as_str().unwrap())
+                    .collect();
                 assert_eq!(warned, want, "{}", golden.name);
                 for w in preview["warnings"].as_array().unwrap() {
-                    assert!(w["hint"].as_str().unwrap().contains("Conversions not attributed"), "{}", golden.name);
+                    assert!(
+                        w["hint"]
+                            .as_str()
+                            .unwrap()
+                            .contains("Conversions not attributed"),
+                        "{}",
+                        golden.name
+                    );
                 }
             }
             "mapping_failed" => {
-                let fields: Vec<&str> = preview["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-                let want: Vec<&str> = expected["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+                let fields: Vec<&str> = preview["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap())
+                    .collect();
+                let want: Vec<&str> = expected["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+                    .collect();
                 assert_eq!(fields, want, "{}: {preview:#}", golden.name);
                 if let Some(hint) = expected["hint"].as_str() {
-                    assert!(preview["errors"][0]["hint"].as_str().unwrap_or_default().contains(hint), "{}: {preview:#}", golden.name);
+                    assert!(
+                        preview["errors"][0]["hint"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains(hint),
+                        "{}: {preview:#}",
+                        golden.name
+                    );
                 }
                 assert_eq!(preview["request"], Value::Null);
             }
-            "filtered" => assert!(preview["reason"].as_str().unwrap().contains("consent"), "{}", golden.name),
+            "filtered" => assert!(
+                preview["reason"].as_str().unwrap().contains("consent"),
+                "{}",
+                golden.name
+            ),
             other => panic!("{}: unknown outcome {other}", golden.name),
         }
     }
@@ -96,11 +167,21 @@ async fn golden_events_preview_as_their_exact_button_requests() {
 async fn preview_refuses_what_is_not_an_event() {
     let app = TestApp::spawn().await;
     let id = app.install().await;
-    let (status, body) = app.admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(json!({"event": "purchase"}))).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/preview"),
+            Some(json!({"event": "purchase"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["field"], "messageId");
     let (status, body) = app
-        .admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(json!({"type": "track", "event": "signup", "messageId": "m"})))
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/preview"),
+            Some(json!({"type": "track", "event": "signup", "messageId": "m"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["outcome"], "not_subscribed");
@@ -113,7 +194,11 @@ async fn a_blueprint_can_be_replaced_with_aliases_and_reset() {
     let path = format!("/v1/admin/integrations/{id}/blueprint");
     let original = app.get(&path).await;
     let mut custom = original.clone();
-    for (i, aliases) in [(0, ["order_completed", "Order Completed"]), (1, ["product_added", "Product Added"]), (2, ["product_viewed", "view_item"])] {
+    for (i, aliases) in [
+        (0, ["order_completed", "Order Completed"]),
+        (1, ["product_added", "Product Added"]),
+        (2, ["product_viewed", "view_item"]),
+    ] {
         let events = custom["mappings"][i]["events"].as_array_mut().unwrap();
         events.extend(aliases.iter().map(|a| json!(a)));
     }
@@ -124,20 +209,41 @@ async fn a_blueprint_can_be_replaced_with_aliases_and_reset() {
 
     let mut event = crate::helpers::purchase("alias-1");
     event["event"] = json!("Order Completed");
-    let (_, preview) = app.admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(event)).await;
+    let (_, preview) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/preview"),
+            Some(event),
+        )
+        .await;
     assert_eq!(preview["outcome"], "request", "{preview}");
     assert_eq!(preview["request"]["body"]["order_id"], "order-alias-1");
     let mut view = crate::helpers::product_view("alias-2");
     view["event"] = json!("view_item");
-    let (_, preview) = app.admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(view)).await;
-    assert_eq!(preview["request"]["body"]["activity_data"]["name"], "product-viewed");
+    let (_, preview) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/preview"),
+            Some(view),
+        )
+        .await;
+    assert_eq!(
+        preview["request"]["body"]["activity_data"]["name"],
+        "product-viewed"
+    );
 
     let (status, reset) = app.admin("POST", &format!("{path}/reset"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reset, original);
     let mut event = crate::helpers::purchase("alias-3");
     event["event"] = json!("order_completed");
-    let (_, preview) = app.admin("POST", &format!("/v1/admin/integrations/{id}/preview"), Some(event)).await;
+    let (_, preview) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/preview"),
+            Some(event),
+        )
+        .await;
     assert_eq!(preview["outcome"], "not_subscribed");
 }
 
@@ -154,18 +260,45 @@ async fn a_bad_blueprint_is_refused_and_the_old_one_kept() {
     fields.retain(|f| f["to"] != "total");
     let (status, body) = app.admin("PUT", &path, Some(bad)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let at: Vec<&str> = body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
-    assert_eq!(at, ["mappings[0].fields[0].transform[1]", "mappings[1].fields[0].from"], "{body:#}");
-    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("unknown transform \"rot13\""));
+    let at: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "mappings[0].fields[0].transform[1]",
+            "mappings[1].fields[0].from"
+        ],
+        "{body:#}"
+    );
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown transform \"rot13\"")
+    );
 
     let mut missing_total = original.clone();
-    missing_total["mappings"][0]["fields"].as_array_mut().unwrap().retain(|f| f["to"] != "total");
+    missing_total["mappings"][0]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["to"] != "total");
     let (status, body) = app.admin("PUT", &path, Some(missing_total)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["field"], "mappings[0].fields");
-    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("order.create needs the field \"total\""));
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("order.create needs the field \"total\"")
+    );
 
-    let (status, body) = app.admin("PUT", &path, Some(json!("not a blueprint"))).await;
+    let (status, body) = app
+        .admin("PUT", &path, Some(json!("not a blueprint")))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(app.get(&path).await, original, "nothing changed");
 }
@@ -174,21 +307,38 @@ async fn a_bad_blueprint_is_refused_and_the_old_one_kept() {
 async fn test_event_sends_a_test_purchase_and_records_it() {
     let app = TestApp::spawn().await;
     let id = app.install().await;
-    let (status, result) = app.admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), None).await;
+    let (status, result) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["outcome"], "delivered");
     assert_eq!(result["classification"], "delivered");
     assert_eq!(result["status"], "200 OK");
     assert_eq!(result["status_code"], 200);
     assert!(result["latency_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(result["response"]["body"].as_str().map(|b| b.contains("\"status\":\"ok\"")), Some(true), "{result}");
+    assert_eq!(
+        result["response"]["body"]
+            .as_str()
+            .map(|b| b.contains("\"status\":\"ok\"")),
+        Some(true),
+        "{result}"
+    );
     assert_eq!(result["request"]["headers"]["authorization"], "Basic ***");
 
     let received = app.fake.received();
     assert_eq!(received.len(), 1);
     let order = received[0].json.as_ref().unwrap();
     let token = order["btn_ref"].as_str().unwrap();
-    assert!(token.starts_with("fakesrctok-") && token.len() == 27 && token[11..].bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert!(
+        token.starts_with("fakesrctok-")
+            && token.len() == 27
+            && token[11..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
     assert!(order["order_id"].as_str().unwrap().starts_with("test-"));
     assert_eq!(received[0].api_key.as_deref(), Some(app.api_key.as_str()));
 
@@ -199,22 +349,44 @@ async fn test_event_sends_a_test_purchase_and_records_it() {
     assert_eq!(logs[0]["outcome"], "delivered");
     assert_eq!(logs[0]["status"], "200 OK");
     assert!(app.logs(&id, "test=false").await.is_empty());
-    let entry = app.get(&format!("/v1/admin/integrations/{id}/logs/{}", result["log_id"].as_str().unwrap())).await;
-    assert_eq!(entry["event"]["event"], "purchase", "the event as sent is kept: {entry}");
+    let entry = app
+        .get(&format!(
+            "/v1/admin/integrations/{id}/logs/{}",
+            result["log_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        entry["event"]["event"], "purchase",
+        "the event as sent is kept: {entry}"
+    );
     app.assert_secrets_absent(&[]);
 }
 
 #[tokio::test]
 async fn test_event_with_a_wrong_key_shows_buttons_answer_and_the_hint() {
     let app = TestApp::spawn().await;
-    let id = app.install_with("sk-not-accepted", "app-abc123def456").await;
-    let (status, result) = app.admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), None).await;
+    let id = app
+        .install_with("sk-not-accepted", "app-abc123def456")
+        .await;
+    let (status, result) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(result["outcome"], "failed");
     assert_eq!(result["classification"], "terminal");
     assert_eq!(result["status"], "401 Unauthorized");
     assert_eq!(result["error"], "Invalid api_key");
-    assert!(result["hint"].as_str().unwrap().contains("Verify api_key in Button Settings > API Keys"), "{result}");
+    assert!(
+        result["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Verify api_key in Button Settings > API Keys"),
+        "{result}"
+    );
     // A test does not pause the lane.
     let integration = app.get(&format!("/v1/admin/integrations/{id}")).await;
     assert_eq!(integration["status"]["lane"], "active");
@@ -225,28 +397,53 @@ async fn test_event_takes_a_given_event() {
     let app = TestApp::spawn().await;
     let id = app.install().await;
     let (status, result) = app
-        .admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), Some(json!({"event": crate::helpers::add_to_cart("given")})))
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"event": crate::helpers::add_to_cart("given")})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["status"], "200 OK");
     let got = app.fake.wait_for(1, Duration::from_secs(2)).await;
     assert_eq!(got[0].kind, fake_button::Kind::Activity);
-    assert!(got[0].headers.get("authorization").is_none(), "no key to the activity host");
+    assert!(
+        got[0].headers.get("authorization").is_none(),
+        "no key to the activity host"
+    );
     assert_ne!(result["messageId"], "given", "a test has its own messageId");
 
-    app.fake.add_rule(Rule::times(1, When::Any, Reply::status(503).retry_after("5")));
+    app.fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::status(503).retry_after("5"),
+    ));
     let (_, result) = app
-        .admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), Some(json!({"event": crate::helpers::product_view("given-2")})))
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"event": crate::helpers::product_view("given-2")})),
+        )
         .await;
     assert_eq!(result["classification"], "retryable");
     assert_eq!(result["status"], "503 Service Unavailable");
 
     let (status, body) = app
-        .admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), Some(json!({"event": {"type": "track", "event": "signup"}})))
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"event": {"type": "track", "event": "signup"}})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["details"][0]["field"], "event.event");
-    let (status, body) = app.admin("POST", &format!("/v1/admin/integrations/{id}/test-event"), Some(json!({"evnt": {}}))).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"evnt": {}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["field"], "evnt");
 }

@@ -43,18 +43,25 @@ async fn the_openapi_document_is_valid_and_lists_exactly_the_served_routes() {
     let app = TestApp::spawn().await;
     let (status, doc) = app.request("GET", "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    let parsed: oas3::OpenApiV3Spec = serde_json::from_value(doc.clone()).expect("a valid OpenAPI 3.1 document");
+    let parsed: oas3::OpenApiV3Spec =
+        serde_json::from_value(doc.clone()).expect("a valid OpenAPI 3.1 document");
     assert!(parsed.openapi.starts_with("3."), "{}", parsed.openapi);
 
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in parsed.paths.iter().flatten() {
         for (method, op) in item.methods() {
             documented.push((method.as_str().to_lowercase(), path.clone()));
-            assert!(!op.responses.as_ref().is_none_or(|r| r.is_empty()), "{method} {path} documents its responses");
+            assert!(
+                !op.responses.as_ref().is_none_or(|r| r.is_empty()),
+                "{method} {path} documents its responses"
+            );
         }
     }
     documented.sort();
-    let mut expected: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     expected.sort();
     assert_eq!(documented, expected);
 
@@ -63,19 +70,33 @@ async fn the_openapi_document_is_valid_and_lists_exactly_the_served_routes() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (code, response) in op["responses"].as_object().unwrap() {
-                assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {code} has a description");
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {code} has a description"
+                );
             }
         }
     }
     for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = reference.split('"').next().unwrap();
-        assert!(doc["components"]["schemas"].get(name).is_some(), "schema {name} is defined");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "schema {name} is defined"
+        );
     }
     for scheme in ["admin_token", "ingest_token"] {
         assert!(doc["components"]["securitySchemes"].get(scheme).is_some());
     }
-    assert_eq!(doc, serde_json::from_str::<serde_json::Value>(&button_delivery::http::openapi().to_json().unwrap()).unwrap(),
-        "`button-delivery openapi` prints the served document");
+    assert_eq!(
+        doc,
+        serde_json::from_str::<serde_json::Value>(
+            &button_delivery::http::openapi().to_json().unwrap()
+        )
+        .unwrap(),
+        "`button-delivery openapi` prints the served document"
+    );
 
     // Every documented route is served (none falls through to the 404 fallback).
     let id = app.install().await;
@@ -84,7 +105,9 @@ async fn the_openapi_document_is_valid_and_lists_exactly_the_served_routes() {
             .replace("{key}", "button")
             .replace("{id}", &id)
             .replace("{log_id}", "log_01jzzzzzzzzzzzzzzzzzzzzzzz");
-        let mut request = app.http.request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+        let mut request = app
+            .http
+            .request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
         if concrete.contains("/v1/admin/") {
             request = request.bearer_auth(&app.admin_token);
         } else if concrete.contains("/events") {
@@ -102,7 +125,13 @@ async fn the_openapi_document_is_valid_and_lists_exactly_the_served_routes() {
         let Ok(response) = response else { continue }; // the SSE stream keeps the response open
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let fell_through = status == StatusCode::NOT_FOUND && body["error"]["message"].as_str().is_some_and(|m| m.starts_with("route"));
-        assert!(!fell_through && status != StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is served ({status} {body})");
+        let fell_through = status == StatusCode::NOT_FOUND
+            && body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("route"));
+        assert!(
+            !fell_through && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is served ({status} {body})"
+        );
     }
 }

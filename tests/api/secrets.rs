@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -9,30 +10,66 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, random_secret};
 
-/// The service binary, started on a free port with the given data directory.
+/// The service binary, started on a free port with the given environment. What it
+/// prints is collected as it goes (a full pipe would block the service).
 pub struct Process {
-    pub child: Child,
+    child: Option<Child>,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub port: u16,
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Process {
     pub fn start(env: &[(String, String)]) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_button-delivery"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("BUTTON_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("BUTTON_LOG__LEVEL", "debug,sqlx=info")
+            .env(
+                "BUTTON_LOG__LEVEL",
+                "debug,sqlx=info,hyper=info,reqwest=info,h2=info,rustls=info",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the service binary starts");
-        Self { child, port }
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let pipes: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut pipe in pipes {
+            let output = output.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    output
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
+        }
+        Self {
+            child: Some(child),
+            output,
+            readers,
+            port,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -49,22 +86,42 @@ impl Process {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the service did not become ready");
+        panic!(
+            "the service did not become ready:\n{}",
+            self.output.lock().unwrap()
+        );
     }
 
     /// SIGTERM, wait, and everything it printed.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = self.child.wait().expect("the service exits");
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        self.child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
-        (status, out)
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = child.wait().expect("the service exits");
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let output = self.output.lock().unwrap().clone();
+        (status, output)
     }
 
+    /// SIGKILL: no chance to finish anything.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -100,9 +157,19 @@ async fn a_full_run_of_the_binary_logs_no_secret() {
         .unwrap();
     assert_eq!(rotate.status(), StatusCode::OK);
     // A refused token and a delivery Button refuses (the fake knows neither key).
-    let _ = client.get(process.url("/v1/admin/integrations")).bearer_auth("wrong-token").send().await;
+    let _ = client
+        .get(process.url("/v1/admin/integrations"))
+        .bearer_auth("wrong-token")
+        .send()
+        .await;
     let event = crate::helpers::purchase("m-secret-scan");
-    let sent = client.post(process.url("/v1/events")).bearer_auth(&ingest).json_body(event).send().await.unwrap();
+    let sent = client
+        .post(process.url("/v1/events"))
+        .bearer_auth(&ingest)
+        .json_body(event)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let test = client
         .post(process.url(&format!("/v1/admin/integrations/{id}/test-event")))
@@ -122,14 +189,26 @@ async fn a_full_run_of_the_binary_logs_no_secret() {
         .await
         .unwrap();
     let (status, output) = process.stop();
-    assert!(status.success(), "clean exit on SIGTERM: {status}\n{output}");
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status}\n{output}"
+    );
     assert!(output.lines().count() > 5, "the run logged: {output}");
-    assert!(output.lines().all(|l| l.starts_with('{')), "JSON lines on stdout by default");
+    assert!(
+        output.lines().all(|l| l.starts_with('{')),
+        "JSON lines on stdout by default"
+    );
     assert!(output.contains("integration.created") && output.contains("integration.updated"));
     assert!(output.contains("delivery attempt"));
     for secret in [&first_key, &second_key, &admin, &ingest] {
-        assert!(!output.contains(secret.as_str()), "a secret appears in the service's output");
-        assert!(!logs.contains(secret.as_str()), "a secret appears in Live Logs");
+        assert!(
+            !output.contains(secret.as_str()),
+            "a secret appears in the service's output"
+        );
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appears in Live Logs"
+        );
     }
     // Nor the Basic credentials built from the keys.
     use base64::Engine;
@@ -145,8 +224,12 @@ async fn the_api_key_is_not_stored_in_clear() {
     let first = random_secret("sk-clear-");
     let id = app.install_with(&first, "app-abc123def456").await;
     let second = random_secret("sk-clear2-");
-    app.admin("PATCH", &format!("/v1/admin/integrations/{id}"), Some(json!({"config": {"api_key": second}})))
-        .await;
+    app.admin(
+        "PATCH",
+        &format!("/v1/admin/integrations/{id}"),
+        Some(json!({"config": {"api_key": second}})),
+    )
+    .await;
     app.shutdown().await;
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {
@@ -157,9 +240,18 @@ async fn the_api_key_is_not_stored_in_clear() {
     }
     assert!(bytes.len() > 4096, "the database was read");
     let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-    assert!(contains("app-abc123def456"), "the non-secret config is there in clear, so the scan works");
-    assert!(!contains(&first), "the first api_key is in the database in clear");
-    assert!(!contains(&second), "the rotated api_key is in the database in clear");
+    assert!(
+        contains("app-abc123def456"),
+        "the non-secret config is there in clear, so the scan works"
+    );
+    assert!(
+        !contains(&first),
+        "the first api_key is in the database in clear"
+    );
+    assert!(
+        !contains(&second),
+        "the rotated api_key is in the database in clear"
+    );
 }
 
 #[tokio::test]
@@ -173,19 +265,34 @@ async fn admin_and_ingest_tokens_are_generated_owner_only_when_not_configured() 
     env.push(("BUTTON_SERVER__DATA_DIR".into(), data.display().to_string()));
     let process = Process::start(&env);
     process.wait_ready().await;
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(token.len() >= 40, "a strong token");
     for file in ["admin-token", "ingest-token", "encryption-key"] {
-        let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
     let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
     let client = crate::helpers::client();
-    let ok = client.get(process.url("/v1/admin/integrations")).bearer_auth(&token).send().await.unwrap();
+    let ok = client
+        .get(process.url("/v1/admin/integrations"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
     let (_, output) = process.stop();
-    assert!(output.contains("admin-token"), "the log says where the token is");
+    assert!(
+        output.contains("admin-token"),
+        "the log says where the token is"
+    );
     assert!(!output.contains(&token), "but never the token");
 }
 
@@ -195,7 +302,8 @@ trait JsonBody {
 
 impl JsonBody for reqwest::RequestBuilder {
     fn json_body(self, body: serde_json::Value) -> Self {
-        self.header("content-type", "application/json").body(body.to_string())
+        self.header("content-type", "application/json")
+            .body(body.to_string())
     }
 }
 

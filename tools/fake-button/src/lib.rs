@@ -63,7 +63,9 @@ impl Reply {
     pub fn error(status: u16, message: &str) -> Self {
         Self {
             status: Some(status),
-            body: Some(json!({"meta": {"status": "error"}, "error": {"message": message}}).to_string()),
+            body: Some(
+                json!({"meta": {"status": "error"}, "error": {"message": message}}).to_string(),
+            ),
             ..Self::default()
         }
     }
@@ -109,7 +111,11 @@ pub struct Rule {
 
 impl Rule {
     pub fn always(when: When, reply: Reply) -> Self {
-        Self { when, reply, times: None }
+        Self {
+            when,
+            reply,
+            times: None,
+        }
     }
 
     pub fn times(n: usize, when: When, reply: Reply) -> Self {
@@ -222,13 +228,18 @@ impl FakeButton {
         let router = Router::new()
             .route("/v1/order", post(order))
             .route("/v1/app/activity", post(activity))
-            .route("/app/{application_id}/v1/app/activity", post(activity_by_path))
+            .route(
+                "/app/{application_id}/v1/app/activity",
+                post(activity_by_path),
+            )
             .route("/__control/stats", get(stats))
             .route("/__control/arrivals", get(arrivals))
             .route("/__control/reset", post(reset))
             .fallback(fallback)
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("fake Button binds");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("fake Button binds");
         let addr = listener.local_addr().expect("bound");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -256,7 +267,10 @@ impl FakeButton {
 
     /// Activity URL template, with the application id in the path.
     pub fn activity_url_template(&self) -> String {
-        format!("http://{}/app/{{application_id}}/v1/app/activity", self.addr)
+        format!(
+            "http://{}/app/{{application_id}}/v1/app/activity",
+            self.addr
+        )
     }
 
     pub fn add_rule(&self, rule: Rule) {
@@ -321,14 +335,21 @@ impl Inner {
     }
 
     /// The first live rule for this request, spending one of its uses.
-    fn rule_for(&self, kind: Kind, api_key: Option<&str>, application: Option<&str>) -> Option<Reply> {
+    fn rule_for(
+        &self,
+        kind: Kind,
+        api_key: Option<&str>,
+        application: Option<&str>,
+    ) -> Option<Reply> {
         let mut rules = lock(&self.rules);
         let index = rules.iter().position(|r| {
             r.times != Some(0)
                 && match &r.when {
                     When::Any => true,
                     When::ApiKey(k) => kind == Kind::Order && api_key == Some(k.as_str()),
-                    When::Application(a) => kind == Kind::Activity && application == Some(a.as_str()),
+                    When::Application(a) => {
+                        kind == Kind::Activity && application == Some(a.as_str())
+                    }
                     When::Orders => kind == Kind::Order,
                     When::Activity => kind == Kind::Activity,
                 }
@@ -358,7 +379,11 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim() == "application/json"))
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim() == "application/json")
+        })
 }
 
 fn is_rfc3339(s: &str) -> bool {
@@ -385,7 +410,7 @@ fn check_order(order: &Value) -> Result<(), String> {
         _ => return Err("purchase_date must be an ISO-8601 timestamp with zone".into()),
     }
     if let Some(r) = obj.get("btn_ref")
-        && !r.as_str().is_some_and(|r| r.len() < 256)
+        && r.as_str().is_none_or(|r| r.len() >= 256)
     {
         return Err("btn_ref must be a string".into());
     }
@@ -393,14 +418,17 @@ fn check_order(order: &Value) -> Result<(), String> {
         let items = items.as_array().ok_or("line_items must be an array")?;
         let mut ids = HashSet::new();
         for (i, item) in items.iter().enumerate() {
-            let id = item.get("identifier").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let id = item
+                .get("identifier")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
             let Some(id) = id else {
                 return Err(format!("line_items[{i}].identifier is required"));
             };
             if !ids.insert(id) {
                 return Err(format!("line_items[{i}].identifier is not unique"));
             }
-            if !item.get("total").and_then(Value::as_i64).is_some() {
+            if item.get("total").and_then(Value::as_i64).is_none() {
                 return Err(format!("line_items[{i}].total must be an integer"));
             }
             for field in ["amount", "quantity"] {
@@ -417,18 +445,36 @@ fn check_activity(activity: &Value, application: &str) -> Result<(), String> {
     let obj = activity.as_object().ok_or("body must be a JSON object")?;
     match obj.get("application_id").and_then(Value::as_str) {
         Some(a) if a == application => {}
-        Some(a) => return Err(format!("application_id {a} does not match application {application}")),
+        Some(a) => {
+            return Err(format!(
+                "application_id {a} does not match application {application}"
+            ));
+        }
         None => return Err("Missing application_id".into()),
     }
-    let data = obj.get("activity_data").and_then(Value::as_object).ok_or("Missing activity_data")?;
+    let data = obj
+        .get("activity_data")
+        .and_then(Value::as_object)
+        .ok_or("Missing activity_data")?;
     match data.get("name").and_then(Value::as_str) {
         Some("product-viewed" | "add-to-cart" | "cart-viewed") => {}
-        _ => return Err("activity_data.name must be product-viewed, add-to-cart or cart-viewed".into()),
+        _ => {
+            return Err(
+                "activity_data.name must be product-viewed, add-to-cart or cart-viewed".into(),
+            );
+        }
     }
-    let products = data.get("products").and_then(Value::as_array).ok_or("activity_data.products must be an array")?;
+    let products = data
+        .get("products")
+        .and_then(Value::as_array)
+        .ok_or("activity_data.products must be an array")?;
     for (i, p) in products.iter().enumerate() {
-        if p.get("value").is_some_and(|v| !v.is_null() && v.as_i64().is_none()) {
-            return Err(format!("activity_data.products[{i}].value must be an integer"));
+        if p.get("value")
+            .is_some_and(|v| !v.is_null() && v.as_i64().is_none())
+        {
+            return Err(format!(
+                "activity_data.products[{i}].value must be an integer"
+            ));
         }
     }
     Ok(())
@@ -450,7 +496,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn handle(inner: Arc<Inner>, kind: Kind, application: Option<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    inner: Arc<Inner>,
+    kind: Kind,
+    application: Option<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let _in_flight = InFlight::enter(&inner);
     inner.total.fetch_add(1, Ordering::Relaxed);
     let api_key = basic_key(&headers);
@@ -470,8 +523,17 @@ async fn handle(inner: Arc<Inner>, kind: Kind, application: Option<String>, uri:
         Some((status, r)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = match &r.body {
-                Some(b) => (status, [(header::CONTENT_TYPE, "application/json")], b.clone()).into_response(),
-                None if status.is_success() => (status, Json(json!({"meta": {"status": "ok"}, "object": {}}))).into_response(),
+                Some(b) => (
+                    status,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    b.clone(),
+                )
+                    .into_response(),
+                None if status.is_success() => (
+                    status,
+                    Json(json!({"meta": {"status": "ok"}, "object": {}})),
+                )
+                    .into_response(),
                 None => error(status, status.canonical_reason().unwrap_or("error")),
             };
             if let Some(ra) = &r.retry_after
@@ -481,13 +543,24 @@ async fn handle(inner: Arc<Inner>, kind: Kind, application: Option<String>, uri:
             }
             Some(response)
         }
-        None => Some(answer(&inner, kind, application.as_deref(), api_key.as_deref(), &keys, &headers, json.as_ref())),
+        None => Some(answer(
+            &inner,
+            kind,
+            application.as_deref(),
+            api_key.as_deref(),
+            &keys,
+            &headers,
+            json.as_ref(),
+        )),
     };
     let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
     if (200..300).contains(&status) {
         inner.ok.fetch_add(1, Ordering::Relaxed);
         if record_arrivals && let Some(json) = &json {
-            let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+            let at = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros() as u64;
             lock(&inner.arrivals).push((arrival_id(kind, json), at));
         }
     } else {
@@ -532,7 +605,10 @@ fn answer(
                 return error(StatusCode::UNAUTHORIZED, "Invalid api_key");
             }
             if !is_json(headers) {
-                return error(StatusCode::BAD_REQUEST, "Content-Type must be application/json");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Type must be application/json",
+                );
             }
             let Some(order) = json else {
                 return error(StatusCode::BAD_REQUEST, "Body is not valid JSON");
@@ -545,16 +621,29 @@ fn answer(
                 return error(StatusCode::CONFLICT, "Order already exists");
             }
             let mut object = order.clone();
-            object["button_order_id"] = json!(format!("btnorder-{:016x}", inner.total.load(Ordering::Relaxed)));
+            object["button_order_id"] = json!(format!(
+                "btnorder-{:016x}",
+                inner.total.load(Ordering::Relaxed)
+            ));
             object["status"] = json!("open");
-            (StatusCode::OK, Json(json!({"meta": {"status": "ok"}, "object": object}))).into_response()
+            (
+                StatusCode::OK,
+                Json(json!({"meta": {"status": "ok"}, "object": object})),
+            )
+                .into_response()
         }
         Kind::Activity => {
             if headers.contains_key(header::AUTHORIZATION) {
-                return error(StatusCode::BAD_REQUEST, "The activity API takes no Authorization header");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "The activity API takes no Authorization header",
+                );
             }
             if !is_json(headers) {
-                return error(StatusCode::BAD_REQUEST, "Content-Type must be application/json");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Type must be application/json",
+                );
             }
             let (Some(application), Some(activity)) = (application, json) else {
                 return error(StatusCode::BAD_REQUEST, "Body is not valid JSON");
@@ -562,7 +651,11 @@ fn answer(
             if let Err(message) = check_activity(activity, application) {
                 return error(StatusCode::BAD_REQUEST, message);
             }
-            (StatusCode::OK, Json(json!({"meta": {"status": "ok"}, "object": {}}))).into_response()
+            (
+                StatusCode::OK,
+                Json(json!({"meta": {"status": "ok"}, "object": {}})),
+            )
+                .into_response()
         }
         Kind::Other => error(StatusCode::NOT_FOUND, "Not found"),
     }
@@ -584,11 +677,21 @@ fn host_application(headers: &HeaderMap) -> Option<String> {
     app.starts_with("app-").then(|| app.to_owned())
 }
 
-async fn order(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn order(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     handle(inner, Kind::Order, None, uri, headers, body).await
 }
 
-async fn activity(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn activity(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let application = host_application(&headers);
     handle(inner, Kind::Activity, application, uri, headers, body).await
 }
@@ -603,7 +706,12 @@ async fn activity_by_path(
     handle(inner, Kind::Activity, Some(application), uri, headers, body).await
 }
 
-async fn fallback(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn fallback(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     handle(inner, Kind::Other, None, uri, headers, body).await
 }
 
@@ -633,7 +741,12 @@ async fn reset(State(inner): State<Arc<Inner>>) -> StatusCode {
     lock(&inner.received).clear();
     lock(&inner.arrivals).clear();
     lock(&inner.orders_seen).clear();
-    for counter in [&inner.total, &inner.ok, &inner.rejected, &inner.peak_in_flight] {
+    for counter in [
+        &inner.total,
+        &inner.ok,
+        &inner.rejected,
+        &inner.peak_in_flight,
+    ] {
         counter.store(0, Ordering::Relaxed);
     }
     StatusCode::NO_CONTENT

@@ -1,0 +1,799 @@
+//! The durable pipeline against the real server and a fake Button whose behaviour
+//! changes mid-test: ingest, routing, retries, Retry-After, terminal failures, the 401
+//! pause, dead letters, graceful and crash restarts, a store that refuses writes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use fake_button::{Kind, Reply, Rule, When};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, add_to_cart, product_view, purchase, random_secret};
+use crate::mapping::golden_fixtures;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn each_event_type_is_delivered_with_the_exact_expected_body() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let goldens: Vec<_> = golden_fixtures()
+        .into_iter()
+        .filter(|g| g.expected["outcome"] == "request")
+        .collect();
+    let events: Vec<Value> = goldens.iter().map(|g| g.event.clone()).collect();
+    let (status, summary) = app.send_batch(events).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{summary}");
+    assert_eq!(summary["accepted"], goldens.len());
+    assert_eq!(summary["deliveries_queued"], goldens.len());
+
+    let received = app.fake.wait_for(goldens.len(), WAIT).await;
+    assert_eq!(
+        received.len(),
+        goldens.len(),
+        "every event reached Button once"
+    );
+    for golden in &goldens {
+        let matching: Vec<_> = received
+            .iter()
+            .filter(|r| r.json.as_ref() == Some(&golden.expected["body"]))
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{}: its exact body arrived once",
+            golden.name
+        );
+        let r = matching[0];
+        assert_eq!(r.status, 200, "{}", golden.name);
+        match golden.expected["url"].as_str().unwrap() {
+            "orders" => {
+                assert_eq!(r.kind, Kind::Order);
+                assert_eq!(r.api_key.as_deref(), Some(app.api_key.as_str()));
+            }
+            _ => {
+                assert_eq!(r.kind, Kind::Activity);
+                assert!(r.headers.get("authorization").is_none());
+            }
+        }
+    }
+    let delivered = app
+        .wait_logs(&id, "outcome=delivered", goldens.len(), WAIT)
+        .await;
+    assert_eq!(delivered.len(), goldens.len());
+    for entry in &delivered {
+        assert_eq!(entry["status"], "200 OK");
+        assert_eq!(entry["attempt"], 1);
+        assert!(entry["latency_ms"].as_f64().unwrap() > 0.0);
+        assert!(
+            entry["response"]["body"]
+                .as_str()
+                .unwrap()
+                .contains("\"ok\"")
+        );
+    }
+    let unattributed = delivered
+        .iter()
+        .find(|e| e["message_id"] == "golden-05")
+        .unwrap();
+    assert_eq!(unattributed["warnings"][0]["field"], "btn_ref");
+    app.assert_secrets_absent(&[]);
+}
+
+#[tokio::test]
+async fn a_repeated_message_id_is_acknowledged_but_delivered_once() {
+    let app = TestApp::spawn().await;
+    app.install().await;
+    let (status, first) = app.send_event(purchase("dup-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["results"][0]["status"], "accepted");
+    let (status, second) = app.send_event(purchase("dup-1")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["duplicates"], 1);
+    assert_eq!(second["results"][0]["status"], "duplicate");
+    assert_eq!(second["deliveries_queued"], 0);
+    let (status, batch) = app
+        .send_batch(vec![
+            purchase("dup-1"),
+            purchase("dup-2"),
+            purchase("dup-2"),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let statuses: Vec<&str> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["duplicate", "accepted", "duplicate"]);
+    app.fake.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<String> = app
+        .fake
+        .received()
+        .iter()
+        .map(|r| {
+            r.json.as_ref().unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"order-dup-1".into()) && ids.contains(&"order-dup-2".into()));
+}
+
+#[tokio::test]
+async fn a_batch_is_accepted_in_part_and_each_rejection_named() {
+    let app = TestApp::spawn().await;
+    app.install().await;
+    let mut bad_time = purchase("b-3");
+    bad_time["timestamp"] = json!("last tuesday");
+    let (status, summary) = app
+        .send_batch(vec![
+            purchase("b-1"),
+            json!({"type": "track", "event": "purchase"}),
+            json!("not an event"),
+            bad_time,
+            add_to_cart("b-5"),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{summary}");
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["rejected"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let results = summary["results"].as_array().unwrap();
+    let rejected: Vec<(u64, &str)> = results
+        .iter()
+        .filter(|r| r["status"] == "rejected")
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["errors"][0]["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, [(1, "messageId"), (2, ""), (3, "timestamp")]);
+    assert!(
+        results[2]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object")
+    );
+    assert_eq!(app.fake.wait_for(2, WAIT).await.len(), 2);
+
+    let (status, all_bad) = app.send_batch(vec![json!({"event": "x"})]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(all_bad["rejected"], 1);
+    let (status, body) = app
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(&app.ingest_token.clone()),
+            Some(json!({"batch": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "batch");
+    let (status, body) = app
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(&app.ingest_token.clone()),
+            Some(json!([purchase("x")])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_json");
+}
+
+#[tokio::test]
+async fn ingest_needs_the_ingest_token_and_a_valid_event() {
+    let app = TestApp::spawn().await;
+    app.install().await;
+    for token in [None, Some(app.admin_token.clone()), Some("nope".to_owned())] {
+        let (status, body) = app
+            .request(
+                "POST",
+                "/v1/events",
+                token.as_deref(),
+                Some(purchase("t-1")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let (status, body) = app
+        .send_event(json!({"type": "track", "event": "purchase"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "messageId");
+    let response = app
+        .http
+        .post(app.url("/v1/events"))
+        .bearer_auth(&app.ingest_token)
+        .header("content-type", "application/json")
+        .body("{\"messageId\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let big = json!({"type": "track", "event": "purchase", "messageId": "big", "properties": {"blob": "x".repeat(70_000)}});
+    let (status, body) = app.send_event(big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let response = app
+        .http
+        .post(app.url("/v1/events"))
+        .bearer_auth(&app.ingest_token)
+        .body(purchase("ct").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.fake.received().is_empty(),
+        "nothing refused was delivered"
+    );
+}
+
+#[tokio::test]
+async fn two_503s_then_200_is_one_delivery_in_three_logged_attempts() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    app.fake
+        .add_rule(Rule::times(2, When::Any, Reply::status(503)));
+    app.send_event(purchase("r-1")).await;
+    let logs = app
+        .wait_logs(&id, "message_id=r-1&outcome=delivered", 1, WAIT)
+        .await;
+    assert_eq!(logs.len(), 1);
+    let all = app.logs(&id, "message_id=r-1").await;
+    assert_eq!(all.len(), 3, "{all:#?}");
+    let (third, second, first) = (&all[0], &all[1], &all[2]);
+    assert_eq!(
+        (first["attempt"].as_i64(), first["outcome"].as_str()),
+        (Some(1), Some("retry_scheduled"))
+    );
+    assert_eq!(
+        (second["attempt"].as_i64(), second["outcome"].as_str()),
+        (Some(2), Some("retry_scheduled"))
+    );
+    assert_eq!(
+        (third["attempt"].as_i64(), third["outcome"].as_str()),
+        (Some(3), Some("delivered"))
+    );
+    for retry in [first, second] {
+        assert_eq!(retry["status"], "503 Service Unavailable");
+        assert_eq!(retry["status_code"], 503);
+        assert!(retry["next_attempt_at"].as_str().unwrap() > retry["time"].as_str().unwrap());
+    }
+    assert_eq!(third["status"], "200 OK");
+    assert_eq!(third["next_attempt_at"], Value::Null);
+    // Backoff: 300 ms, then 600 ms (the test policy, no jitter).
+    let at = |e: &Value, k: &str| {
+        time::OffsetDateTime::parse(
+            e[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let wait1 = (at(first, "next_attempt_at") - at(first, "time")).whole_milliseconds();
+    let wait2 = (at(second, "next_attempt_at") - at(second, "time")).whole_milliseconds();
+    assert!(
+        (250..=400).contains(&wait1) && (550..=700).contains(&wait2),
+        "{wait1} {wait2}"
+    );
+    let got = app.fake.received();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got[0].body == got[1].body && got[1].body == got[2].body,
+        "every retry sends the same bytes"
+    );
+    let gap = got[2].at.duration_since(got[1].at).unwrap();
+    assert!(
+        gap >= Duration::from_millis(550),
+        "the second retry waited its backoff ({gap:?})"
+    );
+    let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+    assert_eq!(stats["outcomes"]["retry_scheduled"], 2);
+    assert_eq!(stats["outcomes"]["delivered"], 1);
+    assert_eq!(stats["queue"]["depth"], 0);
+}
+
+#[tokio::test]
+async fn retry_after_holds_one_lane_while_another_keeps_flowing() {
+    let app = TestApp::spawn().await;
+    let held = app.install().await;
+    let other_key = random_secret("sk-other-");
+    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
+    let flowing = app.install_with(&other_key, "app-other999").await;
+    app.fake.add_rule(Rule::times(
+        1,
+        When::ApiKey(app.api_key.clone()),
+        Reply::status(429).retry_after("2"),
+    ));
+    let ingest = app.ingest_token.clone();
+    let (status, _) = app
+        .request(
+            "POST",
+            &format!("/v1/integrations/{held}/events"),
+            Some(&ingest),
+            Some(purchase("h-1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.fake.wait_for(1, WAIT).await;
+    let limited_at = SystemTime::now();
+    // The held lane takes more work meanwhile; the other lane gets some too.
+    for i in 0..3 {
+        app.request(
+            "POST",
+            &format!("/v1/integrations/{held}/events"),
+            Some(&ingest),
+            Some(purchase(&format!("h-more-{i}"))),
+        )
+        .await;
+        app.request(
+            "POST",
+            &format!("/v1/integrations/{flowing}/events"),
+            Some(&ingest),
+            Some(purchase(&format!("f-{i}"))),
+        )
+        .await;
+    }
+    let stats = app
+        .get(&format!("/v1/admin/integrations/{held}/stats"))
+        .await;
+    assert_eq!(stats["lane"]["state"], "rate_limited", "{stats}");
+    assert!(stats["lane"]["held_until"].is_string());
+    let other_done = app
+        .wait_logs(&flowing, "outcome=delivered", 3, Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        other_done.len(),
+        3,
+        "the other integration flowed during the hold"
+    );
+    app.wait_logs(&held, "outcome=delivered", 4, WAIT).await;
+    let held_requests: Vec<_> = app
+        .fake
+        .received()
+        .into_iter()
+        .filter(|r| r.api_key.as_deref() == Some(app.api_key.as_str()))
+        .collect();
+    assert_eq!(held_requests.len(), 5, "one 429, then four deliveries");
+    for r in &held_requests[1..] {
+        let after = r.at.duration_since(limited_at).unwrap_or_default();
+        assert!(
+            after >= Duration::from_millis(1900),
+            "a request came {after:?} after the 429 asked for 2s"
+        );
+    }
+    let retry = app
+        .logs(&held, "message_id=h-1&outcome=retry_scheduled")
+        .await;
+    assert_eq!(retry[0]["status"], "429 Too Many Requests");
+}
+
+#[tokio::test]
+async fn a_400_fails_at_once_with_its_hint() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    app.fake.add_rule(Rule::times(
+        1,
+        When::Any,
+        Reply::error(400, "Missing required field total"),
+    ));
+    app.send_event(purchase("bad-1")).await;
+    let failed = app.wait_logs(&id, "outcome=failed", 1, WAIT).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["attempt"], 1);
+    assert_eq!(failed[0]["status"], "400 Bad Request");
+    assert_eq!(failed[0]["error"], "Missing required field total");
+    assert!(
+        failed[0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Ensure order_id and total are mapped in the blueprint")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.fake.received().len(), 1, "no further attempt");
+    assert_eq!(app.logs(&id, "message_id=bad-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_401_pauses_the_lane_and_a_new_key_delivers_what_waited() {
+    let app = TestApp::spawn_with(&[("BUTTON_DELIVERY__LANE_CONCURRENCY", "1")]).await;
+    let wrong = random_secret("sk-wrong-");
+    let id = app.install_with(&wrong, "app-abc123def456").await;
+    let events: Vec<Value> = (0..5).map(|i| purchase(&format!("p-{i}"))).collect();
+    let (status, _) = app.send_batch(events).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let paused = app.wait_logs(&id, "outcome=paused", 1, WAIT).await;
+    assert_eq!(paused[0]["status"], "401 Unauthorized");
+    assert!(
+        paused[0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Verify api_key in Button Settings > API Keys")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.fake.received().len(),
+        1,
+        "the queued events waited; no attempt was spent on them"
+    );
+    let integration = app.get(&format!("/v1/admin/integrations/{id}")).await;
+    assert_eq!(integration["status"]["lane"], "auth_failed");
+    assert!(
+        integration["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid api_key")
+    );
+    let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+    assert_eq!(stats["lane"]["state"], "auth_failed");
+    assert_eq!(stats["queue"]["depth"], 5);
+
+    let (status, rotated) = app
+        .admin(
+            "PATCH",
+            &format!("/v1/admin/integrations/{id}"),
+            Some(json!({"config": {"api_key": app.api_key}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rotated["status"]["lane"], "active");
+    let delivered = app.wait_logs(&id, "outcome=delivered", 5, WAIT).await;
+    assert_eq!(delivered.len(), 5);
+    assert!(
+        delivered.iter().all(|e| e["attempt"] == 1),
+        "the pause spent no attempt: {delivered:#?}"
+    );
+    let keys: Vec<_> = app
+        .fake
+        .received()
+        .iter()
+        .map(|r| r.api_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys[0], wrong);
+    assert!(keys[1..].iter().all(|k| *k == app.api_key));
+    app.assert_secrets_absent(&[&wrong]);
+    let logs = app
+        .get(&format!("/v1/admin/integrations/{id}/logs?limit=100"))
+        .await
+        .to_string();
+    assert!(
+        !logs.contains(&wrong) && !logs.contains(&app.api_key),
+        "no key in Live Logs"
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_resume_restarts_a_paused_lane() {
+    let app = TestApp::spawn().await;
+    let id = app.install_with("sk-soon-valid", "app-abc123def456").await;
+    app.send_event(purchase("resume-1")).await;
+    app.wait_logs(&id, "outcome=paused", 1, WAIT).await;
+    app.fake.set_api_keys(&["sk-soon-valid"]); // fixed on Button's side
+    let (status, resumed) = app
+        .admin("POST", &format!("/v1/admin/integrations/{id}/resume"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resumed["status"]["lane"], "active");
+    assert_eq!(
+        app.wait_logs(&id, "outcome=delivered", 1, WAIT).await.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn exhausted_attempts_are_dead_lettered_listed_replayed_and_discarded() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    app.fake
+        .add_rule(Rule::always(When::Any, Reply::status(500)));
+    app.send_batch(vec![purchase("dl-1"), purchase("dl-2")])
+        .await;
+    let dead = app.wait_logs(&id, "outcome=dead_lettered", 2, WAIT).await;
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter().all(|e| e["attempt"] == 3),
+        "max_attempts is 3 in the test policy"
+    );
+    assert_eq!(app.fake.received().len(), 6);
+
+    let list = app
+        .get(&format!("/v1/admin/integrations/{id}/dead-letters"))
+        .await;
+    let letters = list["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 2);
+    let by_message: HashMap<&str, &str> = letters
+        .iter()
+        .map(|l| (l["messageId"].as_str().unwrap(), l["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(letters[0]["attempts"], 3);
+    let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+    assert_eq!(stats["queue"]["dead_letters"], 2);
+
+    app.fake.clear_rules();
+    let (status, replayed) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/dead-letters/replay"),
+            Some(json!({"ids": [by_message["dl-1"]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replayed["count"], 1);
+    let delivered = app.wait_logs(&id, "outcome=delivered", 1, WAIT).await;
+    assert_eq!(delivered[0]["message_id"], "dl-1");
+    assert_eq!(
+        delivered[0]["attempt"], 1,
+        "a replay starts its attempts afresh"
+    );
+
+    let (_, discarded) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/dead-letters/discard"),
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(discarded["count"], 1);
+    let list = app
+        .get(&format!("/v1/admin/integrations/{id}/dead-letters"))
+        .await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.fake.received().len(),
+        7,
+        "the discarded one was never sent again"
+    );
+    let (status, body) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/dead-letters/replay"),
+            Some(json!({"ids": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+#[tokio::test]
+async fn routing_follows_the_integrations_object_and_targeted_posts() {
+    let app = TestApp::spawn().await;
+    let web = app.install().await;
+    let other_key = random_secret("sk-app-");
+    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
+    let apps = app.install_with(&other_key, "app-mobile1").await;
+    // Default: both Button integrations.
+    app.send_event(product_view("r-all")).await;
+    // Segment's object: All off, Button on -> both again; by id -> just one.
+    let mut only_web = product_view("r-web");
+    only_web["integrations"] = json!({"All": false, web.as_str(): true});
+    app.send_event(only_web).await;
+    let mut none = product_view("r-none");
+    none["integrations"] = json!({"Button": false});
+    let (_, summary) = app.send_event(none).await;
+    assert_eq!(summary["deliveries_queued"], 0);
+    let mut all_off_button_on = product_view("r-button");
+    all_off_button_on["integrations"] = json!({"All": false, "Button": {}});
+    app.send_event(all_off_button_on).await;
+    // Targeted post.
+    let ingest = app.ingest_token.clone();
+    app.request(
+        "POST",
+        &format!("/v1/integrations/{apps}/events"),
+        Some(&ingest),
+        Some(product_view("r-apps")),
+    )
+    .await;
+    app.wait_logs(&web, "outcome=delivered", 3, WAIT).await;
+    app.wait_logs(&apps, "outcome=delivered", 3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.logs(&web, "").await.len(), 3);
+    assert_eq!(app.logs(&apps, "").await.len(), 3);
+    let web_ids: Vec<Value> = app
+        .logs(&web, "")
+        .await
+        .iter()
+        .map(|e| e["message_id"].clone())
+        .collect();
+    assert!(web_ids.contains(&json!("r-web")) && !web_ids.contains(&json!("r-apps")));
+
+    // A disabled integration takes nothing: not routed, and a targeted post is refused.
+    app.admin(
+        "PATCH",
+        &format!("/v1/admin/integrations/{apps}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let (_, summary) = app.send_event(product_view("r-after")).await;
+    assert_eq!(summary["deliveries_queued"], 1);
+    let (status, body) = app
+        .request(
+            "POST",
+            &format!("/v1/integrations/{apps}/events"),
+            Some(&ingest),
+            Some(product_view("r-x")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "integration_disabled");
+    let (status, _) = app
+        .request(
+            "POST",
+            "/v1/integrations/int_nope/events",
+            Some(&ingest),
+            Some(product_view("r-y")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn mapping_failures_and_filtered_events_are_recorded_not_sent() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let mut no_order = purchase("mf-1");
+    no_order["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("order_id");
+    let mut no_consent = purchase("fl-1");
+    no_consent["context"] = json!({"consent": {"canonical": {"marketing": false}}});
+    let (status, summary) = app.send_batch(vec![no_order, no_consent]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(summary["results"][0]["mapping_failed"], 1);
+    assert_eq!(summary["results"][1]["filtered"], 1);
+    assert_eq!(summary["deliveries_queued"], 0);
+    let failed = app.logs(&id, "outcome=mapping_failed").await;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("order_id:")
+    );
+    assert!(
+        failed[0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Ensure order_id and total are mapped")
+    );
+    let filtered = app.logs(&id, "outcome=filtered").await;
+    assert!(filtered[0]["error"].as_str().unwrap().contains("consent"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.fake.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_graceful_restart_finishes_attempts_in_flight_without_duplicates() {
+    let mut app = TestApp::spawn().await;
+    let id = app.install().await;
+    app.fake.set_latency(Duration::from_millis(400));
+    let events: Vec<Value> = (0..20).map(|i| purchase(&format!("g-{i}"))).collect();
+    app.send_batch(events).await;
+    app.fake.wait_for(1, WAIT).await;
+    app.restart().await;
+    app.fake.set_latency(Duration::ZERO);
+    app.wait_logs(&id, "outcome=delivered", 20, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<String> = app
+        .fake
+        .received()
+        .iter()
+        .map(|r| {
+            r.json.as_ref().unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 20, "every event delivered");
+    assert_eq!(ids.len(), 20, "a graceful restart sends nothing twice");
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_writes_gets_503_and_loses_nothing_accepted() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(&[("BUTTON_DATABASE__BUSY_TIMEOUT", "300ms")]).await;
+    let id = app.install().await;
+    app.fake
+        .add_rule(Rule::always(When::Any, Reply::status(503)));
+    let (status, _) = app
+        .send_batch((0..5).map(|i| purchase(&format!("before-{i}"))).collect())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Another process takes the database's write lock and holds it.
+    let url = format!("sqlite://{}/button-delivery.db", app.dir.path().display());
+    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = app.send_event(purchase("during")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, _) = app.send_batch(vec![purchase("during-2")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, ready) = app.request("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "reads still work: {ready}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+
+    app.fake.clear_rules();
+    let (status, _) = app.send_event(purchase("after")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let delivered = app
+        .wait_logs(&id, "outcome=delivered", 6, Duration::from_secs(15))
+        .await;
+    let mut ids: Vec<String> = delivered
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids,
+        [
+            "after", "before-0", "before-1", "before-2", "before-3", "before-4"
+        ],
+        "everything acknowledged arrived; nothing refused did"
+    );
+    assert!(!app.fake.received().iter().any(|r| {
+        r.json.as_ref().unwrap()["order_id"]
+            .as_str()
+            .unwrap()
+            .contains("during")
+    }));
+}
+
+#[tokio::test]
+async fn metrics_count_events_deliveries_and_queues() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    app.send_batch(vec![
+        purchase("m-1"),
+        purchase("m-1"),
+        json!({"event": "x"}),
+    ])
+    .await;
+    app.wait_logs(&id, "outcome=delivered", 1, WAIT).await;
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        "button_delivery_events_ingested_total 1",
+        "button_delivery_events_duplicate_total 1",
+        "button_delivery_events_rejected_total 1",
+        &format!(
+            "button_delivery_deliveries_total{{integration=\"{id}\",outcome=\"delivered\"}} 1"
+        ),
+        &format!("button_delivery_lane_state{{integration=\"{id}\",state=\"active\"}} 1"),
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "button_delivery_attempt_duration_seconds_count{{integration=\"{id}\"}} 1"
+        )),
+        "{text}"
+    );
+}
