@@ -318,3 +318,24 @@ async fn invalid_configuration_stops_start_up_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("delivery.lane_concurrency"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_reports_the_local_service() {
+    let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token");
+    let process = Process::start(&env);
+    process.wait_ready().await;
+    let check = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("BUTTON_SERVER__LISTEN", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap()
+    };
+    assert!(check(process.port).status.success());
+    let down = check(free_port());
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
+}
