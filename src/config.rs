@@ -375,6 +375,35 @@ mod tests {
     }
 
     #[test]
+    fn a_config_file_sits_between_the_defaults_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("local.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:7000\"\n[delivery]\nlane_concurrency = 4\n",
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let s = Settings::load_from(env(&[
+            ("BUTTON_CONFIG_FILE", &path),
+            ("BUTTON_DELIVERY__LANE_CONCURRENCY", "9"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.server.listen, "127.0.0.1:7000",
+            "the file overrides the defaults"
+        );
+        assert_eq!(
+            s.delivery.lane_concurrency, 9,
+            "the environment overrides the file"
+        );
+        let err = Settings::load_from(env(&[("BUTTON_CONFIG_FILE", "/nonexistent.toml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BUTTON_CONFIG_FILE"), "{err}");
+    }
+
+    #[test]
     fn unknown_setting_is_refused() {
         let err = Settings::load_from(env(&[("BUTTON_DELIVERY__LANE_CONCURENCY", "3")]))
             .expect_err("typo must be refused")

@@ -23,6 +23,8 @@ use crate::store::{Store, now_ms, rfc3339};
 
 pub const LANE_ACTIVE: &str = "active";
 pub const LANE_AUTH_FAILED: &str = "auth_failed";
+/// Paused by an operator (`POST .../pause`): events still queue; nothing is sent.
+pub const LANE_PAUSED: &str = "paused";
 const MAX_NAME: usize = 200;
 
 /// An integration as the service runs it: config parsed, secrets open, blueprint
@@ -55,6 +57,11 @@ impl Integration {
 
     pub fn auth_failed(&self) -> bool {
         self.lane_state == LANE_AUTH_FAILED
+    }
+
+    /// Whether its lane must not send now (auth failure or an operator's pause).
+    pub fn lane_held(&self) -> bool {
+        self.lane_state != LANE_ACTIVE
     }
 
     /// The integration as the API shows it: secrets as `***`.
@@ -103,8 +110,8 @@ pub struct IntegrationView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct IntegrationStatus {
-    /// `active`, or `auth_failed` when Button refused the api_key and deliveries wait
-    /// for a new one (or an explicit resume).
+    /// `active`; `auth_failed` when Button refused the api_key and deliveries wait for
+    /// a new one (or a resume); `paused` by an operator.
     pub lane: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -474,8 +481,10 @@ impl Registry {
         }
         if let Some(api_key) = &update.api_key {
             row.secrets = self.seal(&row.id, api_key);
-            row.lane_state = LANE_ACTIVE.to_owned();
-            row.lane_reason = None;
+            if row.lane_state == LANE_AUTH_FAILED {
+                row.lane_state = LANE_ACTIVE.to_owned();
+                row.lane_reason = None;
+            }
         }
         self.save(row).await
     }
@@ -510,12 +519,27 @@ impl Registry {
         }
     }
 
-    /// Clears an `auth_failed` lane so its deliveries go out again.
+    /// Clears an `auth_failed` or `paused` lane so its deliveries go out again.
     pub async fn resume(&self, id: &str) -> Result<Arc<Integration>, ApiError> {
+        self.set_lane(id, LANE_ACTIVE, None).await
+    }
+
+    /// Holds the lane: events keep queueing, nothing is sent until a resume.
+    pub async fn pause(&self, id: &str) -> Result<Arc<Integration>, ApiError> {
+        self.set_lane(id, LANE_PAUSED, Some("paused by an operator".into()))
+            .await
+    }
+
+    async fn set_lane(
+        &self,
+        id: &str,
+        state: &str,
+        reason: Option<String>,
+    ) -> Result<Arc<Integration>, ApiError> {
         let _changing = self.changing.lock().await;
         let mut row = self.row(id).await?;
-        row.lane_state = LANE_ACTIVE.to_owned();
-        row.lane_reason = None;
+        row.lane_state = state.to_owned();
+        row.lane_reason = reason;
         self.save(row).await
     }
 

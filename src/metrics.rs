@@ -93,7 +93,7 @@ impl Metrics {
         let lane_state = Family::<LaneLabels, Gauge>::default();
         registry.register(
             "lane_state",
-            "1 for the current state of each integration's lane: active, rate_limited, auth_failed, disabled",
+            "1 for the current state of each integration's lane: active, rate_limited, auth_failed, paused, disabled",
             lane_state.clone(),
         );
         Self {

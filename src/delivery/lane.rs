@@ -31,7 +31,7 @@ pub struct Lane {
 /// What a lane is doing, for stats and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaneStatus {
-    /// `active`, `rate_limited`, `auth_failed` or `disabled`.
+    /// `active`, `rate_limited`, `auth_failed`, `paused` or `disabled`.
     pub state: &'static str,
     pub held_until: Option<SystemTime>,
     pub in_flight: usize,
@@ -77,6 +77,7 @@ impl Lane {
         let state = match integration {
             Some(i) if !i.enabled => "disabled",
             Some(i) if i.auth_failed() => "auth_failed",
+            Some(i) if i.lane_held() => "paused",
             _ if held.is_some() => "rate_limited",
             _ => "active",
         };
@@ -104,7 +105,7 @@ impl Lane {
             let Some(integration) = shared.registry.get(&self.id) else {
                 break;
             };
-            if !integration.enabled || integration.auth_failed() {
+            if !integration.enabled || integration.lane_held() {
                 self.idle(&mut stop, None).await;
                 continue;
             }
@@ -121,7 +122,7 @@ impl Lane {
             let still_open = shared
                 .registry
                 .get(&self.id)
-                .is_some_and(|i| i.enabled && !i.auth_failed())
+                .is_some_and(|i| i.enabled && !i.lane_held())
                 && self.held_until().is_none();
             if !still_open {
                 drop(first);

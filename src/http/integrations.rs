@@ -96,7 +96,25 @@ pub async fn update_integration(
     Ok(Json(updated.view()))
 }
 
-/// Resumes a lane paused by a `401` (after fixing the key in Button, say).
+/// Pauses delivery for the integration: events keep being accepted and queued, nothing
+/// is sent to Button until a resume.
+#[utoipa::path(post, path = "/v1/admin/integrations/{id}/pause", tag = "integrations",
+    security(("admin_token" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = IntegrationView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn pause_integration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrationView>, ApiError> {
+    find(&state, &id)?;
+    let paused = state.registry.pause(&id).await?;
+    tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "lane paused");
+    Ok(Json(paused.view()))
+}
+
+/// Resumes a lane paused by an operator or by a `401` (after fixing the key in
+/// Button, say).
 #[utoipa::path(post, path = "/v1/admin/integrations/{id}/resume", tag = "integrations",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
@@ -140,7 +158,7 @@ pub struct Stats {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LaneStats {
-    /// `active`, `rate_limited`, `auth_failed` or `disabled`.
+    /// `active`, `rate_limited`, `auth_failed`, `paused` or `disabled`.
     pub state: String,
     /// While `rate_limited`: when Button's Retry-After ends.
     pub held_until: Option<String>,
@@ -180,11 +198,7 @@ pub async fn integration_stats(
             state: lane
                 .as_ref()
                 .map(|l| l.state)
-                .unwrap_or(if integration.auth_failed() {
-                    "auth_failed"
-                } else {
-                    "active"
-                })
+                .unwrap_or(integration.lane_state.as_str())
                 .to_owned(),
             held_until: lane
                 .as_ref()

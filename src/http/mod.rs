@@ -116,6 +116,7 @@ fn registrations() -> [OpenApiRouter<AppState>; 3] {
             integrations::update_integration,
             integrations::delete_integration
         ))
+        .routes(routes!(integrations::pause_integration))
         .routes(routes!(integrations::resume_integration))
         .routes(routes!(integrations::integration_stats))
         .routes(routes!(

@@ -74,7 +74,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     for id in state.registry.snapshot().keys() {
         if let Some(lane) = state.delivery.lane_status(id) {
-            for s in ["active", "rate_limited", "auth_failed", "disabled"] {
+            for s in [
+                "active",
+                "rate_limited",
+                "auth_failed",
+                "paused",
+                "disabled",
+            ] {
                 metrics
                     .lane_state
                     .get_or_create(&LaneLabels {

@@ -16,6 +16,7 @@ fn admin_routes(id: &str) -> Vec<(&'static str, String)> {
         ("GET", "/v1/admin/integrations/{id}"),
         ("PATCH", "/v1/admin/integrations/{id}"),
         ("DELETE", "/v1/admin/integrations/{id}"),
+        ("POST", "/v1/admin/integrations/{id}/pause"),
         ("POST", "/v1/admin/integrations/{id}/resume"),
         ("GET", "/v1/admin/integrations/{id}/stats"),
         ("GET", "/v1/admin/integrations/{id}/blueprint"),

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 const KEY: &str = "sk-client-test-0123456789";
 
 async fn setup() -> (FakeButton, Client) {
+    crate::helpers::captured_logs();
     let fake = FakeButton::start(Config {
         api_keys: vec![KEY.into()],
         ..Config::default()

@@ -797,3 +797,43 @@ async fn metrics_count_events_deliveries_and_queues() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_operator_pause_queues_events_until_resumed() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let (status, paused) = app
+        .admin("POST", &format!("/v1/admin/integrations/{id}/pause"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(paused["status"]["lane"], "paused");
+    let (status, summary) = app
+        .send_batch(vec![purchase("pz-1"), add_to_cart("pz-2")])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(summary["deliveries_queued"], 2);
+    // A key rotation does not lift an operator's pause.
+    app.admin(
+        "PATCH",
+        &format!("/v1/admin/integrations/{id}"),
+        Some(json!({"config": {"api_key": app.api_key}})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.fake.received().is_empty());
+    let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+    assert_eq!(stats["lane"]["state"], "paused");
+    assert_eq!(stats["queue"]["depth"], 2);
+    assert!(
+        stats["queue"]["oldest_pending_age_seconds"]
+            .as_f64()
+            .unwrap()
+            >= 0.4
+    );
+    app.admin("POST", &format!("/v1/admin/integrations/{id}/resume"), None)
+        .await;
+    assert_eq!(
+        app.wait_logs(&id, "outcome=delivered", 2, WAIT).await.len(),
+        2
+    );
+}

@@ -53,8 +53,29 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A fresh secret, remembered so that every test's end scans the captured logs for
+/// every secret any test has made.
 pub fn random_secret(prefix: &str) -> String {
-    format!("{prefix}{:032x}", rand::random::<u128>())
+    let secret = format!("{prefix}{:032x}", rand::random::<u128>());
+    all_secrets().lock().unwrap().push(secret.clone());
+    secret
+}
+
+fn all_secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Asserts that no secret made so far (keys, tokens) appears in any captured log line.
+pub fn assert_no_secret_logged() {
+    let logs = captured_logs();
+    for secret in all_secrets().lock().unwrap().iter() {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret ({}...) appears in the logs",
+            &secret[..10.min(secret.len())]
+        );
+    }
 }
 
 pub struct TestApp {
@@ -323,6 +344,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // Every test ends with a scan of everything logged so far.
+        if !std::thread::panicking() {
+            assert_no_secret_logged();
         }
     }
 }

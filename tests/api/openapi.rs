@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/integrations/{id}"),
     ("patch", "/v1/admin/integrations/{id}"),
     ("delete", "/v1/admin/integrations/{id}"),
+    ("post", "/v1/admin/integrations/{id}/pause"),
     ("post", "/v1/admin/integrations/{id}/resume"),
     ("get", "/v1/admin/integrations/{id}/stats"),
     ("get", "/v1/admin/integrations/{id}/blueprint"),

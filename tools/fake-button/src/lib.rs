@@ -161,6 +161,11 @@ pub struct Config {
     pub record: bool,
     /// Keep (id, arrival time) of every delivered object, for delivery-lag figures.
     pub record_arrivals: bool,
+    /// Without a rule, answer with these statuses in these proportions (weights); a
+    /// 2xx means the normal answer. Empty: always the normal answer.
+    pub status_mix: Vec<(u16, u32)>,
+    /// `Retry-After` sent with a 429 or 503 from the mix.
+    pub retry_after: Option<String>,
 }
 
 impl Default for Config {
@@ -170,6 +175,8 @@ impl Default for Config {
             latency: Duration::ZERO,
             record: true,
             record_arrivals: false,
+            status_mix: Vec::new(),
+            retry_after: None,
         }
     }
 }
@@ -508,11 +515,20 @@ async fn handle(
     inner.total.fetch_add(1, Ordering::Relaxed);
     let api_key = basic_key(&headers);
     let json: Option<Value> = serde_json::from_slice(&body).ok();
-    let reply = inner.rule_for(kind, api_key.as_deref(), application.as_deref());
-    let (latency, record, record_arrivals, keys) = {
+    let (latency, record, record_arrivals, keys, mixed) = {
         let c = lock(&inner.config);
-        (c.latency, c.record, c.record_arrivals, c.api_keys.clone())
+        let n = inner.total.load(Ordering::Relaxed);
+        (
+            c.latency,
+            c.record,
+            c.record_arrivals,
+            c.api_keys.clone(),
+            mixed_reply(&c, n),
+        )
     };
+    let reply = inner
+        .rule_for(kind, api_key.as_deref(), application.as_deref())
+        .or(mixed);
     let delay = latency + reply.as_ref().map(|r| r.delay).unwrap_or_default();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -587,6 +603,30 @@ async fn handle(
         // payload is not a panic message, so nothing is printed.
         None => std::panic::resume_unwind(Box::new("dropping the connection")),
     }
+}
+
+/// The status-mix answer for request number `n`: statuses spread by weight, evenly
+/// (a multiplicative hash of `n` picks the slot, so runs are repeatable).
+fn mixed_reply(config: &Config, n: u64) -> Option<Reply> {
+    let total: u64 = config.status_mix.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut slot = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
+    for (status, weight) in &config.status_mix {
+        if slot < u64::from(*weight) {
+            if (200..300).contains(status) {
+                return None;
+            }
+            let mut reply = Reply::status(*status);
+            if matches!(status, 429 | 503) {
+                reply.retry_after = config.retry_after.clone();
+            }
+            return Some(reply);
+        }
+        slot -= u64::from(*weight);
+    }
+    None
 }
 
 /// What the real API would answer.
