@@ -6,7 +6,10 @@
 //!     loadgen resume --url U --admin-token T --id INT
 //!     loadgen run    --url U --token T [--batch 1] [--rate 0] [--duration 20]
 //!                    [--connections 64] [--mix realistic|filtered] [--path P]
-//!                    [--fake URL] [--drain 60] [--pid PID] [--label L] [--out FILE]
+//!                    [--max-events N] [--fake URL] [--drain 60] [--pid PID]
+//!                    [--label L] [--out FILE]
+//!     loadgen stats  --url FAKE
+//!     loadgen report --results FILE --machine FILE --into BENCHMARKS.md [--quick]
 //!
 //! `run` posts events (mostly product views, some add-to-cart, a few purchases with
 //! three line items) over keep-alive connections, as fast as it can (`--rate 0`) or at
@@ -24,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+mod report;
 
 #[derive(Clone, Debug)]
 struct Options {
@@ -44,6 +49,11 @@ struct Options {
     pid: Option<u32>,
     label: String,
     out: Option<String>,
+    max_events: u64,
+    results: String,
+    machine: String,
+    into: String,
+    quick: bool,
 }
 
 fn parse(args: &[String]) -> Options {
@@ -65,6 +75,11 @@ fn parse(args: &[String]) -> Options {
         pid: None,
         label: String::new(),
         out: None,
+        max_events: u64::MAX,
+        results: String::new(),
+        machine: String::new(),
+        into: String::new(),
+        quick: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -91,6 +106,11 @@ fn parse(args: &[String]) -> Options {
             "--pid" => o.pid = Some(number(&value()) as u32),
             "--label" => o.label = value(),
             "--out" => o.out = Some(value()),
+            "--max-events" => o.max_events = number(&value()) as u64,
+            "--results" => o.results = value(),
+            "--machine" => o.machine = value(),
+            "--into" => o.into = value(),
+            "--quick" => o.quick = true,
             other => fail(&format!("unknown argument {other}")),
         }
     }
@@ -127,6 +147,13 @@ fn main() {
             "setup" => setup(&options).await,
             "pause" | "resume" => lane(&options, &command).await,
             "run" => run(options).await,
+            "stats" => stats(&options).await,
+            "report" => report::write(
+                &options.results,
+                &options.machine,
+                &options.into,
+                options.quick,
+            ),
             other => fail(&format!("unknown command {other}")),
         }
     });
@@ -154,6 +181,19 @@ async fn setup(o: &Options) {
     }
     let v: Value = serde_json::from_str(&text).unwrap_or_default();
     println!("{}", v["id"].as_str().unwrap_or_default());
+}
+
+/// Prints the fake Button's counters (`GET /__control/stats`).
+async fn stats(o: &Options) {
+    let text = reqwest::Client::new()
+        .get(format!("{}/__control/stats", o.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(&format!("stats: {e}")))
+        .text()
+        .await
+        .unwrap_or_default();
+    println!("{text}");
 }
 
 async fn lane(o: &Options, what: &str) {
@@ -330,7 +370,9 @@ async fn run(o: Options) {
         for _ in 0..o.connections {
             let shared = shared.clone();
             workers.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
+                while Instant::now() < deadline
+                    && shared.next.load(Ordering::Relaxed) < shared.options.max_events
+                {
                     send(&shared, Instant::now()).await;
                 }
             }));

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The benchmark: one machine, one run, side by side.
+#   1. the limit: a bare axum server answering 202, driven by the same load generator;
+#   2. durable ingest alone (delivery paused): single events, batches of 100;
+#   3. end to end with an instant fake Button: 10,000 events/s for 60 s; 2,000 events/s
+#      for delivery lag and ingest latency;
+#   4. end to end with a fake Button taking 100 ms per request: 5,000 events/s;
+#   5. ingest again once the live-log store holds 1,000,000 entries.
+# It rewrites the measured part of BENCHMARKS.md (between the bench markers).
+#
+#   bench/run.sh              # the full run (about 7 minutes on 2 cores)
+#   BENCH_QUICK=1 bench/run.sh  # a few seconds per step, results only under bench/results (CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=${BENCH_QUICK:-0}
+if [ "$quick" = 1 ]; then
+  dur=2; sustained=3; fill=2000; rate_hi=1000; rate_lo=200; rate_slow=500; drain=20
+else
+  dur=${BENCH_DURATION:-20}; sustained=60; fill=1000000; rate_hi=10000; rate_lo=2000; rate_slow=5000; drain=90
+fi
+
+cargo build --release --locked --workspace --quiet
+bin=target/release
+out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+results=$out/results.jsonl
+: > "$results"
+base=${BENCH_PORT_BASE:-19080}
+bare_port=$((base + 1)); fake_port=$((base + 2)); svc_port=$((base + 3))
+admin=bench-admin-token; ingest=bench-ingest-token; key=sk-bench-key
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_http() {
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+
+# Starts the service on a fresh data directory; extra BUTTON_* settings as arguments.
+start_service() {
+  local name=$1; shift
+  local dir=$out/$name
+  mkdir -p "$dir"
+  env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$dir/data" \
+      BUTTON_AUTH__ADMIN_TOKENS=$admin BUTTON_AUTH__INGEST_TOKENS=$ingest \
+      BUTTON_BUTTON__ORDERS_BASE_URL=http://127.0.0.1:$fake_port \
+      BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
+      "$@" "$bin/button-delivery" > "$dir/service.log" 2>&1 &
+  svc_pid=$!; pids+=("$svc_pid")
+  wait_http "$svc_port"
+  integration=$("$bin/loadgen" setup --url "http://127.0.0.1:$svc_port" --admin-token $admin --api-key $key --application-id app-bench1)
+}
+
+stop_service() {
+  kill "$svc_pid" 2>/dev/null || true
+  wait "$svc_pid" 2>/dev/null || true
+  [ "${BENCH_KEEP_LOGS:-0}" = 1 ] || rm -f "$out/$1/service.log"
+}
+
+start_fake() {
+  "$bin/fake-button" --listen 127.0.0.1:$fake_port --api-key $key --record-arrivals "$@" 2>"$out/fake.log" &
+  fake_pid=$!; pids+=("$fake_pid")
+  wait_http $fake_port
+}
+
+stop_fake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; }
+
+load() { "$bin/loadgen" run --out "$results" "$@"; }
+
+echo "== 1. the limit: bare axum"
+"$bin/bare" --listen 127.0.0.1:$bare_port 2>/dev/null &
+bare_pid=$!; pids+=("$bare_pid")
+wait_http $bare_port
+load --label bare-single --url http://127.0.0.1:$bare_port --token x --duration $dur --pid $bare_pid
+load --label bare-batch --url http://127.0.0.1:$bare_port --token x --batch 100 --connections 16 --duration $dur --pid $bare_pid
+kill $bare_pid; wait $bare_pid 2>/dev/null || true
+
+echo "== 2. durable ingest alone (delivery paused)"
+start_fake
+start_service ingest
+"$bin/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token $admin --id "$integration"
+load --label ingest-single --url http://127.0.0.1:$svc_port --token $ingest --duration $dur --pid "$svc_pid"
+load --label ingest-batch --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
+
+echo "== 5. the same ingest with $fill live-log entries stored"
+load --label fill --url http://127.0.0.1:$svc_port --token $ingest --batch 500 --connections 4 --mix filtered \
+     --duration 600 --max-events $fill --pid "$svc_pid"
+load --label ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --duration $dur --pid "$svc_pid"
+load --label ingest-batch-full --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
+stop_service ingest
+stop_fake
+
+echo "== 3. end to end, instant Button"
+start_fake
+start_service e2e-instant
+load --label e2e-instant-sustained --url http://127.0.0.1:$svc_port --token $ingest --batch 10 --rate $rate_hi \
+     --duration $sustained --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+load --label e2e-instant-2k --url http://127.0.0.1:$svc_port --token $ingest --rate $rate_lo \
+     --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+stop_service e2e-instant
+stop_fake
+
+echo "== 4. end to end, Button taking 100 ms"
+start_fake --latency-ms 100
+start_service e2e-100ms BUTTON_DELIVERY__LANE_CONCURRENCY=640
+load --label e2e-100ms --url http://127.0.0.1:$svc_port --token $ingest --batch 10 --rate $rate_slow \
+     --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+peak=$("$bin/loadgen" stats --url http://127.0.0.1:$fake_port)
+echo "{\"label\":\"fake-100ms\",\"fake\":$peak}" >> "$results"
+stop_service e2e-100ms
+stop_fake
+
+{
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "- machine: $(uname -srm); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')); $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) memory"
+  echo "- disk of the data directory: $(df -h "$out" | awk 'NR==2 {print $1 " (" $2 ")"}')"
+  echo "- rustc: $(rustc --version)"
+  echo "- durability: database.synchronous = full (every commit synced before 202)"
+} > "$out/machine.md"
+
+if [ "$quick" = 1 ]; then
+  "$bin/loadgen" report --results "$results" --machine "$out/machine.md" --into "$out/BENCHMARKS.md" --quick
+  echo "smoke run: results in $out"
+else
+  "$bin/loadgen" report --results "$results" --machine "$out/machine.md" --into BENCHMARKS.md
+  cp "$results" "$out/" 2>/dev/null || true
+  echo "BENCHMARKS.md updated; raw results in $results"
+fi
