@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
 use crate::blueprint::{self, transform};
@@ -21,7 +22,7 @@ use crate::live_logs::{Hub, LogEntry, Outcome};
 use crate::mapping::{self, Prepared};
 use crate::metrics::Metrics;
 use crate::store::logs::LogRecord;
-use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, state};
+use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, Written, state};
 use crate::store::{Store, StoreError, now_ms};
 
 const MAX_MESSAGE_ID: usize = 255;
@@ -102,6 +103,92 @@ pub struct Ingest {
     pub client: Client,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
+    pub committer: Committer,
+}
+
+type Committed = Result<Vec<(IngestRecord, Written)>, StoreError>;
+
+struct Pending {
+    records: Vec<IngestRecord>,
+    reply: oneshot::Sender<Committed>,
+}
+
+/// Commits the records of many concurrent ingest requests together: while one write
+/// is being committed the next requests gather, and go in the next one (one set of
+/// multi-row inserts and one sync for all of them). Each request still gets its
+/// answer only after the commit that holds its records.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Most records in one commit.
+const COMMIT_RECORDS: usize = 4096;
+
+impl Committer {
+    pub fn start(store: Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(1024);
+        // On the writer's thread: gathering the next batch is on the commit path.
+        store.writer().handle().clone().spawn(async move {
+            let mut waiting: Vec<Pending> = Vec::new();
+            let mut carry: Option<Pending> = None;
+            loop {
+                if let Some(p) = carry.take() {
+                    waiting.push(p);
+                } else {
+                    match rx.recv().await {
+                        Some(p) => waiting.push(p),
+                        None => return,
+                    }
+                }
+                let mut count: usize = waiting.iter().map(|p| p.records.len()).sum();
+                while count < COMMIT_RECORDS {
+                    match rx.try_recv() {
+                        Ok(p) if count + p.records.len() > COMMIT_RECORDS => {
+                            carry = Some(p);
+                            break;
+                        }
+                        Ok(p) => {
+                            count += p.records.len();
+                            waiting.push(p);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let sizes: Vec<usize> = waiting.iter().map(|p| p.records.len()).collect();
+                let records: Vec<IngestRecord> = waiting
+                    .iter_mut()
+                    .flat_map(|p| std::mem::take(&mut p.records))
+                    .collect();
+                let result = store.ingest(records).await;
+                match result {
+                    Ok(written) => {
+                        let mut written = written.into_iter();
+                        for (p, n) in waiting.drain(..).zip(sizes) {
+                            let _ = p.reply.send(Ok(written.by_ref().take(n).collect()));
+                        }
+                    }
+                    Err(e) => {
+                        for p in waiting.drain(..) {
+                            let _ = p.reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn commit(&self, records: Vec<IngestRecord>) -> Committed {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { records, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the ingest committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the ingest committer has stopped".into()))?
+    }
 }
 
 impl Ingest {
@@ -157,7 +244,7 @@ impl Ingest {
         let written = if records.is_empty() {
             Vec::new()
         } else {
-            self.store.ingest(records).await?
+            self.committer.commit(records).await?
         };
 
         // Committed: now tell the lanes, the live tail and the metrics.

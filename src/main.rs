@@ -7,6 +7,11 @@ use button_delivery::config::Settings;
 use button_delivery::startup::Application;
 use button_delivery::telemetry;
 
+/// mimalloc: the service allocates many small, short-lived buffers per event (JSON
+/// values, SQL arguments); it measured faster than the system allocator for that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("openapi") {
@@ -28,7 +33,7 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck(&settings);
     }
-    telemetry::init(&settings.log);
+    let _flush_logs_on_exit = telemetry::init(&settings.log);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

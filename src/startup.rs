@@ -56,7 +56,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let secrets = Secrets::resolve(&settings)?;
         let url = settings.database_url();
-        let (store, _writer) = Store::open(&url, &settings.database)
+        let store = Store::open(&url, &settings.database)
             .await
             .map_err(|source| StartError::Store {
                 url: url.clone(),
@@ -98,6 +98,7 @@ impl Application {
             settings.delivery.clone(),
         );
         let ingest = Ingest {
+            committer: crate::ingest::Committer::start(store.clone()),
             registry: registry.clone(),
             store: store.clone(),
             delivery: delivery.clone(),
@@ -114,7 +115,7 @@ impl Application {
                 addr: addr.to_string(),
                 source,
             })?;
-        let state = AppState {
+        let state = AppState::new(http::Services {
             settings: Arc::new(settings),
             store,
             registry,
@@ -126,7 +127,7 @@ impl Application {
             admin_tokens: secrets.admin_tokens,
             ingest_tokens: secrets.ingest_tokens,
             stopping,
-        };
+        });
         let (router, _) = http::router(state.clone());
         Ok(Self {
             listener,

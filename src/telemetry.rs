@@ -15,8 +15,21 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// Installs the global subscriber writing to stdout. `RUST_LOG`, when set, overrides
 /// `log.level`. Calling it twice is harmless (the first wins).
-pub fn init(settings: &LogSettings) {
-    init_with_writer(settings, std::io::stdout);
+///
+/// Lines go through a writer thread that drains everything waiting into one buffered
+/// write, so a busy service makes one `write` per burst instead of one per line (and
+/// an idle one still writes each line at once). Nothing is dropped: a full queue
+/// makes the logging call wait. Keep the returned guard alive: dropping it flushes.
+pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
+    init_with_writer(settings, writer);
+    guard
 }
 
 pub fn init_with_writer<W>(settings: &LogSettings, writer: W)

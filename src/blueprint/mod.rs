@@ -126,6 +126,8 @@ struct Mapping {
 #[derive(Debug, Clone)]
 struct Field {
     to: Vec<String>,
+    /// `to` joined with dots, for messages.
+    name: String,
     value: FieldValue,
     /// Used when the value is missing (after any warning is noted).
     default: Option<Value>,
@@ -277,25 +279,28 @@ fn build(
     warnings: &mut Vec<Issue>,
 ) {
     for field in fields {
-        let name = format!("{prefix}{}", field.to.join("."));
+        // Names are made only when there is something to report.
+        let name = || format!("{prefix}{}", field.name);
         let value = match &field.value {
             FieldValue::Source(source) => eval(source, scope),
-            FieldValue::Each { over, fields } => each(over, fields, scope, &name, errors, warnings),
+            FieldValue::Each { over, fields } => {
+                each(over, fields, scope, &name(), errors, warnings)
+            }
         };
         match value {
             Ok(Some(v)) => set(out, &field.to, v),
             Ok(None) => {
                 if let Some(r) = &field.warn {
-                    warnings.push(r.issue(&name));
+                    warnings.push(r.issue(&name()));
                 }
                 match (&field.default, &field.required) {
                     (Some(d), _) => set(out, &field.to, d.clone()),
-                    (None, Some(r)) => errors.push(r.issue(&name)),
+                    (None, Some(r)) => errors.push(r.issue(&name())),
                     (None, None) => {}
                 }
             }
             Err(message) => errors.push(Issue {
-                field: name,
+                field: name(),
                 message,
                 hint: field.required.as_ref().and_then(|r| r.hint.clone()),
             }),
@@ -346,13 +351,13 @@ fn set(out: &mut Map<String, Value>, to: &[String], value: Value) {
     let (last, parents) = to.split_last().expect("a destination path has a segment");
     let mut node = out;
     for key in parents {
-        let entry = node
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
+        if !node.get(key).is_some_and(Value::is_object) {
+            node.insert(key.clone(), Value::Object(Map::new()));
         }
-        node = entry.as_object_mut().expect("made an object above");
+        node = node
+            .get_mut(key)
+            .and_then(Value::as_object_mut)
+            .expect("made an object above");
     }
     node.insert(last.clone(), value);
 }
@@ -742,6 +747,7 @@ impl Compiler {
         };
         let default = obj.get("default").cloned();
         Some(Field {
+            name: to.join("."),
             to,
             value,
             default,

@@ -39,9 +39,25 @@ use crate::secrets::TokenSet;
 use crate::store::Store;
 use crate::telemetry::{self, MakeUlidRequestId, REQUEST_ID_HEADER};
 
-/// Everything a request handler may use.
+/// Everything a request handler may use; cloned per request, so one pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub registry: Arc<Registry>,

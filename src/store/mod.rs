@@ -91,10 +91,7 @@ fn migrator() -> Migrator {
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations and starts
     /// the writer.
-    pub async fn open(
-        url: &str,
-        settings: &DatabaseSettings,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
+    pub async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let synchronous = match settings.synchronous {
             Synchronous::Full => SqliteSynchronous::Full,
             Synchronous::Normal => SqliteSynchronous::Normal,
@@ -121,15 +118,12 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let (writer, task) = Writer::start(write_pool.clone(), settings.max_batch_ops);
-        Ok((
-            Self {
-                read,
-                write_pool,
-                writer,
-            },
-            task,
-        ))
+        let writer = Writer::start(write_pool.clone(), settings.max_batch_ops);
+        Ok(Self {
+            read,
+            write_pool,
+            writer,
+        })
     }
 
     pub fn writer(&self) -> &Writer {

@@ -416,10 +416,10 @@ async fn ingest(
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO events (message_id, event_name, received_at, payload) ");
         q.push_values(chunk, |mut b, r| {
-            b.push_bind(r.event.message_id.clone())
-                .push_bind(r.event.event_name.clone())
+            b.push_bind(&r.event.message_id)
+                .push_bind(&r.event.event_name)
                 .push_bind(r.event.received_at)
-                .push_bind(r.event.payload.clone());
+                .push_bind(&r.event.payload);
         });
         q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
         for row in q.build().fetch_all(&mut *conn).await? {
@@ -470,17 +470,17 @@ async fn insert_deliveries(
             "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, request, body, warnings, test, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut b, d| {
-            b.push_bind(d.id.clone())
-                .push_bind(d.integration_id.clone())
-                .push_bind(d.message_id.clone())
-                .push_bind(d.event_name.clone())
-                .push_bind(d.call.clone())
+            b.push_bind(&d.id)
+                .push_bind(&d.integration_id)
+                .push_bind(&d.message_id)
+                .push_bind(&d.event_name)
+                .push_bind(&d.call)
                 .push_bind(d.state)
                 .push_bind(0_i64)
                 .push_bind(d.created_at)
-                .push_bind(d.request.clone())
-                .push_bind(d.body.clone())
-                .push_bind(d.warnings.clone())
+                .push_bind(&d.request)
+                .push_bind(&d.body)
+                .push_bind(&d.warnings)
                 .push_bind(d.test)
                 .push_bind(d.created_at)
                 .push_bind(d.created_at);

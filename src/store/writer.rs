@@ -28,14 +28,33 @@ struct Op {
 #[derive(Clone)]
 pub struct Writer {
     ops: mpsc::Sender<Op>,
+    handle: tokio::runtime::Handle,
 }
 
 impl Writer {
-    /// Starts the writer task on `pool` (one connection is enough: it is the only writer).
-    pub fn start(pool: SqlitePool, max_batch: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer on `pool` (one connection is enough: it is the only writer),
+    /// on a thread of its own with its own runtime: the commit loop is the critical
+    /// path of every write, and must not wait behind request handlers for a turn on
+    /// the main runtime's workers. Tasks that feed it batches can run there too
+    /// ([`Writer::handle`]).
+    pub fn start(pool: SqlitePool, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
-        let task = tokio::spawn(run(pool, rx, max_batch.max(1)));
-        (Self { ops: tx }, task)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("store-writer")
+            .build()
+            .expect("the writer's runtime starts");
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || runtime.block_on(run(pool, rx, max_batch.max(1))))
+            .expect("the writer thread starts");
+        Self { ops: tx, handle }
+    }
+
+    /// The writer thread's runtime, for tasks on the commit path.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 
     /// Runs `job` inside the next group commit and returns its value once committed.
