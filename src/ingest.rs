@@ -337,7 +337,7 @@ impl Ingest {
                 event_name: name.clone().unwrap_or_default(),
                 call: Some(call.clone()),
                 state: state::PENDING,
-                request: None,
+                url: None,
                 body: None,
                 warnings: None,
                 test: false,
@@ -369,9 +369,8 @@ impl Ingest {
             match prepared {
                 Prepared::NotSubscribed => continue,
                 Prepared::Request { request, warnings } => {
-                    delivery.request =
-                        Some(serde_json::to_string(&request).expect("a request serialises"));
                     delivery.body = Some(request.body.to_vec());
+                    delivery.url = Some(request.url);
                     delivery.warnings = warnings_json(&warnings);
                 }
                 Prepared::Filtered { reason, .. } => {

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use crate::blueprint::Issue;
-use crate::button::PreparedRequest;
+use crate::button::{Client, PreparedRequest};
 use crate::store::logs::{LogFilter, LogRecord, LogRow};
 use crate::store::rfc3339;
 
@@ -127,10 +127,18 @@ impl RequestView {
         }
     }
 
-    /// From the stored request description and body.
-    pub fn from_stored(request: Option<&str>, body: Option<&[u8]>) -> Option<Self> {
-        let mut prepared: PreparedRequest = serde_json::from_str(request?).ok()?;
-        prepared.body = bytes::Bytes::copy_from_slice(body.unwrap_or_default());
+    /// From a stored delivery's call, URL and body.
+    pub fn from_stored(
+        client: &Client,
+        call: Option<&str>,
+        url: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Option<Self> {
+        let prepared = client.request(
+            call?.to_owned(),
+            url?.to_owned(),
+            bytes::Bytes::copy_from_slice(body.unwrap_or_default()),
+        );
         Some(Self::of(&prepared))
     }
 }
@@ -173,8 +181,13 @@ impl LogEntry {
         }
     }
 
-    pub fn from_row(row: &LogRow) -> Self {
-        let request = RequestView::from_stored(row.request.as_deref(), row.body.as_deref());
+    pub fn from_row(row: &LogRow, client: &Client) -> Self {
+        let request = RequestView::from_stored(
+            client,
+            row.record.call.as_deref(),
+            row.url.as_deref(),
+            row.body.as_deref(),
+        );
         let mut entry = Self::from_record(&row.record, request);
         entry.event = row
             .event

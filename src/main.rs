@@ -12,8 +12,7 @@ use button_delivery::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("openapi") {
         println!(
             "{}",
@@ -33,7 +32,15 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck(&settings);
     }
+    // The log writer outlives the runtime, so the last lines of every task get out.
     let _flush_logs_on_exit = telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Runtime::new().expect("the runtime starts");
+    let code = runtime.block_on(serve(settings));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    code
+}
+
+async fn serve(settings: Settings) -> ExitCode {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

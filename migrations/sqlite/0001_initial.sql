@@ -46,9 +46,9 @@ CREATE TABLE deliveries (
     attempts        INTEGER NOT NULL,
     available_at    BIGINT NOT NULL,
     lease_token     TEXT,
-    -- the Button request produced at ingest: method, url, non-secret headers (JSON), and
-    -- the exact body bytes every attempt sends
-    request         TEXT,
+    -- the Button request produced at ingest: its URL and the exact body bytes every
+    -- attempt sends (method and headers follow from the call)
+    url             TEXT,
     body            BLOB,
     warnings        TEXT,
     test            BOOLEAN NOT NULL,

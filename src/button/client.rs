@@ -145,43 +145,51 @@ impl Client {
 
     /// The exact request for `call`.
     pub fn prepare(&self, call: &Call) -> PreparedRequest {
-        let json = HeaderValue::from_static("application/json");
+        let (url, body) = match call {
+            Call::CreateOrder(order) => (
+                format!(
+                    "{}/v1/order",
+                    self.config.orders_base_url.trim_end_matches('/')
+                ),
+                serde_json::to_vec(order),
+            ),
+            Call::Activity(activity) => (
+                self.config
+                    .activity_url_template
+                    .replace("{application_id}", &activity.application_id),
+                serde_json::to_vec(activity),
+            ),
+        };
+        let body = Bytes::from(body.expect("Button objects always serialise"));
+        self.request(call.name(), url, body)
+    }
+
+    /// The request for a call named `call` (`order.create`, `activity.*`) to `url` with
+    /// `body`, as a stored delivery sends it: method, headers and credentials follow
+    /// from the call.
+    pub fn request(&self, call: String, url: String, body: Bytes) -> PreparedRequest {
         let mut headers = vec![
             (
                 header::CONTENT_TYPE.to_string(),
-                json.to_str().unwrap_or_default().to_owned(),
+                "application/json".to_owned(),
             ),
             (header::USER_AGENT.to_string(), USER_AGENT.to_owned()),
         ];
-        let (url, auth, body) = match call {
-            Call::CreateOrder(order) => {
-                if !self.config.api_version.is_empty() {
-                    headers.push((
-                        "x-button-api-version".to_owned(),
-                        self.config.api_version.clone(),
-                    ));
-                }
-                let url = format!(
-                    "{}/v1/order",
-                    self.config.orders_base_url.trim_end_matches('/')
-                );
-                (url, Auth::ApiKey, serde_json::to_vec(order))
-            }
-            Call::Activity(activity) => {
-                let url = self
-                    .config
-                    .activity_url_template
-                    .replace("{application_id}", &activity.application_id);
-                (url, Auth::None, serde_json::to_vec(activity))
-            }
-        };
+        let orders_api = call.starts_with("order.");
+        if orders_api && !self.config.api_version.is_empty() {
+            headers.push((
+                "x-button-api-version".to_owned(),
+                self.config.api_version.clone(),
+            ));
+        }
         PreparedRequest {
-            call: call.name(),
+            call,
             method: "POST".to_owned(),
             url,
             headers,
-            auth,
-            body: Bytes::from(body.expect("Button objects always serialise")),
+            // Only the Orders API takes the key; the activity host must never see it.
+            auth: if orders_api { Auth::ApiKey } else { Auth::None },
+            body,
         }
     }
 

@@ -192,11 +192,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     let Some(integration) = shared.registry.get(&job.integration_id) else {
         return; // Deleted meanwhile: its deliveries went with it.
     };
-    let Some(mut request) = job
-        .request
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<PreparedRequest>(r).ok())
-    else {
+    let (Some(call), Some(url)) = (job.call.clone(), job.url.clone()) else {
         let finish = finish(
             &job,
             state::FAILED,
@@ -206,7 +202,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             Outcome::Failed,
             number,
             None,
-            Some("the stored request is unreadable".into()),
+            Some("the stored request is incomplete".into()),
             None,
         );
         shared
@@ -218,7 +214,11 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             .await;
         return;
     };
-    request.body = bytes::Bytes::from(job.body.clone().unwrap_or_default());
+    let request = shared.client.request(
+        call,
+        url,
+        bytes::Bytes::from(job.body.clone().unwrap_or_default()),
+    );
 
     // The key of the moment: a rotation reaches deliveries leased before it.
     let answer = shared.client.send(&request, &integration.api_key).await;

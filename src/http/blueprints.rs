@@ -257,7 +257,7 @@ pub async fn test_event(
             .to_owned(),
         call: prepared.call().map(str::to_owned),
         state: delivery_state::FAILED,
-        request: None,
+        url: None,
         body: None,
         warnings: warnings_json(&preview.warnings),
         test: true,
@@ -318,7 +318,7 @@ pub async fn test_event(
             log.hint = mapping::first_hint(errors);
         }
         Prepared::Request { request, .. } => {
-            delivery.request = Some(serde_json::to_string(request).map_err(ApiError::internal)?);
+            delivery.url = Some(request.url.clone());
             delivery.body = Some(request.body.to_vec());
             let answer = state.client.send(request, &integration.api_key).await;
             let (classification, outcome) = match answer.classification {

@@ -68,7 +68,10 @@ pub async fn list_logs(
         .store
         .list_logs(&id, &filter, page.after.as_deref(), page.limit + 1)
         .await?;
-    let entries = rows.iter().map(LogEntry::from_row).collect();
+    let entries = rows
+        .iter()
+        .map(|r| LogEntry::from_row(r, &state.client))
+        .collect();
     Ok(Json(List::page(entries, page.limit, |e| e.id.clone())))
 }
 
@@ -87,7 +90,7 @@ pub async fn get_log(
         .get_log(&id, &log_id)
         .await?
         .ok_or_else(|| ApiError::not_found("live-log entry", log_id))?;
-    Ok(Json(LogEntry::from_row(&row)))
+    Ok(Json(LogEntry::from_row(&row, &state.client)))
 }
 
 /// A live tail of the integration's entries as Server-Sent Events (`event: log`, the

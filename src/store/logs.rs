@@ -39,7 +39,7 @@ pub struct LogRecord {
 #[derive(Debug, Clone)]
 pub struct LogRow {
     pub record: LogRecord,
-    pub request: Option<String>,
+    pub url: Option<String>,
     pub body: Option<Vec<u8>>,
     pub event: Option<String>,
 }
@@ -139,7 +139,7 @@ fn decode(row: &SqliteRow) -> Result<LogRecord, StoreError> {
     })
 }
 
-const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.request, d.body";
+const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.url, d.body";
 
 impl Store {
     /// Entries of one integration, newest first, older than the id `before`.
@@ -186,7 +186,7 @@ impl Store {
             .map(|row| {
                 Ok(LogRow {
                     record: decode(row)?,
-                    request: row.try_get("request")?,
+                    url: row.try_get("url")?,
                     body: row.try_get("body")?,
                     event: None,
                 })
@@ -212,7 +212,7 @@ impl Store {
         row.map(|row| {
             Ok(LogRow {
                 record: decode(&row)?,
-                request: row.try_get("request")?,
+                url: row.try_get("url")?,
                 body: row.try_get("body")?,
                 event: row.try_get("payload")?,
             })

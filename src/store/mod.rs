@@ -140,8 +140,9 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection (after the writer has drained).
+    /// Commits what is queued, stops the writer and closes every connection.
     pub async fn close(&self) {
+        self.writer.stop().await;
         self.read.close().await;
         self.write_pool.close().await;
     }

@@ -37,9 +37,9 @@ pub struct NewDelivery {
     pub event_name: String,
     pub call: Option<String>,
     pub state: &'static str,
-    /// JSON `{method, url, headers, auth}`: everything of the request but its body and
-    /// its credentials.
-    pub request: Option<String>,
+    /// Where the request goes; with `call` and `body` it is the whole request (method
+    /// and headers follow from the call, credentials are added when sent).
+    pub url: Option<String>,
     pub body: Option<Vec<u8>>,
     pub warnings: Option<String>,
     pub test: bool,
@@ -74,7 +74,7 @@ pub struct Leased {
     pub event_name: String,
     pub call: Option<String>,
     pub attempts: i64,
-    pub request: Option<String>,
+    pub url: Option<String>,
     pub body: Option<Vec<u8>>,
     pub warnings: Option<String>,
     pub lease_token: String,
@@ -154,7 +154,7 @@ impl Store {
                              SELECT id FROM deliveries
                              WHERE integration_id = ? AND state = 'pending' AND available_at <= ?
                              ORDER BY available_at LIMIT ?)
-                         RETURNING id, integration_id, message_id, event_name, call, attempts, request, body, warnings, lease_token, created_at",
+                         RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token, created_at",
                     )
                     .bind(lease_until)
                     .bind(&token)
@@ -396,7 +396,7 @@ fn decode_leased(row: &SqliteRow) -> Result<Leased, StoreError> {
         event_name: row.try_get("event_name")?,
         call: row.try_get("call")?,
         attempts: row.try_get("attempts")?,
-        request: row.try_get("request")?,
+        url: row.try_get("url")?,
         body: row.try_get("body")?,
         warnings: row.try_get("warnings")?,
         lease_token: row.try_get("lease_token")?,
@@ -467,7 +467,7 @@ async fn insert_deliveries(
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, request, body, warnings, test, created_at, updated_at) ",
+            "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, url, body, warnings, test, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut b, d| {
             b.push_bind(&d.id)
@@ -478,7 +478,7 @@ async fn insert_deliveries(
                 .push_bind(d.state)
                 .push_bind(0_i64)
                 .push_bind(d.created_at)
-                .push_bind(&d.request)
+                .push_bind(&d.url)
                 .push_bind(&d.body)
                 .push_bind(&d.warnings)
                 .push_bind(d.test)

@@ -28,6 +28,7 @@ struct Op {
 #[derive(Clone)]
 pub struct Writer {
     ops: mpsc::Sender<Op>,
+    stop: mpsc::Sender<oneshot::Sender<()>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -39,6 +40,7 @@ impl Writer {
     /// ([`Writer::handle`]).
     pub fn start(pool: SqlitePool, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let (stop, stop_rx) = mpsc::channel(1);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("store-writer")
@@ -47,9 +49,21 @@ impl Writer {
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || runtime.block_on(run(pool, rx, max_batch.max(1))))
+            .spawn(move || runtime.block_on(run(pool, rx, stop_rx, max_batch.max(1))))
             .expect("the writer thread starts");
-        Self { ops: tx, handle }
+        Self {
+            ops: tx,
+            stop,
+            handle,
+        }
+    }
+
+    /// Commits what was sent before, then stops; later writes fail as unavailable.
+    pub async fn stop(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.stop.send(done).await.is_ok() {
+            let _ = stopped.await;
+        }
     }
 
     /// The writer thread's runtime, for tasks on the commit path.
@@ -82,12 +96,35 @@ impl Writer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<Op>,
+    mut stop: mpsc::Receiver<oneshot::Sender<()>>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
-        commit_batch(&pool, &mut batch).await;
-    }
+    let stopped = loop {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, max_batch) => {
+                if n == 0 {
+                    break None;
+                }
+                commit_batch(&pool, &mut batch).await;
+            }
+            Some(done) = stop.recv() => {
+                rx.close();
+                while rx.recv_many(&mut batch, max_batch).await > 0 {
+                    commit_batch(&pool, &mut batch).await;
+                }
+                break Some(done);
+            }
+        }
+    };
     tracing::debug!("store writer stopped");
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
 }
 
 async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
