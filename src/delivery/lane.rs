@@ -2,6 +2,7 @@
 //! `Retry-After` hold and its own pause. Lanes share nothing but the store, so a slow,
 //! failing or paused integration never delays another.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +19,11 @@ use crate::store::queue::{Finish, Leased, state};
 use crate::store::{now_ms, to_ms};
 
 use super::recorder::Record;
+
+enum Gate {
+    Open,
+    Closed(Option<(Instant, SystemTime)>),
+}
 
 pub struct Lane {
     pub id: String,
@@ -93,81 +99,101 @@ impl Lane {
         let _all = self.permits.acquire_many(self.concurrency as u32).await;
     }
 
-    /// Leases due deliveries while there is room, until the integration is deleted or
-    /// the service stops.
+    /// Whether the lane may send now: `None` when its integration is gone; otherwise
+    /// open, or closed until a time (a hold) or until woken (paused, disabled).
+    fn gate(&self, shared: &Shared) -> Option<Gate> {
+        let integration = shared.registry.get(&self.id)?;
+        Some(if !integration.enabled || integration.lane_held() {
+            Gate::Closed(None)
+        } else if let Some(held) = self.held_until() {
+            Gate::Closed(Some(held))
+        } else {
+            Gate::Open
+        })
+    }
+
+    /// Leases due deliveries ahead of the free slots (at most two slots' worth, so
+    /// none waits in memory for long against its lease) and starts an attempt per free
+    /// slot, until the integration is deleted or the service stops. Leases held when
+    /// the lane closes are given back at once.
     pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let lease_ms = shared.settings.lease_duration.as_millis() as i64;
         let poll = shared.settings.poll_interval;
+        let ahead = shared.settings.lease_batch.min(self.concurrency * 2).max(1);
+        let mut ready: VecDeque<Leased> = VecDeque::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let Some(integration) = shared.registry.get(&self.id) else {
-                break;
-            };
-            if !integration.enabled || integration.lane_held() {
-                self.idle(&mut stop, None).await;
+            match self.gate(&shared) {
+                None => break,
+                Some(Gate::Closed(until)) => {
+                    self.give_back(&shared, &mut ready, until.map(|(_, at)| at))
+                        .await;
+                    self.idle(&mut stop, until.map(|(at, _)| at)).await;
+                    continue;
+                }
+                Some(Gate::Open) => {}
+            }
+            if ready.is_empty() {
+                let now = now_ms();
+                let token = ids::new_id("lease");
+                match shared
+                    .store
+                    .lease(&self.id, ahead, now, now + lease_ms, &token)
+                    .await
+                {
+                    Ok(leased) if !leased.is_empty() => ready.extend(leased),
+                    Ok(_) => {
+                        let wake_at = match shared.store.next_due(&self.id).await {
+                            Ok(Some(due)) => {
+                                Instant::now()
+                                    + Duration::from_millis((due - now_ms()).max(0) as u64)
+                                        .min(poll)
+                            }
+                            _ => Instant::now() + poll,
+                        };
+                        self.idle(&mut stop, Some(wake_at)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(integration_id = %self.id, error = %e, "cannot lease deliveries; retrying");
+                        self.idle(&mut stop, Some(Instant::now() + poll)).await;
+                    }
+                }
                 continue;
             }
-            if let Some((until, _)) = self.held_until() {
-                self.idle(&mut stop, Some(until)).await;
-                continue;
-            }
-            let first = tokio::select! {
+            let permit = tokio::select! {
                 permit = self.permits.clone().acquire_owned() => permit.expect("lane semaphores are never closed"),
                 _ = stop.changed() => continue,
             };
             // Waiting for the slot may have taken a while: the attempt that freed it
             // may have paused the lane or put it on hold.
-            let still_open = shared
-                .registry
-                .get(&self.id)
-                .is_some_and(|i| i.enabled && !i.lane_held())
-                && self.held_until().is_none();
-            if !still_open {
-                drop(first);
+            if !matches!(self.gate(&shared), Some(Gate::Open)) {
+                drop(permit);
                 continue;
             }
-            let want = (1 + self.permits.available_permits()).min(shared.settings.lease_batch);
-            let now = now_ms();
-            let token = ids::new_id("lease");
-            let leased = match shared
-                .store
-                .lease(&self.id, want, now, now + lease_ms, &token)
-                .await
-            {
-                Ok(leased) => leased,
-                Err(e) => {
-                    tracing::error!(integration_id = %self.id, error = %e, "cannot lease deliveries; retrying");
-                    drop(first);
-                    self.idle(&mut stop, Some(Instant::now() + poll)).await;
-                    continue;
-                }
-            };
-            if leased.is_empty() {
-                drop(first);
-                let wake_at = match shared.store.next_due(&self.id).await {
-                    Ok(Some(due)) => {
-                        Instant::now()
-                            + Duration::from_millis((due - now_ms()).max(0) as u64).min(poll)
-                    }
-                    _ => Instant::now() + poll,
-                };
-                self.idle(&mut stop, Some(wake_at)).await;
-                continue;
-            }
-            let mut permits = vec![first];
-            while permits.len() < leased.len() {
-                permits.push(
-                    self.permits
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("only this loop takes permits, and it counted them"),
-                );
-            }
-            for (job, permit) in leased.into_iter().zip(permits) {
+            if let Some(job) = ready.pop_front() {
                 tokio::spawn(attempt(shared.clone(), self.clone(), job, permit));
             }
+        }
+        self.give_back(&shared, &mut ready, None).await;
+    }
+
+    /// Returns leased deliveries that were not started, due at `at` (now by default).
+    async fn give_back(
+        &self,
+        shared: &Shared,
+        ready: &mut VecDeque<Leased>,
+        at: Option<SystemTime>,
+    ) {
+        if ready.is_empty() {
+            return;
+        }
+        let leases: Vec<(String, String)> =
+            ready.drain(..).map(|j| (j.id, j.lease_token)).collect();
+        let due = at.map(to_ms).unwrap_or_else(now_ms);
+        if let Err(e) = shared.store.release(leases, due).await {
+            tracing::warn!(integration_id = %self.id, error = %e, "could not give back leased deliveries; they return when their lease expires");
         }
     }
 

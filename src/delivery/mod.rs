@@ -41,7 +41,8 @@ pub struct Delivery {
     shared: Arc<Shared>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     stop: watch::Sender<bool>,
-    recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The lanes' loops, awaited at shutdown (they give back leases not started).
+    lane_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Delivery {
@@ -55,7 +56,7 @@ impl Delivery {
         metrics: Arc<Metrics>,
         settings: DeliverySettings,
     ) -> Arc<Self> {
-        let (recorder, recorder_task) =
+        let (recorder, _recorder_task) =
             Recorder::start(store.clone(), hub.clone(), metrics.clone());
         let shared = Arc::new(Shared {
             store,
@@ -72,7 +73,7 @@ impl Delivery {
             shared,
             lanes: Mutex::new(HashMap::new()),
             stop,
-            recorder_task: Mutex::new(Some(recorder_task)),
+            lane_tasks: Mutex::new(Vec::new()),
         });
         let changes = registry.subscribe();
         for id in registry.snapshot().keys() {
@@ -106,7 +107,12 @@ impl Delivery {
             }
             (None, true) => {
                 let lane = Lane::new(id.to_owned(), self.shared.settings.lane_concurrency);
-                tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
+                let task =
+                    tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
+                self.lane_tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(task);
                 lanes.insert(id.to_owned(), lane);
             }
             (None, false) => {}
@@ -125,13 +131,18 @@ impl Delivery {
         Some(lane.status(self.shared.registry.get(id).as_deref()))
     }
 
-    /// Stops leasing, lets attempts in flight finish (up to `grace`), and commits
-    /// their outcomes. Attempts still running after `grace` are abandoned: their
+    /// Stops leasing, gives back leases not started, lets attempts in flight finish
+    /// (up to `grace`), and commits their outcomes. Attempts still running after `grace` are abandoned: their
     /// leases bring them back on the next start.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = self.stop.send(true);
         let lanes: Vec<Arc<Lane>> = self.lanes().values().cloned().collect();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.lane_tasks.lock().unwrap_or_else(|e| e.into_inner()));
         let drained = async {
+            for task in tasks {
+                let _ = task.await;
+            }
             for lane in &lanes {
                 lane.drained().await;
             }
@@ -143,12 +154,6 @@ impl Delivery {
             );
         }
         self.shared.recorder.flush().await;
-        let task = self
-            .recorder_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(task);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

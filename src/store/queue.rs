@@ -184,25 +184,28 @@ impl Store {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
-                    let mut lost = 0;
-                    for f in &finishes {
-                        let updated = sqlx::query(
-                            "UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, lease_token = NULL, updated_at = ?
-                             WHERE id = ? AND lease_token = ?",
-                        )
-                        .bind(f.state)
-                        .bind(i64::from(f.count_attempt))
-                        .bind(f.available_at)
-                        .bind(now)
-                        .bind(&f.delivery_id)
-                        .bind(&f.lease_token)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                        if updated == 0 {
-                            lost += 1;
-                        }
+                    // One statement per chunk: the new state of each delivery comes in
+                    // a VALUES list (columns column1.. in SQLite and PostgreSQL alike).
+                    let mut updated = 0;
+                    let mut rest: &[Finish] = &finishes;
+                    for n in pieces(finishes.len(), 999 / 5) {
+                        let (chunk, tail) = rest.split_at(n);
+                        rest = tail;
+                        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                            "UPDATE deliveries SET state = v.column3, attempts = attempts + v.column4, available_at = v.column5, lease_token = NULL, updated_at = ",
+                        );
+                        q.push_bind(now).push(" FROM (");
+                        q.push_values(chunk, |mut b, f| {
+                            b.push_bind(&f.delivery_id)
+                                .push_bind(&f.lease_token)
+                                .push_bind(f.state)
+                                .push_bind(i64::from(f.count_attempt))
+                                .push_bind(f.available_at);
+                        });
+                        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2");
+                        updated += q.build().execute(&mut *conn).await?.rows_affected();
                     }
+                    let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
                     let records: Vec<LogRecord> = finishes.iter().filter_map(|f| f.log.clone()).collect();
                     logs::insert(conn, &records).await?;
                     Ok((finishes, lost))
@@ -220,15 +223,20 @@ impl Store {
         self.writer()
             .write(move |conn| {
                 Box::pin(async move {
-                    for (id, token) in &leases {
-                        sqlx::query(
-                            "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE id = ? AND lease_token = ? AND state = 'pending'",
-                        )
-                        .bind(available_at)
-                        .bind(id)
-                        .bind(token)
-                        .execute(&mut *conn)
-                        .await?;
+                    let mut rest: &[(String, String)] = &leases;
+                    for n in pieces(leases.len(), 999 / 2) {
+                        let (chunk, tail) = rest.split_at(n);
+                        rest = tail;
+                        let mut q: QueryBuilder<Sqlite> =
+                            QueryBuilder::new("UPDATE deliveries SET lease_token = NULL, available_at = ");
+                        q.push_bind(available_at).push(" FROM (");
+                        q.push_values(chunk, |mut b, (id, token)| {
+                            b.push_bind(id).push_bind(token);
+                        });
+                        q.push(
+                            ") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2 AND deliveries.state = 'pending'",
+                        );
+                        q.build().execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
