@@ -1,27 +1,28 @@
 //! Prefixed, time-ordered identifiers (`int_...`, `dlv_...`, `log_...`): lower-cased
-//! ULIDs from one monotonic generator, so ids sort in creation order even within one
-//! millisecond. Ordering by id is how lists page newest-first and how retention cuts.
+//! ULIDs, monotonic per thread (one generator per thread, so busy threads never wait
+//! for each other), so ids sort in creation order to the millisecond. Ordering by id is
+//! how lists page newest-first and how retention cuts.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
 use ulid::{Generator, Ulid};
 
-static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
+thread_local! {
+    static GENERATOR: RefCell<Generator> = RefCell::new(Generator::new());
+}
 
 pub const INTEGRATION: &str = "int";
 pub const DELIVERY: &str = "dlv";
 pub const LOG: &str = "log";
 
 pub fn new_id(prefix: &str) -> String {
-    let ulid = {
-        let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-        let generator = guard.get_or_insert_with(Generator::new);
+    let ulid = GENERATOR.with(|g| {
         // Overflow means 2^80 ids in one millisecond; step into the next one.
-        generator
+        g.borrow_mut()
             .generate()
             .unwrap_or_else(|o| o.commit_overflow_increment())
-    };
+    });
     format!("{prefix}_{}", ulid.to_string().to_lowercase())
 }
 

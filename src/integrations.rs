@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
@@ -39,7 +40,8 @@ pub struct Integration {
     /// Non-secret config; blueprints read it as `config.*`.
     pub config: Value,
     pub api_key: SecretString,
-    pub blueprint_doc: Value,
+    /// The blueprint document as written.
+    pub blueprint_doc: Box<RawValue>,
     pub blueprint: Blueprint,
     pub lane_state: String,
     pub lane_reason: Option<String>,
@@ -103,7 +105,7 @@ pub struct IntegrationView {
     pub config: Map<String, Value>,
     pub status: IntegrationStatus,
     #[schema(value_type = Object)]
-    pub blueprint: Value,
+    pub blueprint: Box<RawValue>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -444,7 +446,7 @@ impl Registry {
         let row = IntegrationRow {
             secrets: self.seal(&id, &install.api_key),
             config: serde_json::json!({"application_id": install.application_id}).to_string(),
-            blueprint: entry.default_blueprint.to_string(),
+            blueprint: entry.default_blueprint.get().to_owned(),
             id,
             catalog_key: entry.key.to_owned(),
             name: install.name,
@@ -489,11 +491,12 @@ impl Registry {
         self.save(row).await
     }
 
-    /// Replaces the blueprint document (already compiled by the caller).
-    pub async fn set_blueprint(&self, id: &str, doc: &Value) -> Result<Arc<Integration>, ApiError> {
+    /// Replaces the blueprint document (already compiled by the caller), kept as
+    /// written.
+    pub async fn set_blueprint(&self, id: &str, doc: &str) -> Result<Arc<Integration>, ApiError> {
         let _changing = self.changing.lock().await;
         let mut row = self.row(id).await?;
-        row.blueprint = doc.to_string();
+        row.blueprint = doc.to_owned();
         self.save(row).await
     }
 
@@ -605,9 +608,11 @@ fn open(row: &IntegrationRow, cipher: &SecretCipher) -> Result<Integration, Load
         .and_then(Value::as_str)
         .map(SecretString::from)
         .ok_or_else(|| invalid("secrets hold no api_key".into()))?;
-    let blueprint_doc: Value =
+    let document: Value =
         serde_json::from_str(&row.blueprint).map_err(|e| invalid(format!("blueprint: {e}")))?;
-    let blueprint = compile_blueprint(&row.catalog_key, &blueprint_doc)
+    let blueprint_doc = RawValue::from_string(row.blueprint.clone())
+        .map_err(|e| invalid(format!("blueprint: {e}")))?;
+    let blueprint = compile_blueprint(&row.catalog_key, &document)
         .map_err(|errors| invalid(format!("stored blueprint does not compile: {errors:?}")))?;
     Ok(Integration {
         id: row.id.clone(),

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{CatalogEntry, ConfigField, EventMapping, Variant};
@@ -101,7 +102,8 @@ pub const CALLS: &[CallSpec] = &[
     },
 ];
 
-const DEFAULT_BLUEPRINT: &str = include_str!("button_blueprint.json");
+/// The default blueprint, as written (served and stored as is, so it reads as written).
+pub const DEFAULT_BLUEPRINT: &str = include_str!("button_blueprint.json");
 
 /// The default blueprint document every Button integration starts with.
 pub fn default_blueprint() -> &'static Value {
@@ -164,7 +166,8 @@ pub fn entry() -> CatalogEntry {
                 notes: "Map product details for attribution",
             },
         ],
-        default_blueprint: default_blueprint().clone(),
+        default_blueprint: RawValue::from_string(DEFAULT_BLUEPRINT.to_owned())
+            .expect("the default blueprint is valid JSON"),
     }
 }
 

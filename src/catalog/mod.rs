@@ -5,6 +5,7 @@
 pub mod button;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -25,9 +26,9 @@ pub struct CatalogEntry {
     pub delivery_modes: Vec<&'static str>,
     /// How Signal events map to the destination by default.
     pub event_mappings: Vec<EventMapping>,
-    /// The blueprint every new integration starts with.
+    /// The blueprint every new integration starts with (the document as written).
     #[schema(value_type = Object)]
-    pub default_blueprint: Value,
+    pub default_blueprint: Box<RawValue>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -4,11 +4,12 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::extract::AdminJson;
+use super::extract::{AdminDocument, AdminJson};
 use super::integrations::find;
 use crate::blueprint::Issue;
 use crate::button::Classification;
@@ -32,7 +33,7 @@ use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, state as delivery
 pub async fn get_blueprint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     Ok(Json(find(&state, &id)?.blueprint_doc.clone()))
 }
 
@@ -48,10 +49,10 @@ pub async fn replace_blueprint(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    AdminJson(doc): AdminJson,
-) -> Result<Json<Value>, ApiError> {
+    doc: AdminDocument,
+) -> Result<Json<Box<RawValue>>, ApiError> {
     let integration = find(&state, &id)?;
-    if let Err(errors) = compile_blueprint(&integration.catalog_key, &doc) {
+    if let Err(errors) = compile_blueprint(&integration.catalog_key, &doc.value) {
         let details = errors
             .into_iter()
             .map(|e| {
@@ -68,7 +69,7 @@ pub async fn replace_blueprint(
             .collect();
         return Err(ApiError::validation(details));
     }
-    let updated = state.registry.set_blueprint(&id, &doc).await?;
+    let updated = state.registry.set_blueprint(&id, doc.text.trim()).await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "blueprint replaced");
     Ok(Json(updated.blueprint_doc.clone()))
 }
@@ -82,13 +83,13 @@ pub async fn reset_blueprint(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     let integration = find(&state, &id)?;
     let entry = catalog::entry(&integration.catalog_key)
         .ok_or_else(|| ApiError::internal("unknown catalog entry"))?;
     let updated = state
         .registry
-        .set_blueprint(&id, &entry.default_blueprint)
+        .set_blueprint(&id, entry.default_blueprint.get())
         .await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "blueprint reset to default");
     Ok(Json(updated.blueprint_doc.clone()))

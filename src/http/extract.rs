@@ -82,6 +82,31 @@ where
     }
 }
 
+/// A JSON document of an admin request, parsed and as written (a blueprint is kept
+/// as the operator wrote it).
+pub struct AdminDocument {
+    pub value: Value,
+    pub text: String,
+}
+
+impl<S> FromRequest<S> for AdminDocument
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        require_json(req.headers())?;
+        let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
+        let value = parse_json(&bytes)?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+        Ok(Self { value, text })
+    }
+}
+
 /// An optional JSON body: a request without a body (no Content-Type, empty) is `None`.
 impl<S> OptionalFromRequest<S> for AdminJson
 where
