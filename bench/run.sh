@@ -84,13 +84,13 @@ echo "== 2. durable ingest alone (delivery paused)"
 start_fake
 start_service ingest
 "$bin/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token $admin --id "$integration"
-load --label ingest-single --url http://127.0.0.1:$svc_port --token $ingest --duration $dur --pid "$svc_pid"
+load --label ingest-single --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
 load --label ingest-batch --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 
 echo "== 5. the same ingest with $fill live-log entries stored"
 load --label fill --url http://127.0.0.1:$svc_port --token $ingest --batch 500 --connections 4 --mix filtered \
      --duration 600 --max-events $fill --pid "$svc_pid"
-load --label ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --duration $dur --pid "$svc_pid"
+load --label ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
 load --label ingest-batch-full --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 stop_service ingest
 stop_fake

@@ -59,7 +59,7 @@ const COLUMNS: usize = 18;
 /// Inserts `records` and adds them to the lifetime outcome counts.
 pub async fn insert(conn: &mut SqliteConnection, records: &[LogRecord]) -> Result<(), StoreError> {
     let mut rest = records;
-    for n in pieces(records.len(), 999 / COLUMNS) {
+    for n in pieces(records.len(), super::MAX_BINDS / COLUMNS) {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(

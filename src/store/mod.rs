@@ -174,6 +174,11 @@ pub fn rfc3339(ms: i64) -> String {
     .unwrap_or_default()
 }
 
+/// Most bound parameters in one statement. SQLite allows 32766 (and PostgreSQL
+/// 65535); a few thousand keeps each multi-row statement's text (and its cached
+/// preparation) small while still writing hundreds of rows at a time.
+pub(crate) const MAX_BINDS: usize = 4096;
+
 /// Splits `total` rows into statement sizes: full chunks of `max`, then the rest in
 /// powers of two, so only a handful of distinct multi-row statements is ever prepared
 /// and cached.

@@ -188,7 +188,7 @@ impl Store {
                     // a VALUES list (columns column1.. in SQLite and PostgreSQL alike).
                     let mut updated = 0;
                     let mut rest: &[Finish] = &finishes;
-                    for n in pieces(finishes.len(), 999 / 5) {
+                    for n in pieces(finishes.len(), super::MAX_BINDS / 5) {
                         let (chunk, tail) = rest.split_at(n);
                         rest = tail;
                         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -224,7 +224,7 @@ impl Store {
             .write(move |conn| {
                 Box::pin(async move {
                     let mut rest: &[(String, String)] = &leases;
-                    for n in pieces(leases.len(), 999 / 2) {
+                    for n in pieces(leases.len(), super::MAX_BINDS / 2) {
                         let (chunk, tail) = rest.split_at(n);
                         rest = tail;
                         let mut q: QueryBuilder<Sqlite> =
@@ -418,7 +418,7 @@ async fn ingest(
 ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
     let mut new_events = HashSet::new();
     let mut rest: &[IngestRecord] = &records;
-    for n in pieces(records.len(), 999 / 4) {
+    for n in pieces(records.len(), super::MAX_BINDS / 4) {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut q: QueryBuilder<Sqlite> =
@@ -471,7 +471,7 @@ async fn insert_deliveries(
 ) -> Result<HashSet<String>, StoreError> {
     let mut written = HashSet::with_capacity(deliveries.len());
     let mut rest = deliveries;
-    for n in pieces(deliveries.len(), 999 / DELIVERY_COLUMNS) {
+    for n in pieces(deliveries.len(), super::MAX_BINDS / DELIVERY_COLUMNS) {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(

@@ -453,8 +453,21 @@ async fn a_blueprint_reads_back_as_it_was_written() {
     let app = TestApp::spawn().await;
     let id = app.install().await;
     let url = app.url(&format!("/v1/admin/integrations/{id}/blueprint"));
-    let original = app.http.get(&url).bearer_auth(&app.admin_token).send().await.unwrap().text().await.unwrap();
-    assert!(original.starts_with("{\n  \"version\": 1,"), "the default reads as written: {}", &original[..40]);
+    let original = app
+        .http
+        .get(&url)
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        original.starts_with("{\n  \"version\": 1,"),
+        "the default reads as written: {}",
+        &original[..40]
+    );
     // The operator's own order and layout survive a replace.
     let written = original.replacen("\"version\": 1,", "\"version\":   1,", 1);
     let put = app
@@ -467,6 +480,15 @@ async fn a_blueprint_reads_back_as_it_was_written() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let read = app.http.get(&url).bearer_auth(&app.admin_token).send().await.unwrap().text().await.unwrap();
+    let read = app
+        .http
+        .get(&url)
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(read, written.trim());
 }
