@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use ulid::{Generator, Ulid};
 
 thread_local! {
-    static GENERATOR: RefCell<Generator> = RefCell::new(Generator::new());
+    static GENERATOR: RefCell<Generator> = const { RefCell::new(Generator::new()) };
 }
 
 pub const INTEGRATION: &str = "int";

@@ -61,9 +61,24 @@ impl Recorder {
     }
 }
 
+/// How long outcomes gather before they are committed together. Recording is not on
+/// anyone's critical path (the attempt is over, its slot already free), and fewer,
+/// larger commits leave the store to ingest, whose answers wait on it.
+const GATHER: Duration = Duration::from_millis(20);
+
 async fn run(mut rx: mpsc::Receiver<Msg>, store: Store, hub: Hub, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let flushing = batch.iter().any(|m| matches!(m, Msg::Flush(_)));
+        if batch.len() < BATCH && !flushing {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut records = Vec::with_capacity(batch.len());
         let mut flushes = Vec::new();
         for msg in batch.drain(..) {

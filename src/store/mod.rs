@@ -75,7 +75,28 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     read: SqlitePool,
     write_pool: SqlitePool,
+    checkpoint_pool: SqlitePool,
+    stop_checkpoints: tokio::sync::watch::Sender<bool>,
     writer: Writer,
+}
+
+/// Copies the write-ahead log into the database every 200 ms, from a connection of its
+/// own, so that commits never carry a checkpoint (and its sync of the database file).
+/// PASSIVE never blocks the writer or readers; what it cannot copy now it copies next
+/// time.
+async fn checkpoints(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "checkpoint failed; will try again");
+        }
+    }
 }
 
 fn migrator() -> Migrator {
@@ -103,11 +124,20 @@ impl Store {
             .busy_timeout(settings.busy_timeout)
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
+        // Commits do not checkpoint (a checkpoint inside a commit stalls every write
+        // waiting behind it): a background connection does, see `checkpoints`. The
+        // writer's own threshold stays as a backstop should that ever fall behind.
         let write_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone().pragma("cache_size", "-16384"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-32768")
+                    .pragma("wal_autocheckpoint", "16384")
+                    .pragma("journal_size_limit", "67108864"),
+            )
             .await?;
         migrator()
             .run(&write_pool)
@@ -116,12 +146,20 @@ impl Store {
         let read = SqlitePoolOptions::new()
             .max_connections(settings.read_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let checkpoint_pool = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(options)
             .await?;
+        let (stop_checkpoints, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(checkpoints(checkpoint_pool.clone(), stopping));
         let writer = Writer::start(write_pool.clone(), settings.max_batch_ops);
         Ok(Self {
             read,
             write_pool,
+            checkpoint_pool,
+            stop_checkpoints,
             writer,
         })
     }
@@ -143,6 +181,8 @@ impl Store {
     /// Commits what is queued, stops the writer and closes every connection.
     pub async fn close(&self) {
         self.writer.stop().await;
+        let _ = self.stop_checkpoints.send(true);
+        self.checkpoint_pool.close().await;
         self.read.close().await;
         self.write_pool.close().await;
     }
