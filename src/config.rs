@@ -55,6 +55,9 @@ pub struct DatabaseSettings {
     pub read_connections: u32,
     pub synchronous: Synchronous,
     pub max_batch_ops: usize,
+    /// Page cache of the writing connection, in MiB: with a large store, inserts into
+    /// big indexes stay in memory (the service's RSS grows by up to this much).
+    pub writer_cache_mib: u64,
     /// How long a write waits for a locked database before it fails (and ingest
     /// answers 503).
     #[serde(with = "humantime_serde")]
@@ -205,6 +208,7 @@ impl Settings {
             self.database.read_connections as u64,
         )?;
         positive("database.max_batch_ops", self.database.max_batch_ops as u64)?;
+        positive("database.writer_cache_mib", self.database.writer_cache_mib)?;
         positive(
             "server.max_admin_body_bytes",
             self.server.max_admin_body_bytes as u64,

@@ -134,7 +134,10 @@ impl Store {
             .connect_with(
                 options
                     .clone()
-                    .pragma("cache_size", "-32768")
+                    .pragma(
+                        "cache_size",
+                        format!("-{}", settings.writer_cache_mib * 1024),
+                    )
                     .pragma("wal_autocheckpoint", "16384")
                     .pragma("journal_size_limit", "67108864"),
             )

@@ -114,7 +114,8 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
         } else {
             limit_single
         };
-        let ratio = if label.starts_with("bare") || limit == 0.0 {
+        // Only flat-out ingest compares with the limit; fixed-rate runs offer less.
+        let ratio = if label.starts_with("bare") || !label.starts_with("ingest") || limit == 0.0 {
             "".into()
         } else {
             format!("{:.0}%", 100.0 * f(&r["requests_per_s"]) / limit)
