@@ -93,3 +93,10 @@ CREATE TABLE outcome_counts (
     count           BIGINT NOT NULL,
     PRIMARY KEY (integration_id, outcome)
 );
+
+-- Live-log entries stored per integration (kept current on insert and prune, so
+-- retention by count never counts).
+CREATE TABLE live_log_counts (
+    integration_id  TEXT PRIMARY KEY,
+    entries         BIGINT NOT NULL
+);

@@ -163,6 +163,7 @@ async fn delete_all(conn: &mut SqliteConnection, id: &str) -> Result<bool, Store
         "DELETE FROM deliveries WHERE integration_id = ?",
         "DELETE FROM live_logs WHERE integration_id = ?",
         "DELETE FROM outcome_counts WHERE integration_id = ?",
+        "DELETE FROM live_log_counts WHERE integration_id = ?",
     ] {
         sqlx::query(sql).bind(id).execute(&mut *conn).await?;
     }

@@ -102,6 +102,7 @@ async fn count_outcomes(
             None => counts.push((key, 1)),
         }
     }
+    let mut entries: Vec<(&str, i64)> = Vec::new();
     for ((integration_id, outcome), n) in counts {
         sqlx::query(
             "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES (?, ?, ?)
@@ -112,9 +113,66 @@ async fn count_outcomes(
         .bind(n)
         .execute(&mut *conn)
         .await?;
+        match entries.iter_mut().find(|(i, _)| *i == integration_id) {
+            Some((_, total)) => *total += n,
+            None => entries.push((integration_id, n)),
+        }
+    }
+    for (integration_id, n) in entries {
+        add_entries(conn, integration_id, n).await?;
     }
     Ok(())
 }
+
+/// Keeps `live_log_counts` (entries stored per integration) current, so retention by
+/// count never has to count.
+async fn add_entries(
+    conn: &mut SqliteConnection,
+    integration_id: &str,
+    n: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO live_log_counts (integration_id, entries) VALUES (?, ?)
+         ON CONFLICT (integration_id) DO UPDATE SET entries = live_log_counts.entries + excluded.entries",
+    )
+    .bind(integration_id)
+    .bind(n)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the entries `select` names (a query for at most `CHUNK` ids), and takes
+/// them off their integrations' counts. Answers how many went.
+async fn delete_entries(
+    conn: &mut SqliteConnection,
+    select: &str,
+    args: &[Arg],
+) -> Result<u64, StoreError> {
+    let sql = format!("DELETE FROM live_logs WHERE id IN ({select}) RETURNING integration_id");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for arg in args {
+        q = match arg {
+            Arg::Text(s) => q.bind(s.clone()),
+            Arg::Int(i) => q.bind(*i),
+        };
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut gone: Vec<(String, i64)> = Vec::new();
+    for row in &rows {
+        let integration_id: String = row.try_get(0)?;
+        match gone.iter_mut().find(|(i, _)| *i == integration_id) {
+            Some((_, n)) => *n += 1,
+            None => gone.push((integration_id, 1)),
+        }
+    }
+    for (integration_id, n) in gone {
+        add_entries(conn, &integration_id, -n).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+const CHUNK: i64 = 5000;
 
 fn decode(row: &SqliteRow) -> Result<LogRecord, StoreError> {
     Ok(LogRecord {
@@ -254,27 +312,28 @@ impl Store {
         let mut removed = 0;
         let log_cutoff = ids::floor_at(ids::LOG, now - policy.max_age);
         removed += self
-            .delete_in_chunks("DELETE FROM live_logs WHERE id IN (SELECT id FROM live_logs WHERE id < ? LIMIT 5000)", vec![Arg::Text(log_cutoff)])
-            .await?;
-        let integrations: Vec<String> = sqlx::query_scalar("SELECT id FROM integrations")
-            .fetch_all(self.reader())
-            .await?;
-        for integration_id in integrations {
-            let keep_from: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM live_logs WHERE integration_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            .delete_entries_in_chunks(
+                "SELECT id FROM live_logs WHERE id < ? LIMIT ?",
+                vec![Arg::Text(log_cutoff)],
+                u64::MAX,
             )
-            .bind(&integration_id)
-            .bind(policy.max_entries_per_integration.saturating_sub(1) as i64)
-            .fetch_optional(self.reader())
             .await?;
-            if let Some(keep_from) = keep_from {
-                removed += self
-                    .delete_in_chunks(
-                        "DELETE FROM live_logs WHERE id IN (SELECT id FROM live_logs WHERE integration_id = ? AND id < ? LIMIT 5000)",
-                        vec![Arg::Text(integration_id), Arg::Text(keep_from)],
-                    )
-                    .await?;
-            }
+        // Over its cap, an integration loses its oldest entries: counted from the
+        // oldest end, so the cost is what goes, not what stays.
+        let over: Vec<(String, i64)> =
+            sqlx::query_as("SELECT integration_id, entries FROM live_log_counts WHERE entries > ?")
+                .bind(policy.max_entries_per_integration as i64)
+                .fetch_all(self.reader())
+                .await?;
+        for (integration_id, entries) in over {
+            let excess = (entries - policy.max_entries_per_integration as i64).max(0) as u64;
+            removed += self
+                .delete_entries_in_chunks(
+                    "SELECT id FROM live_logs WHERE integration_id = ? ORDER BY id LIMIT ?",
+                    vec![Arg::Text(integration_id)],
+                    excess,
+                )
+                .await?;
         }
         let finished_cutoff = super::to_ms(now - policy.max_age);
         removed += self
@@ -296,6 +355,33 @@ impl Store {
             )
             .await?;
         Ok(removed)
+    }
+
+    /// Deletes live-log entries named by `select` (its last parameter is the chunk
+    /// size), one bounded chunk per transaction, until `limit` went or none is left.
+    async fn delete_entries_in_chunks(
+        &self,
+        select: &'static str,
+        args: Vec<Arg>,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        while total < limit {
+            let mut args = args.clone();
+            let chunk = (limit - total).min(CHUNK as u64) as i64;
+            args.push(Arg::Int(chunk));
+            let n = self
+                .writer()
+                .write(move |conn| {
+                    Box::pin(async move { delete_entries(conn, select, &args).await })
+                })
+                .await?;
+            total += n;
+            if (n as i64) < chunk {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     async fn delete_in_chunks(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64, StoreError> {
