@@ -64,7 +64,14 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// A JSON body of an admin request, within `server.max_admin_body_bytes`.
+/// The JSON body of an admin request, within `server.max_admin_body_bytes`.
+async fn admin_body(req: Request, state: &AppState) -> Result<(Value, bytes::Bytes), ApiError> {
+    require_json(req.headers())?;
+    let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
+    Ok((parse_json(&bytes)?, bytes))
+}
+
+/// A JSON body of an admin request.
 pub struct AdminJson(pub Value);
 
 impl<S> FromRequest<S> for AdminJson
@@ -75,10 +82,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        require_json(req.headers())?;
-        let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
-        parse_json(&bytes).map(Self)
+        let (value, _) = admin_body(req, &AppState::from_ref(state)).await?;
+        Ok(Self(value))
     }
 }
 
@@ -97,12 +102,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        require_json(req.headers())?;
-        let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
-        let value = parse_json(&bytes)?;
-        let text = String::from_utf8(bytes.to_vec())
-            .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+        let (value, bytes) = admin_body(req, &AppState::from_ref(state)).await?;
+        // Valid JSON is valid UTF-8.
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         Ok(Self { value, text })
     }
 }
