@@ -257,7 +257,10 @@ impl Ingest {
                 .iter()
                 .filter(|d| written.deliveries.contains(&d.id))
                 .collect();
-            if !written.new_event && kept.is_empty() {
+            // Nothing new: the event was known, or every integration it goes to had
+            // this messageId already (the event row may have aged out first).
+            let all_known = !record.deliveries.is_empty() && kept.is_empty();
+            if (!written.new_event && kept.is_empty()) || all_known {
                 result.status = EventStatus::Duplicate;
                 continue;
             }

@@ -22,6 +22,8 @@ use crate::secrets::SecretCipher;
 use crate::store::integrations::IntegrationRow;
 use crate::store::{Store, now_ms, rfc3339};
 
+/// How secret config values are shown.
+pub const MASK: &str = "***";
 pub const LANE_ACTIVE: &str = "active";
 pub const LANE_AUTH_FAILED: &str = "auth_failed";
 /// Paused by an operator (`POST .../pause`): events still queue; nothing is sent.
@@ -69,7 +71,7 @@ impl Integration {
     /// The integration as the API shows it: secrets as `***`.
     pub fn view(&self) -> IntegrationView {
         let mut config = self.config.as_object().cloned().unwrap_or_default();
-        config.insert("api_key".into(), Value::String("***".into()));
+        config.insert("api_key".into(), Value::String(MASK.into()));
         IntegrationView {
             id: self.id.clone(),
             kind: self.catalog_key.clone(),
@@ -216,11 +218,13 @@ impl Problems {
             }
             None => None,
             Some(Value::String(s)) if is_application_id(s.trim()) => Some(s.trim().to_owned()),
-            Some(Value::String(s)) => {
+            // The value is not repeated: a key pasted into the wrong field must not come
+            // back in an answer (or in a client's logs).
+            Some(Value::String(_)) => {
                 self.add(
                     "config.application_id",
                     "invalid_format",
-                    format!("{s:?} does not match ^app-[0-9a-zA-Z]+$ (e.g. app-abc123def456); find it in Button Settings > Applications"),
+                    "does not match ^app-[0-9a-zA-Z]+$ (e.g. app-abc123def456); find it in Button Settings > Applications",
                 );
                 None
             }
@@ -231,8 +235,19 @@ impl Problems {
         }
     }
 
+    /// The api_key. On an update, the masked `***` every answer shows means "keep the
+    /// key" (a client may send back what it read); on install it is refused.
     fn api_key(&mut self, v: Option<&Value>, required: bool) -> Option<SecretString> {
         match v {
+            Some(Value::String(s)) if s.trim() == MASK && !required => None,
+            Some(Value::String(s)) if s.trim() == MASK => {
+                self.add(
+                    "config.api_key",
+                    "invalid_value",
+                    "*** is how the key is shown, not a key: give your Button API key from Settings > API Keys",
+                );
+                None
+            }
             None if required => {
                 self.add(
                     "config.api_key",

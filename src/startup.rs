@@ -43,6 +43,29 @@ pub enum StartError {
     },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    DataDirInUse(String),
+}
+
+/// The embedded store belongs to one process: the data directory is locked for the
+/// life of the service (a second start on it would take back the first one's leases
+/// and send their deliveries again).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join("button-delivery.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StartError::DataDirInUse(format!("cannot open {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        StartError::DataDirInUse(format!(
+            "another process is using the data directory {} (it holds {}); one service per data directory",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    Ok(file)
 }
 
 pub struct Application {
@@ -50,11 +73,13 @@ pub struct Application {
     router: Router,
     state: AppState,
     stop: watch::Sender<bool>,
+    data_dir_lock: std::fs::File,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let secrets = Secrets::resolve(&settings)?;
+        let data_dir_lock = lock_data_dir(&settings.server.data_dir)?;
         let url = settings.database_url();
         let store = Store::open(&url, &settings.database)
             .await
@@ -134,6 +159,7 @@ impl Application {
             router,
             state,
             stop,
+            data_dir_lock,
         })
     }
 
@@ -160,27 +186,39 @@ impl Application {
             router,
             state,
             stop,
+            data_dir_lock,
         } = self;
+        // One grace period for the whole stop, counted from the signal.
         let grace = state.settings.server.shutdown_grace;
-        let (began, mut beginning) = watch::channel(false);
+        let (began, beginning) = watch::channel(None::<tokio::time::Instant>);
         let stop_for_http = stop.clone();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             signal.await;
             tracing::info!("stopping: no new connections; finishing requests in flight");
             let _ = stop_for_http.send(true);
-            let _ = began.send(true);
+            let _ = began.send(Some(tokio::time::Instant::now()));
         });
+        let mut signalled = beginning.clone();
         let overdue = async move {
-            let _ = beginning.wait_for(|b| *b).await;
-            tokio::time::sleep(grace).await;
+            let at = signalled
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|at| *at);
+            if let Some(at) = at {
+                tokio::time::sleep_until(at + grace).await;
+            }
         };
         tokio::select! {
             served = server => served?,
             () = overdue => tracing::warn!("requests still open after the grace period; closing them"),
         }
         let _ = stop.send(true);
-        state.delivery.shutdown(grace).await;
+        let signalled_at = *beginning.borrow();
+        let deadline = signalled_at.unwrap_or_else(tokio::time::Instant::now) + grace;
+        state.delivery.shutdown(deadline).await;
         state.store.close().await;
+        drop(data_dir_lock);
         tracing::info!("stopped");
         Ok(())
     }

@@ -248,7 +248,7 @@ impl Activity {
         if !is_application_id(&self.application_id) {
             out.push(violation(
                 "application_id",
-                format!("{:?} does not look like app-xxxxxxxx", self.application_id),
+                "does not look like app-xxxxxxxx",
             ));
         }
         check_btn_ref(self.btn_ref.as_deref(), &mut out);

@@ -319,8 +319,8 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         answer.error.clone(),
         answer.hint.map(str::to_owned),
     );
-    // The slot is free once the answer is in; recording is the recorder's job.
-    drop(permit);
+    // The slot is freed once the outcome is with the recorder (so a shutdown that
+    // waits for the slots finds every outcome queued for its flush).
     shared
         .recorder
         .record(Record {
@@ -328,6 +328,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             request: view,
         })
         .await;
+    drop(permit);
     match (outcome, next) {
         (Outcome::RetryScheduled, Some(at)) => {
             let lane = lane.clone();

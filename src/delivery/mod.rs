@@ -134,7 +134,7 @@ impl Delivery {
     /// Stops leasing, gives back leases not started, lets attempts in flight finish
     /// (up to `grace`), and commits their outcomes. Attempts still running after `grace` are abandoned: their
     /// leases bring them back on the next start.
-    pub async fn shutdown(&self, grace: Duration) {
+    pub async fn shutdown(&self, deadline: tokio::time::Instant) {
         let _ = self.stop.send(true);
         let lanes: Vec<Arc<Lane>> = self.lanes().values().cloned().collect();
         let tasks: Vec<_> =
@@ -147,13 +147,24 @@ impl Delivery {
                 lane.drained().await;
             }
         };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::warn!(
-                grace_s = grace.as_secs_f64(),
                 "attempts still in flight at shutdown; their leases will bring them back"
             );
         }
-        self.shared.recorder.flush().await;
+        // A store that cannot take writes would keep the recorder retrying: the
+        // outcomes it holds then come back as leases, not as a hung shutdown.
+        if tokio::time::timeout_at(
+            deadline.max(tokio::time::Instant::now() + Duration::from_secs(1)),
+            self.shared.recorder.flush(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "attempt outcomes not recorded by the deadline; those deliveries will be sent again"
+            );
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

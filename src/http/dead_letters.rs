@@ -74,6 +74,9 @@ pub struct DeadLetterResult {
     pub count: u64,
 }
 
+/// Most dead letters named in one replay or discard.
+const MAX_IDS: usize = 1000;
+
 fn selection(body: &Value) -> Result<Selection, ApiError> {
     let bad = |message: &str| {
         ApiError::validation(vec![FieldError::new("ids", "invalid_value", message)])
@@ -90,6 +93,9 @@ fn selection(body: &Value) -> Result<Selection, ApiError> {
     }
     match (obj.get("ids"), obj.get("all")) {
         (None, Some(Value::Bool(true))) => Ok(Selection::All),
+        (Some(Value::Array(ids)), None) if ids.len() > MAX_IDS => Err(bad(&format!(
+            "at most {MAX_IDS} ids at a time (or {{\"all\": true}})"
+        ))),
         (Some(Value::Array(ids)), None) if !ids.is_empty() => ids
             .iter()
             .map(|v| {

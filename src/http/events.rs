@@ -84,12 +84,31 @@ async fn batch(
         .map(|raw| Incoming::parse(raw.get().to_owned(), limits.max_event_bytes))
         .collect();
     let summary = state.ingest.accept(events, &target).await?;
+    if summary.rejected == summary.results.len() {
+        // Nothing accepted: Signal's error shape, each event's problems by index.
+        let details = summary
+            .results
+            .into_iter()
+            .flat_map(|r| {
+                r.errors.into_iter().map(move |e| FieldError {
+                    field: if e.field.is_empty() {
+                        format!("batch[{}]", r.index)
+                    } else {
+                        format!("batch[{}].{}", r.index, e.field)
+                    },
+                    ..e
+                })
+            })
+            .collect();
+        return Err(ApiError::Validation {
+            message: "every event of the batch was rejected".into(),
+            details,
+        });
+    }
     let status = if summary.accepted > 0 {
         StatusCode::ACCEPTED
-    } else if summary.duplicates > 0 {
-        StatusCode::OK
     } else {
-        StatusCode::UNPROCESSABLE_ENTITY
+        StatusCode::OK
     };
     Ok((status, Json(summary)))
 }
@@ -130,7 +149,7 @@ pub async fn post_event(
     responses(
         (status = 202, description = "At least one event accepted and committed", body = IngestSummary),
         (status = 200, description = "Only duplicates", body = IngestSummary),
-        (status = 422, description = "No event valid (each named in results)", body = IngestSummary),
+        (status = 422, description = "No event valid: each named as batch[i].field in details", body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn post_batch(
@@ -166,7 +185,7 @@ pub async fn post_integration_event(
     params(("id" = String, Path)),
     request_body(content = Object, description = "{\"batch\": [Signal events]}"),
     responses(
-        (status = 202, body = IngestSummary), (status = 200, body = IngestSummary), (status = 422, body = IngestSummary),
+        (status = 202, body = IngestSummary), (status = 200, body = IngestSummary), (status = 422, body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn post_integration_batch(

@@ -45,7 +45,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: "unavailable",
-                reason: Some(e.to_string()),
+                reason: {
+                    // The cause (paths, driver text) goes to the log, not to an
+                    // unauthenticated caller.
+                    tracing::error!(error = %e, "readiness check failed");
+                    Some("the store does not answer".into())
+                },
             }),
         ),
     }

@@ -206,7 +206,14 @@ impl Store {
                         updated += q.build().execute(&mut *conn).await?.rows_affected();
                     }
                     let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
-                    let records: Vec<LogRecord> = finishes.iter().filter_map(|f| f.log.clone()).collect();
+                    // Outcomes of an integration deleted meanwhile are not recorded.
+                    let ids: Vec<&str> = finishes.iter().filter_map(|f| f.log.as_ref()).map(|l| l.integration_id.as_str()).collect();
+                    let existing = existing_integrations(conn, &ids).await?;
+                    let records: Vec<LogRecord> = finishes
+                        .iter()
+                        .filter_map(|f| f.log.clone())
+                        .filter(|l| existing.contains(l.integration_id.as_str()))
+                        .collect();
                     logs::insert(conn, &records).await?;
                     Ok((finishes, lost))
                 })
@@ -328,15 +335,16 @@ impl Store {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, message_id, event_name, call, attempts, created_at, updated_at FROM deliveries
-             WHERE integration_id = ? AND state = 'dead' AND id < ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(integration_id)
-        .bind(before.unwrap_or("~"))
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, message_id, event_name, call, attempts, created_at, updated_at FROM deliveries WHERE integration_id = ",
+        );
+        q.push_bind(integration_id).push(" AND state = 'dead'");
+        if let Some(before) = before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(self.reader()).await?;
         rows.iter()
             .map(|r| {
                 Ok(DeadLetter {
@@ -396,6 +404,30 @@ impl Store {
     }
 }
 
+/// Which of `ids` name integrations that exist.
+async fn existing_integrations(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    let mut wanted: Vec<&str> = ids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT id FROM integrations WHERE id IN (");
+    let mut list = q.separated(", ");
+    for id in wanted {
+        list.push_bind(id);
+    }
+    list.push_unseparated(")");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>(0)?))
+        .collect()
+}
+
 fn decode_leased(row: &SqliteRow) -> Result<Leased, StoreError> {
     Ok(Leased {
         id: row.try_get("id")?,
@@ -434,7 +466,18 @@ async fn ingest(
             new_events.insert(row.try_get::<String, _>(0)?);
         }
     }
-    let deliveries: Vec<&NewDelivery> = records.iter().flat_map(|r| r.deliveries.iter()).collect();
+    // An integration deleted since the request was routed takes nothing (deletes go
+    // through this same writer, so this check cannot race them).
+    let ids: Vec<&str> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter().map(|d| d.integration_id.as_str()))
+        .collect();
+    let existing = existing_integrations(conn, &ids).await?;
+    let deliveries: Vec<&NewDelivery> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| existing.contains(d.integration_id.as_str()))
+        .collect();
     let written = insert_deliveries(conn, &deliveries).await?;
     let log_records: Vec<LogRecord> = records
         .iter()

@@ -559,3 +559,55 @@ async fn a_request_id_is_returned_and_an_incoming_one_is_kept() {
             .any(|l| l.contains("caller-chosen-42") && l.contains("request finished"))
     );
 }
+
+#[tokio::test]
+async fn the_masked_key_sent_back_keeps_the_key_and_is_refused_at_install() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let path = format!("/v1/admin/integrations/{id}");
+    let mut read = app.get(&path).await;
+    read["config"]["application_id"] = json!("app-moved1");
+    // A client that sends back what it read (with "***") changes only what it edited.
+    let (status, updated) = app
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"config": read["config"].clone()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["config"]["application_id"], "app-moved1");
+    let (_, result) = app.admin("POST", &format!("{path}/test-event"), None).await;
+    assert_eq!(
+        result["status"], "200 OK",
+        "the key is still the real one: {result}"
+    );
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/v1/admin/integration-catalog/button/install",
+            Some(json!({"config": {"application_id": "app-abc123def456", "api_key": "***"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "config.api_key");
+}
+
+#[tokio::test]
+async fn a_malformed_application_id_is_not_repeated_in_the_answer() {
+    let app = TestApp::spawn().await;
+    let pasted_key = "sk-live-0123456789abcdef";
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/v1/admin/integration-catalog/button/install",
+            Some(json!({"config": {"application_id": pasted_key, "api_key": "app-abc123def456"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"]["details"][0]["field"],
+        "config.application_id"
+    );
+    assert!(!body.to_string().contains(pasted_key), "{body}");
+}

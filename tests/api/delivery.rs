@@ -165,9 +165,16 @@ async fn a_batch_is_accepted_in_part_and_each_rejection_named() {
     );
     assert_eq!(app.fake.wait_for(2, WAIT).await.len(), 2);
 
-    let (status, all_bad) = app.send_batch(vec![json!({"event": "x"})]).await;
+    let (status, all_bad) = app.send_batch(vec![json!({"event": "x"}), json!(7)]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(all_bad["rejected"], 1);
+    assert_eq!(all_bad["error"]["code"], "validation_failed");
+    let fields: Vec<&str> = all_bad["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["batch[0].messageId", "batch[1]"]);
     let (status, body) = app
         .request(
             "POST",
@@ -835,5 +842,26 @@ async fn an_operator_pause_queues_events_until_resumed() {
     assert_eq!(
         app.wait_logs(&id, "outcome=delivered", 2, WAIT).await.len(),
         2
+    );
+}
+
+#[tokio::test]
+async fn dead_letter_selections_are_bounded() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let ids: Vec<String> = (0..1001).map(|i| format!("dlv_{i}")).collect();
+    let (status, body) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/dead-letters/replay"),
+            Some(json!({"ids": ids})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000")
     );
 }

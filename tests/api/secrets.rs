@@ -340,3 +340,29 @@ async fn the_healthcheck_subcommand_reports_the_local_service() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
 }
+
+#[tokio::test]
+async fn a_second_service_on_the_same_data_directory_refuses_to_start() {
+    let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token");
+    let first = Process::start(&env);
+    first.wait_ready().await;
+    let second = Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(
+            "BUTTON_SERVER__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("another process is using the data directory"),
+        "{out}"
+    );
+    let (status, _) = first.stop();
+    assert!(status.success(), "the first one was not disturbed");
+}
