@@ -1,8 +1,9 @@
 //! The store: integrations, the event log, the delivery queue and the live logs, in one
-//! SQL database behind one interface. SQLite (embedded, WAL mode) is the default; the
-//! SQL is kept portable (`ON CONFLICT`, `RETURNING`, partial indexes, a lease query
-//! that becomes `FOR UPDATE SKIP LOCKED` on PostgreSQL) so a PostgreSQL backend can
-//! join without a new design.
+//! SQL database behind one interface. SQLite (embedded, WAL mode) is the default. The
+//! statements keep to shapes PostgreSQL shares (`ON CONFLICT`, `RETURNING`,
+//! `UPDATE ... FROM (VALUES ...)`, partial indexes, a lease subquery that takes
+//! `FOR UPDATE SKIP LOCKED` there), so a PostgreSQL backend needs its own placeholders
+//! (`$n`) and DDL, not a new design.
 //!
 //! Reads use a pool of connections; every write goes through the group-commit
 //! [`writer`].
