@@ -372,7 +372,7 @@ impl Ingest {
             match prepared {
                 Prepared::NotSubscribed => continue,
                 Prepared::Request { request, warnings } => {
-                    delivery.body = Some(request.body.to_vec());
+                    delivery.body = Some(Vec::from(request.body));
                     delivery.url = Some(request.url);
                     delivery.warnings = warnings_json(&warnings);
                 }

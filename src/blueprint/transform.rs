@@ -82,14 +82,16 @@ pub fn sha256_email(value: &Value) -> Result<Option<Value>, String> {
 }
 
 /// The first non-empty value of query parameter `name` in the URL, percent-decoded.
-/// A URL without it, or that is not a URL, gives nothing.
+/// A URL without it (or without a query) gives nothing.
 pub fn url_param(value: &Value, name: &str) -> Result<Option<Value>, String> {
     let text = as_str(value)?.trim();
-    let url =
-        url::Url::parse(text).or_else(|_| url::Url::parse("http://relative.invalid/")?.join(text));
-    let Ok(url) = url else { return Ok(None) };
-    Ok(url
-        .query_pairs()
+    // Only the query is read: what comes after the first `?` and before the fragment,
+    // decoded as a browser would (`+` is a space, percent-escapes are decoded).
+    let before_fragment = text.split('#').next().unwrap_or_default();
+    let Some((_, query)) = before_fragment.split_once('?') else {
+        return Ok(None);
+    };
+    Ok(url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, v)| k == name && !v.is_empty())
         .map(|(_, v)| Value::String(v.into_owned())))
 }
@@ -286,6 +288,11 @@ mod tests {
         assert_eq!(get("https://shop.example/p"), None);
         assert_eq!(get("/p/1?btn_ref=srctok-rel"), Some(json!("srctok-rel")));
         assert_eq!(get("https://shop.example/p#btn_ref=fragment"), None);
+        assert_eq!(get("https://shop.example/p#x?btn_ref=fragment"), None);
+        assert_eq!(
+            get("https://shop.example/p?a=1+2&btn_ref=a+b#c"),
+            Some(json!("a b"))
+        );
     }
 
     #[test]

@@ -444,41 +444,102 @@ fn decode_leased(row: &SqliteRow) -> Result<Leased, StoreError> {
     })
 }
 
+/// Writes the records. What is already stored is found first (only the few repeats
+/// come back from the store; new rows are written without reading anything back), and
+/// the large values (each event's payload, each request body) are moved into the
+/// statements rather than copied, so the records come back without them.
+///
+/// Finding first is exact: this runs on the only writer, inside its transaction.
 async fn ingest(
     conn: &mut SqliteConnection,
-    records: Vec<IngestRecord>,
+    mut records: Vec<IngestRecord>,
 ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
-    let mut new_events = HashSet::new();
-    let mut rest: &[IngestRecord] = &records;
-    for n in pieces(records.len(), super::MAX_BINDS / 4) {
+    // Events: new unless stored, or repeated earlier in this same write.
+    let stored = stored_events(conn, &records).await?;
+    let mut seen = HashSet::with_capacity(records.len());
+    let new_event: Vec<bool> = records
+        .iter()
+        .map(|r| {
+            let id = r.event.message_id.as_str();
+            !stored.contains(id) && seen.insert(id)
+        })
+        .collect();
+    drop(seen);
+    let payloads: Vec<String> = records
+        .iter_mut()
+        .zip(&new_event)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| std::mem::take(&mut r.event.payload))
+        .collect();
+    let events: Vec<&NewEvent> = records
+        .iter()
+        .zip(&new_event)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| &r.event)
+        .collect();
+    let mut payloads = payloads.into_iter();
+    let mut rest: &[&NewEvent] = &events;
+    for n in pieces(events.len(), super::MAX_BINDS / 4) {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO events (message_id, event_name, received_at, payload) ");
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.event.message_id)
-                .push_bind(&r.event.event_name)
-                .push_bind(r.event.received_at)
-                .push_bind(&r.event.payload);
-        });
-        q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            new_events.insert(row.try_get::<String, _>(0)?);
-        }
+        q.push_values(
+            chunk.iter().zip(payloads.by_ref()),
+            |mut b, (e, payload)| {
+                b.push_bind(&e.message_id)
+                    .push_bind(&e.event_name)
+                    .push_bind(e.received_at)
+                    .push_bind(payload);
+            },
+        );
+        let inserted = q.build().execute(&mut *conn).await?.rows_affected();
+        expect_rows("events", inserted, n)?;
     }
-    // An integration deleted since the request was routed takes nothing (deletes go
-    // through this same writer, so this check cannot race them).
+    drop(events);
+
+    // Deliveries: an event reaches each integration once. An integration deleted
+    // since the request was routed takes nothing (deletes go through this same
+    // writer, so this check cannot race them).
     let ids: Vec<&str> = records
         .iter()
         .flat_map(|r| r.deliveries.iter().map(|d| d.integration_id.as_str()))
         .collect();
     let existing = existing_integrations(conn, &ids).await?;
-    let deliveries: Vec<&NewDelivery> = records
+    let candidates: Vec<&NewDelivery> = records
         .iter()
         .flat_map(|r| r.deliveries.iter())
         .filter(|d| existing.contains(d.integration_id.as_str()))
         .collect();
-    let written = insert_deliveries(conn, &deliveries).await?;
+    let stored = stored_deliveries(conn, &candidates).await?;
+    let stored: HashSet<(&str, &str)> = stored
+        .iter()
+        .map(|(i, m)| (i.as_str(), m.as_str()))
+        .collect();
+    let mut seen = HashSet::with_capacity(candidates.len());
+    let written: HashSet<String> = candidates
+        .iter()
+        .filter(|d| {
+            let key = (d.integration_id.as_str(), d.message_id.as_str());
+            !stored.contains(&key) && seen.insert(key)
+        })
+        .map(|d| d.id.clone())
+        .collect();
+    drop((seen, stored, candidates));
+    let bodies: Vec<Option<Vec<u8>>> = records
+        .iter_mut()
+        .flat_map(|r| r.deliveries.iter_mut())
+        .filter(|d| written.contains(&d.id))
+        .map(|d| d.body.take())
+        .collect();
+    let deliveries: Vec<&NewDelivery> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| written.contains(&d.id))
+        .collect();
+    insert_deliveries(conn, &deliveries, bodies).await?;
+    drop(deliveries);
+
     let log_records: Vec<LogRecord> = records
         .iter()
         .flat_map(|r| r.logs.iter())
@@ -488,10 +549,10 @@ async fn ingest(
     logs::insert(conn, &log_records).await?;
     Ok(records
         .into_iter()
-        .map(|r| {
+        .zip(new_event)
+        .map(|(r, new_event)| {
             let outcome = Written {
-                // A messageId repeated within one call is new only the first time.
-                new_event: new_events.remove(&r.event.message_id),
+                new_event,
                 deliveries: r
                     .deliveries
                     .iter()
@@ -504,15 +565,86 @@ async fn ingest(
         .collect())
 }
 
-const DELIVERY_COLUMNS: usize = 14;
+/// The messageIds of `records` already stored.
+async fn stored_events(
+    conn: &mut SqliteConnection,
+    records: &[IngestRecord],
+) -> Result<HashSet<String>, StoreError> {
+    let mut stored = HashSet::new();
+    let mut rest = records;
+    for n in pieces(records.len(), super::MAX_BINDS) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT message_id FROM events WHERE message_id IN (");
+        let mut list = q.separated(", ");
+        for r in chunk {
+            list.push_bind(&r.event.message_id);
+        }
+        list.push_unseparated(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(stored)
+}
 
-/// Inserts the deliveries not already present for their (integration, messageId);
-/// answers the ids written.
+/// The (integration, messageId) pairs of `deliveries` already stored: one query per
+/// integration, on the `deliveries_once` index.
+async fn stored_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[&NewDelivery],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut by_integration: Vec<(&str, Vec<&str>)> = Vec::new();
+    for d in deliveries {
+        let id = d.integration_id.as_str();
+        match by_integration.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, ids)) => ids.push(&d.message_id),
+            None => by_integration.push((id, vec![&d.message_id])),
+        }
+    }
+    let mut stored = Vec::new();
+    for (integration_id, message_ids) in by_integration {
+        let mut rest: &[&str] = &message_ids;
+        for n in pieces(message_ids.len(), super::MAX_BINDS - 1) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT message_id FROM deliveries WHERE integration_id = ");
+            q.push_bind(integration_id).push(" AND message_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            list.push_unseparated(")");
+            for row in q.build().fetch_all(&mut *conn).await? {
+                stored.push((integration_id.to_owned(), row.try_get::<String, _>(0)?));
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A write that found first what was stored inserts exactly the rows it expects; any
+/// other count means the store changed under the writer, and nothing is acknowledged.
+fn expect_rows(table: &str, inserted: u64, expected: usize) -> Result<(), StoreError> {
+    if inserted == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "{table}: {inserted} rows inserted where {expected} were expected"
+        )))
+    }
+}
+
+/// Inserts `deliveries` (none of them stored yet), each with its body from `bodies` (in
+/// the same order).
 async fn insert_deliveries(
     conn: &mut SqliteConnection,
     deliveries: &[&NewDelivery],
-) -> Result<HashSet<String>, StoreError> {
-    let mut written = HashSet::with_capacity(deliveries.len());
+    bodies: Vec<Option<Vec<u8>>>,
+) -> Result<(), StoreError> {
+    let mut bodies = bodies.into_iter();
     let mut rest = deliveries;
     for n in pieces(deliveries.len(), super::MAX_BINDS / DELIVERY_COLUMNS) {
         let (chunk, tail) = rest.split_at(n);
@@ -520,7 +652,7 @@ async fn insert_deliveries(
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, url, body, warnings, test, created_at, updated_at) ",
         );
-        q.push_values(chunk, |mut b, d| {
+        q.push_values(chunk.iter().zip(bodies.by_ref()), |mut b, (d, body)| {
             b.push_bind(&d.id)
                 .push_bind(&d.integration_id)
                 .push_bind(&d.message_id)
@@ -530,16 +662,16 @@ async fn insert_deliveries(
                 .push_bind(0_i64)
                 .push_bind(d.created_at)
                 .push_bind(&d.url)
-                .push_bind(&d.body)
+                .push_bind(body)
                 .push_bind(&d.warnings)
                 .push_bind(d.test)
                 .push_bind(d.created_at)
                 .push_bind(d.created_at);
         });
-        q.push(" ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING id");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            written.insert(row.try_get::<String, _>(0)?);
-        }
+        let inserted = q.build().execute(&mut *conn).await?.rows_affected();
+        expect_rows("deliveries", inserted, n)?;
     }
-    Ok(written)
+    Ok(())
 }
+
+const DELIVERY_COLUMNS: usize = 14;

@@ -865,3 +865,37 @@ async fn dead_letter_selections_are_bounded() {
             .contains("at most 1000")
     );
 }
+
+#[tokio::test]
+async fn a_known_event_still_reaches_an_integration_it_has_not_reached() {
+    let app = TestApp::spawn().await;
+    let web = app.install().await;
+    let other_key = random_secret("sk-app-");
+    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
+    let apps = app.install_with(&other_key, "app-mobile1").await;
+    let mut only_web = product_view("k-1");
+    only_web["integrations"] = json!({"All": false, web.as_str(): true});
+    let (status, first) = app.send_event(only_web).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["deliveries_queued"], 1);
+    // The event is stored; a post targeting the other integration still reaches it,
+    // once.
+    let ingest = app.ingest_token.clone();
+    let path = format!("/v1/integrations/{apps}/events");
+    let (status, second) = app
+        .request("POST", &path, Some(&ingest), Some(product_view("k-1")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_eq!(second["results"][0]["status"], "accepted");
+    assert_eq!(second["deliveries_queued"], 1);
+    let (status, third) = app
+        .request("POST", &path, Some(&ingest), Some(product_view("k-1")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_eq!(third["results"][0]["status"], "duplicate");
+    app.wait_logs(&web, "outcome=delivered", 1, WAIT).await;
+    app.wait_logs(&apps, "outcome=delivered", 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.logs(&web, "").await.len(), 1);
+    assert_eq!(app.logs(&apps, "").await.len(), 1);
+}
