@@ -32,6 +32,7 @@
 pub mod path;
 pub mod transform;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
@@ -215,7 +216,8 @@ impl Blueprint {
         };
         let (name, call) = (mapping.name.clone(), mapping.call.clone());
         if let Some(consent) = &self.consent
-            && let Ok(Some(Value::Bool(false))) = eval(consent, &scope)
+            && let Ok(Some(Value::Bool(false))) =
+                eval(consent, &scope).as_ref().map(|v| v.as_deref())
         {
             return Mapped::Filtered {
                 mapping: name,
@@ -229,7 +231,7 @@ impl Blueprint {
         build(
             &mapping.fields,
             &scope,
-            "",
+            &String::new,
             &mut out,
             &mut errors,
             &mut warnings,
@@ -270,22 +272,21 @@ fn present(v: &Value) -> bool {
     }
 }
 
+/// Builds `fields` into `out`. `prefix` makes the name of the enclosing list element
+/// (`line_items[2].`), only when there is something to report.
 fn build(
     fields: &[Field],
     scope: &Scope<'_>,
-    prefix: &str,
+    prefix: &dyn Fn() -> String,
     out: &mut Map<String, Value>,
     errors: &mut Vec<Issue>,
     warnings: &mut Vec<Issue>,
 ) {
     for field in fields {
-        // Names are made only when there is something to report.
-        let name = || format!("{prefix}{}", field.name);
+        let name = || format!("{}{}", prefix(), field.name);
         let value = match &field.value {
-            FieldValue::Source(source) => eval(source, scope),
-            FieldValue::Each { over, fields } => {
-                each(over, fields, scope, &name(), errors, warnings)
-            }
+            FieldValue::Source(source) => eval(source, scope).map(|v| v.map(Cow::into_owned)),
+            FieldValue::Each { over, fields } => each(over, fields, scope, &name, errors, warnings),
         };
         match value {
             Ok(Some(v)) => set(out, &field.to, v),
@@ -312,19 +313,19 @@ fn each(
     over: &Source,
     fields: &[Field],
     scope: &Scope<'_>,
-    name: &str,
+    name: &dyn Fn() -> String,
     errors: &mut Vec<Issue>,
     warnings: &mut Vec<Issue>,
 ) -> Result<Option<Value>, String> {
     let list = match eval(over, scope)? {
         None => return Ok(None),
-        Some(Value::Array(list)) => list,
-        Some(other) => {
-            return Err(format!(
-                "expected a list to map, found {}",
-                transform::kind(&other)
-            ));
-        }
+        Some(list) => list,
+    };
+    let Value::Array(list) = list.as_ref() else {
+        return Err(format!(
+            "expected a list to map, found {}",
+            transform::kind(&list)
+        ));
     };
     let mut items = Vec::with_capacity(list.len());
     for (i, element) in list.iter().enumerate() {
@@ -334,14 +335,8 @@ fn each(
             item: Some(element),
         };
         let mut obj = Map::new();
-        build(
-            fields,
-            &inner,
-            &format!("{name}[{i}]."),
-            &mut obj,
-            errors,
-            warnings,
-        );
+        let prefix = || format!("{}[{i}].", name());
+        build(fields, &inner, &prefix, &mut obj, errors, warnings);
         items.push(Value::Object(obj));
     }
     Ok((!items.is_empty()).then_some(Value::Array(items)))
@@ -372,11 +367,13 @@ impl Report {
     }
 }
 
-/// Evaluates a source: `Ok(None)` when missing.
-fn eval(source: &Source, scope: &Scope<'_>) -> Result<Option<Value>, String> {
+/// Evaluates a source: `Ok(None)` when missing. What is read from the event or the
+/// blueprint is borrowed, not copied, until a transform makes something new or the
+/// value is placed in the request.
+fn eval<'a>(source: &'a Source, scope: &Scope<'a>) -> Result<Option<Cow<'a, Value>>, String> {
     match source {
-        Source::Path(p) => Ok(p.lookup(scope).filter(|v| present(v)).cloned()),
-        Source::Literal(v) => Ok(Some(v.clone())),
+        Source::Path(p) => Ok(p.lookup(scope).filter(|v| present(v)).map(Cow::Borrowed)),
+        Source::Literal(v) => Ok(Some(Cow::Borrowed(v))),
         Source::First(list) => {
             for s in list {
                 if let Some(v) = eval(s, scope)? {
@@ -389,10 +386,10 @@ fn eval(source: &Source, scope: &Scope<'_>) -> Result<Option<Value>, String> {
             let mut values = Vec::new();
             for s in list {
                 if let Some(v) = eval(s, scope)? {
-                    values.push(v);
+                    values.push(v.into_owned());
                 }
             }
-            Ok((!values.is_empty()).then_some(Value::Array(values)))
+            Ok((!values.is_empty()).then_some(Cow::Owned(Value::Array(values))))
         }
         Source::Piped {
             from,
@@ -402,11 +399,11 @@ fn eval(source: &Source, scope: &Scope<'_>) -> Result<Option<Value>, String> {
             let mut value = eval(from, scope)?;
             for t in transforms {
                 value = match value {
-                    Some(v) if !v.is_null() => apply(t, &v, scope)?.filter(present),
+                    Some(v) if !v.is_null() => apply(t, &v, scope)?.filter(present).map(Cow::Owned),
                     other => other,
                 };
             }
-            Ok(value.or_else(|| default.clone()))
+            Ok(value.or_else(|| default.as_ref().map(Cow::Borrowed)))
         }
     }
 }
@@ -432,12 +429,12 @@ fn apply(t: &Transform, v: &Value, scope: &Scope<'_>) -> Result<Option<Value>, S
             transform::url_param(v, name).map_err(|e| format!("url_param: {e}"))
         }
         Transform::MinorUnits { currency } => {
-            let code = match eval(currency, scope)? {
+            let code = match eval(currency, scope)?.as_deref() {
                 Some(Value::String(s)) => s.trim().to_uppercase(),
                 Some(other) => {
                     return Err(format!(
                         "minor_units: the currency is {}, not a code",
-                        transform::kind(&other)
+                        transform::kind(other)
                     ));
                 }
                 None => return Err("minor_units: no currency to convert the amount with".into()),
