@@ -465,34 +465,28 @@ async fn ingest(
         })
         .collect();
     drop(seen);
-    let payloads: Vec<String> = records
+    // Each new event with its payload, taken out of the record to be moved into the
+    // statement.
+    let mut events = records
         .iter_mut()
         .zip(&new_event)
         .filter(|(_, new)| **new)
-        .map(|(r, _)| std::mem::take(&mut r.event.payload))
-        .collect();
-    let events: Vec<&NewEvent> = records
-        .iter()
-        .zip(&new_event)
-        .filter(|(_, new)| **new)
-        .map(|(r, _)| &r.event)
-        .collect();
-    let mut payloads = payloads.into_iter();
-    let mut rest: &[&NewEvent] = &events;
+        .map(|(r, _)| {
+            let payload = std::mem::take(&mut r.event.payload);
+            let r: &IngestRecord = r;
+            (&r.event, payload)
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
     for n in pieces(events.len(), super::MAX_BINDS / 4) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO events (message_id, event_name, received_at, payload) ");
-        q.push_values(
-            chunk.iter().zip(payloads.by_ref()),
-            |mut b, (e, payload)| {
-                b.push_bind(&e.message_id)
-                    .push_bind(&e.event_name)
-                    .push_bind(e.received_at)
-                    .push_bind(payload);
-            },
-        );
+        q.push_values(events.by_ref().take(n), |mut b, (e, payload)| {
+            b.push_bind(&e.message_id)
+                .push_bind(&e.event_name)
+                .push_bind(e.received_at)
+                .push_bind(payload);
+        });
         let inserted = q.build().execute(&mut *conn).await?.rows_affected();
         expect_rows("events", inserted, n)?;
     }
@@ -526,19 +520,18 @@ async fn ingest(
         .map(|d| d.id.clone())
         .collect();
     drop((seen, stored, candidates));
-    let bodies: Vec<Option<Vec<u8>>> = records
+    // Each delivery to write with its body, taken out to be moved into the statement.
+    let deliveries: Vec<(&NewDelivery, Option<Vec<u8>>)> = records
         .iter_mut()
         .flat_map(|r| r.deliveries.iter_mut())
         .filter(|d| written.contains(&d.id))
-        .map(|d| d.body.take())
+        .map(|d| {
+            let body = d.body.take();
+            let d: &NewDelivery = d;
+            (d, body)
+        })
         .collect();
-    let deliveries: Vec<&NewDelivery> = records
-        .iter()
-        .flat_map(|r| r.deliveries.iter())
-        .filter(|d| written.contains(&d.id))
-        .collect();
-    insert_deliveries(conn, &deliveries, bodies).await?;
-    drop(deliveries);
+    insert_deliveries(conn, deliveries).await?;
 
     let log_records: Vec<LogRecord> = records
         .iter()
@@ -637,22 +630,17 @@ fn expect_rows(table: &str, inserted: u64, expected: usize) -> Result<(), StoreE
     }
 }
 
-/// Inserts `deliveries` (none of them stored yet), each with its body from `bodies` (in
-/// the same order).
+/// Inserts `deliveries` (none of them stored yet), each with its body.
 async fn insert_deliveries(
     conn: &mut SqliteConnection,
-    deliveries: &[&NewDelivery],
-    bodies: Vec<Option<Vec<u8>>>,
+    deliveries: Vec<(&NewDelivery, Option<Vec<u8>>)>,
 ) -> Result<(), StoreError> {
-    let mut bodies = bodies.into_iter();
-    let mut rest = deliveries;
+    let mut deliveries = deliveries.into_iter();
     for n in pieces(deliveries.len(), super::MAX_BINDS / DELIVERY_COLUMNS) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO deliveries (id, integration_id, message_id, event_name, call, state, attempts, available_at, url, body, warnings, test, created_at, updated_at) ",
         );
-        q.push_values(chunk.iter().zip(bodies.by_ref()), |mut b, (d, body)| {
+        q.push_values(deliveries.by_ref().take(n), |mut b, (d, body)| {
             b.push_bind(&d.id)
                 .push_bind(&d.integration_id)
                 .push_bind(&d.message_id)
