@@ -315,9 +315,7 @@ async fn two_503s_then_200_is_one_delivery_in_three_logged_attempts() {
 async fn retry_after_holds_one_lane_while_another_keeps_flowing() {
     let app = TestApp::spawn().await;
     let held = app.install().await;
-    let other_key = random_secret("sk-other-");
-    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
-    let flowing = app.install_with(&other_key, "app-other999").await;
+    let flowing = app.install_another("app-other999").await;
     app.fake.add_rule(Rule::times(
         1,
         When::ApiKey(app.api_key.clone()),
@@ -576,9 +574,7 @@ async fn exhausted_attempts_are_dead_lettered_listed_replayed_and_discarded() {
 async fn routing_follows_the_integrations_object_and_targeted_posts() {
     let app = TestApp::spawn().await;
     let web = app.install().await;
-    let other_key = random_secret("sk-app-");
-    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
-    let apps = app.install_with(&other_key, "app-mobile1").await;
+    let apps = app.install_another("app-mobile1").await;
     // Default: both Button integrations.
     app.send_event(product_view("r-all")).await;
     // Segment's object: All off, Button on -> both again; by id -> just one.
@@ -870,9 +866,7 @@ async fn dead_letter_selections_are_bounded() {
 async fn a_known_event_still_reaches_an_integration_it_has_not_reached() {
     let app = TestApp::spawn().await;
     let web = app.install().await;
-    let other_key = random_secret("sk-app-");
-    app.fake.set_api_keys(&[&app.api_key.clone(), &other_key]);
-    let apps = app.install_with(&other_key, "app-mobile1").await;
+    let apps = app.install_another("app-mobile1").await;
     let mut only_web = product_view("k-1");
     only_web["integrations"] = json!({"All": false, web.as_str(): true});
     let (status, first) = app.send_event(only_web).await;

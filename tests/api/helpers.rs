@@ -259,6 +259,14 @@ impl TestApp {
             .await
     }
 
+    /// Installs a second Button integration with a fresh key of its own, which the fake
+    /// Button accepts beside this app's key.
+    pub async fn install_another(&self, application_id: &str) -> String {
+        let key = random_secret("sk-app-");
+        self.fake.set_api_keys(&[&self.api_key, &key]);
+        self.install_with(&key, application_id).await
+    }
+
     pub async fn install_with(&self, api_key: &str, application_id: &str) -> String {
         let (status, body) = self
             .admin(
