@@ -8,22 +8,20 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
 use crate::blueprint::{self, transform};
 use crate::button::Client;
 use crate::delivery::Delivery;
-use crate::delivery::lane::warnings_json;
-use crate::error::FieldError;
-use crate::ids;
+use crate::domain::clock::now_ms;
+use crate::domain::{DeliveryState, FieldError};
 use crate::integrations::{Integration, Registry};
-use crate::live_logs::{Hub, LogEntry, Outcome};
-use crate::mapping::{self, Prepared};
+use crate::live_logs::{Hub, LogEntry};
+use crate::mapping;
 use crate::metrics::Metrics;
-use crate::store::logs::LogRecord;
-use crate::store::queue::{IngestRecord, NewDelivery, NewEvent, Written, state};
-use crate::store::{Store, StoreError, now_ms};
+use crate::records::{self, EventRef};
+use crate::store::ingest::{IngestRecord, NewEvent};
+use crate::store::{Store, StoreError};
 
 const MAX_MESSAGE_ID: usize = 255;
 
@@ -40,21 +38,48 @@ pub enum Target {
 /// One event of a request: its raw text, parsed, or why it was refused.
 pub struct Incoming {
     pub raw: String,
-    pub parsed: Result<Value, Vec<FieldError>>,
+    pub parsed: Result<Value, Rejection>,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+    /// Not JSON, with where the syntax broke.
+    NotJson(String),
+    /// JSON, but not a valid event envelope: every problem named.
+    Invalid(Vec<FieldError>),
+}
+
+impl Rejection {
+    /// The rejection as field problems (an empty field is the event itself).
+    pub fn into_field_errors(self) -> Vec<FieldError> {
+        match self {
+            Self::TooLarge { bytes, limit } => vec![FieldError::new(
+                "",
+                "too_large",
+                format!("the event is {bytes} bytes; the limit is {limit}"),
+            )],
+            Self::NotJson(message) => vec![FieldError::new("", "invalid_json", message)],
+            Self::Invalid(errors) => errors,
+        }
+    }
 }
 
 impl Incoming {
     pub fn parse(raw: String, max_bytes: usize) -> Self {
         let parsed = if raw.len() > max_bytes {
-            Err(vec![FieldError::new(
-                "",
-                "too_large",
-                format!("the event is {} bytes; the limit is {max_bytes}", raw.len()),
-            )])
+            Err(Rejection::TooLarge {
+                bytes: raw.len(),
+                limit: max_bytes,
+            })
         } else {
             serde_json::from_str::<Value>(&raw)
-                .map_err(|e| vec![FieldError::new("", "invalid_json", e.to_string())])
-                .and_then(|v| validate(&v).map(|()| v))
+                .map_err(|e| Rejection::NotJson(e.to_string()))
+                .and_then(|v| validate(&v).map(|()| v).map_err(Rejection::Invalid))
         };
         Self { raw, parsed }
     }
@@ -103,92 +128,6 @@ pub struct Ingest {
     pub client: Client,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
-    pub committer: Committer,
-}
-
-type Committed = Result<Vec<(IngestRecord, Written)>, StoreError>;
-
-struct Pending {
-    records: Vec<IngestRecord>,
-    reply: oneshot::Sender<Committed>,
-}
-
-/// Commits the records of many concurrent ingest requests together: while one write
-/// is being committed the next requests gather, and go in the next one (one set of
-/// multi-row inserts and one sync for all of them). Each request still gets its
-/// answer only after the commit that holds its records.
-#[derive(Clone)]
-pub struct Committer {
-    tx: mpsc::Sender<Pending>,
-}
-
-/// Most records in one commit.
-const COMMIT_RECORDS: usize = 4096;
-
-impl Committer {
-    pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Pending>(1024);
-        // On the writer's thread: gathering the next batch is on the commit path.
-        store.writer().handle().clone().spawn(async move {
-            let mut waiting: Vec<Pending> = Vec::new();
-            let mut carry: Option<Pending> = None;
-            loop {
-                if let Some(p) = carry.take() {
-                    waiting.push(p);
-                } else {
-                    match rx.recv().await {
-                        Some(p) => waiting.push(p),
-                        None => return,
-                    }
-                }
-                let mut count: usize = waiting.iter().map(|p| p.records.len()).sum();
-                while count < COMMIT_RECORDS {
-                    match rx.try_recv() {
-                        Ok(p) if count + p.records.len() > COMMIT_RECORDS => {
-                            carry = Some(p);
-                            break;
-                        }
-                        Ok(p) => {
-                            count += p.records.len();
-                            waiting.push(p);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let sizes: Vec<usize> = waiting.iter().map(|p| p.records.len()).collect();
-                let records: Vec<IngestRecord> = waiting
-                    .iter_mut()
-                    .flat_map(|p| std::mem::take(&mut p.records))
-                    .collect();
-                let result = store.ingest(records).await;
-                match result {
-                    Ok(written) => {
-                        let mut written = written.into_iter();
-                        for (p, n) in waiting.drain(..).zip(sizes) {
-                            let _ = p.reply.send(Ok(written.by_ref().take(n).collect()));
-                        }
-                    }
-                    Err(e) => {
-                        for p in waiting.drain(..) {
-                            let _ = p.reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    async fn commit(&self, records: Vec<IngestRecord>) -> Committed {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Pending { records, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the ingest committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the ingest committer has stopped".into()))?
-    }
 }
 
 impl Ingest {
@@ -215,7 +154,7 @@ impl Ingest {
         for (index, incoming) in events.into_iter().enumerate() {
             let event = match incoming.parsed {
                 Ok(v) => v,
-                Err(errors) => {
+                Err(rejection) => {
                     results.push(EventResult {
                         index,
                         message_id: None,
@@ -223,7 +162,7 @@ impl Ingest {
                         deliveries_queued: 0,
                         filtered: 0,
                         mapping_failed: 0,
-                        errors,
+                        errors: rejection.into_field_errors(),
                     });
                     continue;
                 }
@@ -244,7 +183,7 @@ impl Ingest {
         let written = if records.is_empty() {
             Vec::new()
         } else {
-            self.committer.commit(records).await?
+            self.store.ingest(records).await?
         };
 
         // Committed: now tell the lanes, the live tail and the metrics.
@@ -252,7 +191,7 @@ impl Ingest {
         let watched = self.hub.has_subscribers();
         for (index, (record, written)) in indexes.into_iter().zip(written) {
             let result = &mut results[index];
-            let kept: Vec<&NewDelivery> = record
+            let kept: Vec<_> = record
                 .deliveries
                 .iter()
                 .filter(|d| written.deliveries.contains(&d.id))
@@ -266,13 +205,13 @@ impl Ingest {
             }
             for d in &kept {
                 match d.state {
-                    state::PENDING => {
+                    DeliveryState::Pending => {
                         result.deliveries_queued += 1;
                         if woken.insert(d.integration_id.clone()) {
                             self.delivery.notify(&d.integration_id);
                         }
                     }
-                    state::FILTERED => result.filtered += 1,
+                    DeliveryState::Filtered => result.filtered += 1,
                     _ => result.mapping_failed += 1,
                 }
             }
@@ -281,7 +220,7 @@ impl Ingest {
                     .as_ref()
                     .is_some_and(|id| written.deliveries.contains(id))
             }) {
-                self.metrics.delivery(&log.integration_id, &log.outcome);
+                self.metrics.delivery(&log.integration_id, log.outcome);
                 if watched {
                     self.hub.publish(LogEntry::from_record(log, None));
                 }
@@ -322,6 +261,10 @@ impl Ingest {
     ) -> IngestRecord {
         let message_id = event["messageId"].as_str().unwrap_or_default().to_owned();
         let name = blueprint::event_name(event).map(str::to_owned);
+        let about = EventRef {
+            message_id: &message_id,
+            event_name: name.as_deref(),
+        };
         let mut deliveries = Vec::new();
         let mut logs = Vec::new();
         for integration in integrations {
@@ -329,72 +272,12 @@ impl Ingest {
                 continue;
             }
             let prepared = mapping::prepare(integration, &self.client, event);
-            let Some(call) = prepared.call().map(str::to_owned) else {
-                continue;
-            };
-            let id = ids::new_id(ids::DELIVERY);
-            let mut delivery = NewDelivery {
-                id: id.clone(),
-                integration_id: integration.id.clone(),
-                message_id: message_id.clone(),
-                event_name: name.clone().unwrap_or_default(),
-                call: Some(call.clone()),
-                state: state::PENDING,
-                url: None,
-                body: None,
-                warnings: None,
-                test: false,
-                created_at: now,
-            };
-            let log = |outcome: Outcome,
-                       error: String,
-                       hint: Option<String>,
-                       warnings: Option<String>| LogRecord {
-                id: ids::new_id(ids::LOG),
-                integration_id: integration.id.clone(),
-                delivery_id: Some(id.clone()),
-                message_id: Some(message_id.clone()),
-                event_name: name.clone(),
-                call: Some(call.clone()),
-                attempt: None,
-                outcome: outcome.as_str().to_owned(),
-                status_code: None,
-                status_line: None,
-                latency_ms: None,
-                error: Some(error),
-                hint,
-                warnings,
-                next_attempt_at: None,
-                response: None,
-                test: false,
-                created_at: now,
-            };
-            match prepared {
-                Prepared::NotSubscribed => continue,
-                Prepared::Request { request, warnings } => {
-                    delivery.body = Some(Vec::from(request.body));
-                    delivery.url = Some(request.url);
-                    delivery.warnings = warnings_json(&warnings);
-                }
-                Prepared::Filtered { reason, .. } => {
-                    delivery.state = state::FILTERED;
-                    logs.push(log(Outcome::Filtered, reason, None, None));
-                }
-                Prepared::Failed {
-                    errors, warnings, ..
-                } => {
-                    delivery.state = state::MAPPING_FAILED;
-                    let w = warnings_json(&warnings);
-                    delivery.warnings = w.clone();
-                    logs.push(log(
-                        Outcome::MappingFailed,
-                        mapping::summarize(&errors),
-                        mapping::first_hint(&errors),
-                        w,
-                    ));
-                }
+            if let Some((delivery, log)) =
+                records::delivery(integration, about, prepared, false, now)
+            {
+                deliveries.push(delivery);
+                logs.extend(log);
             }
-            deliveries.push(delivery);
         }
         IngestRecord {
             event: NewEvent {
@@ -417,12 +300,11 @@ fn routed_to(event: &Value, integration: &Integration) -> bool {
         return true;
     };
     let on = |v: &Value| !matches!(v, Value::Bool(false));
-    if let Some(v) = options.get(&integration.id) {
+    if let Some(v) = options.get(integration.id.as_str()) {
         return on(v);
     }
     if let Some((_, v)) = options.iter().find(|(k, _)| {
-        k.eq_ignore_ascii_case(&integration.name)
-            || k.eq_ignore_ascii_case(&integration.catalog_key)
+        k.eq_ignore_ascii_case(&integration.name) || k.eq_ignore_ascii_case(integration.entry.key)
     }) {
         return on(v);
     }

@@ -4,7 +4,9 @@
 //! and routes it, [`mapping`] turns it into the exact Button request through the
 //! integration's [`blueprint`] (the mapping is data, from the [`catalog`]), [`store`]
 //! keeps it and queues its deliveries, [`delivery`] sends them with the [`button`]
-//! client, and [`live_logs`] records every attempt.
+//! client, and [`live_logs`] shows every attempt. [`records`] builds what each stage
+//! records; [`test_event`] sends one event through an integration at once; the words
+//! they all share (ids, states, outcomes) are the [`domain`]'s.
 #![forbid(unsafe_code)]
 
 pub mod blueprint;
@@ -12,15 +14,16 @@ pub mod button;
 pub mod catalog;
 pub mod config;
 pub mod delivery;
-pub mod error;
+pub mod domain;
 pub mod http;
-pub mod ids;
 pub mod ingest;
 pub mod integrations;
 pub mod live_logs;
 pub mod mapping;
 pub mod metrics;
+pub mod records;
 pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod test_event;

@@ -11,67 +11,26 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use crate::blueprint::Issue;
-use crate::button::{Client, PreparedRequest};
+use crate::button::{Attempt, CallKind, Client, PreparedRequest};
+use crate::domain::clock::rfc3339;
+use crate::domain::{DeliveryId, IntegrationId, LogId, Outcome};
 use crate::store::logs::{LogFilter, LogRecord, LogRow};
-use crate::store::rfc3339;
-
-/// What happened, as Live Logs names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    RetryScheduled,
-    Failed,
-    DeadLettered,
-    Filtered,
-    MappingFailed,
-    Paused,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Self::Delivered,
-        Self::RetryScheduled,
-        Self::Failed,
-        Self::DeadLettered,
-        Self::Filtered,
-        Self::MappingFailed,
-        Self::Paused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::RetryScheduled => "retry_scheduled",
-            Self::Failed => "failed",
-            Self::DeadLettered => "dead_lettered",
-            Self::Filtered => "filtered",
-            Self::MappingFailed => "mapping_failed",
-            Self::Paused => "paused",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
 
 /// One live-log entry.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogEntry {
-    /// `log_` followed by a ULID; newer entries have greater ids.
-    pub id: String,
+    /// Newer entries have greater ids.
+    pub id: LogId,
     pub time: String,
-    pub integration_id: String,
-    pub delivery_id: Option<String>,
+    pub integration_id: IntegrationId,
+    pub delivery_id: Option<DeliveryId>,
     pub message_id: Option<String>,
     pub event_name: Option<String>,
-    /// The Button call: `order.create`, `activity.add-to-cart`, `activity.product-viewed`.
-    pub call: Option<String>,
+    /// The Button call.
+    pub call: Option<CallKind>,
     /// 1 for the first attempt of a delivery.
     pub attempt: Option<i64>,
-    /// `delivered`, `retry_scheduled`, `failed`, `dead_lettered`, `filtered`,
-    /// `mapping_failed` or `paused`.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Button's status line, e.g. `200 OK`.
     pub status: Option<String>,
     pub status_code: Option<i64>,
@@ -113,10 +72,26 @@ pub struct ResponseView {
     pub truncated: bool,
 }
 
+impl ResponseView {
+    /// Button's answer to an attempt, if it answered.
+    pub fn of(answer: &Attempt) -> Option<Self> {
+        answer.status?;
+        Some(Self {
+            headers: answer
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+            body: answer.body.clone(),
+            truncated: answer.truncated,
+        })
+    }
+}
+
 impl RequestView {
     pub fn of(request: &PreparedRequest) -> Self {
         Self {
-            method: request.method.clone(),
+            method: request.method().to_string(),
             url: request.url.clone(),
             headers: request
                 .redacted_headers()
@@ -125,21 +100,6 @@ impl RequestView {
                 .collect(),
             body: body_value(&request.body),
         }
-    }
-
-    /// From a stored delivery's call, URL and body.
-    pub fn from_stored(
-        client: &Client,
-        call: Option<&str>,
-        url: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Option<Self> {
-        let prepared = client.request(
-            call?.to_owned(),
-            url?.to_owned(),
-            bytes::Bytes::copy_from_slice(body.unwrap_or_default()),
-        );
-        Some(Self::of(&prepared))
     }
 }
 
@@ -157,9 +117,9 @@ impl LogEntry {
             delivery_id: record.delivery_id.clone(),
             message_id: record.message_id.clone(),
             event_name: record.event_name.clone(),
-            call: record.call.clone(),
+            call: record.call,
             attempt: record.attempt,
-            outcome: record.outcome.clone(),
+            outcome: record.outcome,
             status: record.status_line.clone(),
             status_code: record.status_code,
             latency_ms: record.latency_ms,
@@ -182,12 +142,9 @@ impl LogEntry {
     }
 
     pub fn from_row(row: &LogRow, client: &Client) -> Self {
-        let request = RequestView::from_stored(
-            client,
-            row.record.call.as_deref(),
-            row.url.as_deref(),
-            row.body.as_deref(),
-        );
+        let request = client
+            .stored_request(row.record.call, row.url.as_deref(), row.body.as_deref())
+            .map(|r| RequestView::of(&r));
         let mut entry = Self::from_record(&row.record, request);
         entry.event = row
             .event
@@ -197,9 +154,9 @@ impl LogEntry {
     }
 
     /// Whether the entry passes a live-tail filter.
-    pub fn matches(&self, integration_id: &str, filter: &LogFilter) -> bool {
-        self.integration_id == integration_id
-            && filter.outcome.as_ref().is_none_or(|o| *o == self.outcome)
+    pub fn matches(&self, integration_id: &IntegrationId, filter: &LogFilter) -> bool {
+        self.integration_id == *integration_id
+            && filter.outcome.is_none_or(|o| o == self.outcome)
             && filter
                 .event_name
                 .as_ref()

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::blueprint::{Issue, Mapped};
-use crate::button::{Client, PreparedRequest};
+use crate::button::{CallKind, Client, PreparedRequest};
 use crate::catalog::button;
 use crate::integrations::Integration;
 
@@ -15,7 +15,7 @@ pub enum Prepared {
     /// The integration's blueprint does not take this event.
     NotSubscribed,
     /// Kept from this destination (consent).
-    Filtered { call: String, reason: String },
+    Filtered { call: CallKind, reason: String },
     /// The request to send, with what to warn about (a missing `btn_ref`).
     Request {
         request: PreparedRequest,
@@ -23,33 +23,43 @@ pub enum Prepared {
     },
     /// The event lacks what the request needs.
     Failed {
-        call: String,
+        call: CallKind,
         errors: Vec<Issue>,
         warnings: Vec<Issue>,
     },
 }
 
 impl Prepared {
-    pub fn call(&self) -> Option<&str> {
+    pub fn call(&self) -> Option<CallKind> {
         match self {
             Self::NotSubscribed => None,
-            Self::Filtered { call, .. } | Self::Failed { call, .. } => Some(call),
-            Self::Request { request, .. } => Some(&request.call),
+            Self::Filtered { call, .. } | Self::Failed { call, .. } => Some(*call),
+            Self::Request { request, .. } => Some(request.call),
         }
     }
+}
+
+/// A call a compiled blueprint names: one of the calls its catalog entry offers, which
+/// are all Button calls (the catalog's tests prove it).
+fn call_kind(name: &str) -> CallKind {
+    name.parse()
+        .expect("a compiled blueprint names only its catalog entry's calls")
 }
 
 pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Prepared {
     match integration.blueprint.map(event, &integration.config) {
         Mapped::NotSubscribed => Prepared::NotSubscribed,
-        Mapped::Filtered { call, reason, .. } => Prepared::Filtered { call, reason },
+        Mapped::Filtered { call, reason, .. } => Prepared::Filtered {
+            call: call_kind(&call),
+            reason,
+        },
         Mapped::Failed {
             call,
             errors,
             warnings,
             ..
         } => Prepared::Failed {
-            call,
+            call: call_kind(&call),
             errors,
             warnings,
         },
@@ -58,17 +68,20 @@ pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Pre
             body,
             warnings,
             ..
-        } => match button::to_call(&call, body) {
-            Ok(button_call) => Prepared::Request {
-                request: client.prepare(&button_call),
-                warnings,
-            },
-            Err(errors) => Prepared::Failed {
-                call,
-                errors,
-                warnings,
-            },
-        },
+        } => {
+            let call = call_kind(&call);
+            match button::to_call(call, body) {
+                Ok(button_call) => Prepared::Request {
+                    request: client.prepare(&button_call),
+                    warnings,
+                },
+                Err(errors) => Prepared::Failed {
+                    call,
+                    errors,
+                    warnings,
+                },
+            }
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::domain::{IntegrationId, Outcome};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IntegrationLabels {
     pub integration: String,
@@ -16,13 +18,13 @@ pub struct IntegrationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub integration: String,
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabels {
     pub integration: String,
-    pub state: String,
+    pub state: &'static str,
 }
 
 pub struct Metrics {
@@ -109,11 +111,11 @@ impl Metrics {
         }
     }
 
-    pub fn delivery(&self, integration: &str, outcome: &str) {
+    pub fn delivery(&self, integration: &IntegrationId, outcome: Outcome) {
         self.deliveries
             .get_or_create(&OutcomeLabels {
-                integration: integration.to_owned(),
-                outcome: outcome.to_owned(),
+                integration: integration.to_string(),
+                outcome: outcome.as_str(),
             })
             .inc();
     }

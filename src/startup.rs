@@ -14,14 +14,16 @@ use tokio::sync::watch;
 use crate::button::{self, ClientConfig};
 use crate::config::Settings;
 use crate::delivery::Delivery;
+use crate::domain::clock::now_ms;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
-use crate::store::logs::PrunePolicy;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
+use crate::store::retention::PrunePolicy;
+use crate::test_event::TestEvents;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -123,10 +125,15 @@ impl Application {
             settings.delivery.clone(),
         );
         let ingest = Ingest {
-            committer: crate::ingest::Committer::start(store.clone()),
             registry: registry.clone(),
             store: store.clone(),
             delivery: delivery.clone(),
+            client: client.clone(),
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+        };
+        let test_events = TestEvents {
+            store: store.clone(),
             client: client.clone(),
             hub: hub.clone(),
             metrics: metrics.clone(),
@@ -146,6 +153,7 @@ impl Application {
             registry,
             delivery,
             ingest,
+            test_events,
             client,
             hub,
             metrics,
@@ -161,6 +169,11 @@ impl Application {
             stop,
             data_dir_lock,
         })
+    }
+
+    /// The delivery stage, for tests that wait for it to settle.
+    pub fn delivery(&self) -> Arc<Delivery> {
+        self.state.delivery.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -54,14 +54,18 @@ where
     };
 }
 
-/// Request ids are ULIDs: unique, sortable, and short enough to paste.
+/// Request ids are prefixed ULIDs (`req_...`) from the service's id generator: unique,
+/// sortable, and short enough to paste.
 #[derive(Clone, Copy, Default)]
-pub struct MakeUlidRequestId;
+pub struct MakeRequestIds;
 
-impl MakeRequestId for MakeUlidRequestId {
+impl MakeRequestId for MakeRequestIds {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let id = format!("req_{}", ulid::Ulid::generate().to_string().to_lowercase());
-        id.parse().ok().map(RequestId::new)
+        crate::domain::RequestId::new()
+            .as_str()
+            .parse()
+            .ok()
+            .map(RequestId::new)
     }
 }
 

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::model::{Activity, Order};
+use super::call::{Api, Auth, Call, CallKind};
 use super::{Classification, classify};
 
 /// How much of an answer is read to classify it, whatever is kept for Live Logs.
@@ -32,51 +32,32 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
 }
 
-/// A call to Button.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Call {
-    CreateOrder(Order),
-    Activity(Activity),
-}
-
-impl Call {
-    /// The call's name in live logs and metrics: `order.create`, `activity.add-to-cart`.
-    pub fn name(&self) -> String {
-        match self {
-            Self::CreateOrder(_) => "order.create".to_owned(),
-            Self::Activity(a) => format!("activity.{}", a.activity_data.name.as_str()),
-        }
-    }
-}
-
-/// Which credentials a request carries. Only the Orders API takes the API key; the
-/// activity host must never see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Auth {
-    None,
-    ApiKey,
-}
-
 /// A request ready to send, without its credentials: what is stored at ingest, sent
-/// (the same bytes) by every attempt, and shown in live logs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (the same bytes) by every attempt, and shown in live logs. Its method, headers and
+/// credentials follow from its call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PreparedRequest {
-    pub call: String,
-    pub method: String,
+    pub call: CallKind,
     pub url: String,
     /// Non-secret headers, in sending order.
     pub headers: Vec<(String, String)>,
-    pub auth: Auth,
     #[serde(skip)]
     pub body: Bytes,
 }
 
 impl PreparedRequest {
+    pub fn method(&self) -> reqwest::Method {
+        self.call.method()
+    }
+
+    pub fn auth(&self) -> Auth {
+        self.call.auth()
+    }
+
     /// The headers as sent, with the credentials redacted.
     pub fn redacted_headers(&self) -> Vec<(String, String)> {
         let mut headers = self.headers.clone();
-        if self.auth == Auth::ApiKey {
+        if self.auth() == Auth::ApiKey {
             headers.push(("authorization".to_owned(), "Basic ***".to_owned()));
         }
         headers
@@ -139,35 +120,17 @@ impl Client {
         Ok(Self { http, config })
     }
 
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
     /// The exact request for `call`.
     pub fn prepare(&self, call: &Call) -> PreparedRequest {
-        let (url, body) = match call {
-            Call::CreateOrder(order) => (
-                format!(
-                    "{}/v1/order",
-                    self.config.orders_base_url.trim_end_matches('/')
-                ),
-                serde_json::to_vec(order),
-            ),
-            Call::Activity(activity) => (
-                self.config
-                    .activity_url_template
-                    .replace("{application_id}", &activity.application_id),
-                serde_json::to_vec(activity),
-            ),
-        };
-        let body = Bytes::from(body.expect("Button objects always serialise"));
-        self.request(call.name(), url, body)
+        let url = call.url(
+            &self.config.orders_base_url,
+            &self.config.activity_url_template,
+        );
+        self.request(call.kind(), url, Bytes::from(call.body()))
     }
 
-    /// The request for a call named `call` (`order.create`, `activity.*`) to `url` with
-    /// `body`, as a stored delivery sends it: method, headers and credentials follow
-    /// from the call.
-    pub fn request(&self, call: String, url: String, body: Bytes) -> PreparedRequest {
+    /// The request a stored delivery sends: its call, URL and body.
+    pub fn request(&self, call: CallKind, url: String, body: Bytes) -> PreparedRequest {
         let mut headers = vec![
             (
                 header::CONTENT_TYPE.to_string(),
@@ -175,8 +138,7 @@ impl Client {
             ),
             (header::USER_AGENT.to_string(), USER_AGENT.to_owned()),
         ];
-        let orders_api = call.starts_with("order.");
-        if orders_api && !self.config.api_version.is_empty() {
+        if call.api() == Api::Orders && !self.config.api_version.is_empty() {
             headers.push((
                 "x-button-api-version".to_owned(),
                 self.config.api_version.clone(),
@@ -184,21 +146,30 @@ impl Client {
         }
         PreparedRequest {
             call,
-            method: "POST".to_owned(),
             url,
             headers,
-            // Only the Orders API takes the key; the activity host must never see it.
-            auth: if orders_api { Auth::ApiKey } else { Auth::None },
             body,
         }
+    }
+
+    /// A request kept as its parts (a stored delivery), if it has them all.
+    pub fn stored_request(
+        &self,
+        call: Option<CallKind>,
+        url: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Option<PreparedRequest> {
+        Some(self.request(
+            call?,
+            url?.to_owned(),
+            Bytes::copy_from_slice(body.unwrap_or_default()),
+        ))
     }
 
     /// Sends `request` once. `api_key` is used only if the request takes it.
     #[tracing::instrument(name = "button.send", skip_all, fields(call = %request.call))]
     pub async fn send(&self, request: &PreparedRequest, api_key: &SecretString) -> Attempt {
         let started = Instant::now();
-        let method =
-            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 1);
         for (name, value) in &request.headers {
             if let (Ok(n), Ok(v)) = (
@@ -208,7 +179,7 @@ impl Client {
                 headers.append(n, v);
             }
         }
-        if request.auth == Auth::ApiKey {
+        if request.auth() == Auth::ApiKey {
             let encoded = STANDARD.encode(format!("{}:", api_key.expose_secret()));
             if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {encoded}")) {
                 v.set_sensitive(true);
@@ -217,7 +188,7 @@ impl Client {
         }
         let sent = self
             .http
-            .request(method, &request.url)
+            .request(request.method(), &request.url)
             .headers(headers)
             .body(request.body.clone())
             .send()
@@ -236,7 +207,7 @@ impl Client {
         // Read enough to find Button's error message; keep the configured bound.
         let (mut body, mut truncated, read_error) =
             read_bounded(response, self.config.max_response_bytes.max(CLASSIFY_BYTES)).await;
-        let verdict = classify(&request.call, status, retry_after, &body);
+        let verdict = classify(request.call, status, retry_after, &body);
         if body.len() > self.config.max_response_bytes {
             let mut cut = self.config.max_response_bytes;
             while !body.is_char_boundary(cut) {

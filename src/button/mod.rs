@@ -1,6 +1,7 @@
 //! Button's API: its objects, its rules, an HTTP client, and what its answers mean.
 //! This module knows nothing about Signal events; it takes Button objects.
 
+pub mod call;
 pub mod client;
 pub mod model;
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-pub use client::{Attempt, Auth, Call, Client, ClientConfig, PreparedRequest};
+pub use call::{Api, Auth, Call, CallKind};
+pub use client::{Attempt, Client, ClientConfig, PreparedRequest};
 
 /// The product page's troubleshooting advice, attached to the answers it explains.
 pub mod hints {
@@ -23,8 +25,8 @@ pub mod hints {
 /// What an answer means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Classification {
-    /// Button has it. `already` when it answered that it had it before (`409` on create).
-    Delivered { already: bool },
+    /// Button has it (or answered that it had it before: `409` on an order create).
+    Delivered,
     /// Worth trying again later; Button may have said when.
     Retryable { retry_after: Option<Duration> },
     /// Trying again will not help: the request or the credentials must change.
@@ -43,20 +45,20 @@ pub struct Verdict {
 /// which means the order exists); `408`, `429` and 5xx retryable; every other status
 /// terminal. The error is Button's own message when its error envelope carries one.
 pub fn classify(
-    call: &str,
+    call: CallKind,
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &str,
 ) -> Verdict {
-    let is_create = call == "order.create";
+    let is_create = call == CallKind::OrderCreate;
     let message = error_message(body);
     let classification = match status.as_u16() {
-        200..=299 => Classification::Delivered { already: false },
-        409 if is_create => Classification::Delivered { already: true },
+        200..=299 => Classification::Delivered,
+        409 if is_create => Classification::Delivered,
         408 | 429 | 500..=599 => Classification::Retryable { retry_after },
         _ => Classification::Terminal,
     };
-    if let Classification::Delivered { .. } = classification {
+    if classification == Classification::Delivered {
         return Verdict {
             classification,
             error: None,
@@ -70,7 +72,7 @@ pub fn classify(
         _ if names_application => Some(hints::WRONG_APPLICATION),
         401 => Some(hints::INVALID_API_KEY),
         400 => Some(hints::MISSING_FIELDS),
-        404 if !is_create && call.starts_with("activity") => Some(hints::WRONG_APPLICATION),
+        404 if call.api() == Api::Activity => Some(hints::WRONG_APPLICATION),
         _ => None,
     };
     let error = message.or_else(|| {
@@ -109,6 +111,7 @@ mod tests {
     use std::time::SystemTime;
 
     fn verdict(call: &str, status: u16, body: &str) -> Verdict {
+        let call = call.parse().unwrap();
         classify(call, StatusCode::from_u16(status).unwrap(), None, body)
     }
 
@@ -116,15 +119,15 @@ mod tests {
     fn success_and_conflict_on_create_are_delivered() {
         assert_eq!(
             verdict("order.create", 200, "{}").classification,
-            Classification::Delivered { already: false }
+            Classification::Delivered
         );
         assert_eq!(
             verdict("order.create", 202, "").classification,
-            Classification::Delivered { already: false }
+            Classification::Delivered
         );
         assert_eq!(
             verdict("order.create", 409, "").classification,
-            Classification::Delivered { already: true }
+            Classification::Delivered
         );
         assert_eq!(
             verdict("activity.add-to-cart", 409, "").classification,

@@ -10,18 +10,11 @@ use serde_json::{Map, Value};
 
 use super::{CatalogEntry, ConfigField, EventMapping, Variant};
 use crate::blueprint::{CallSpec, Issue};
-use crate::button::model::{Activity, ActivityName, Order, Violation};
-use crate::button::{Call, hints};
+use crate::button::model::{Activity, Order, Violation};
+use crate::button::{Call, CallKind, hints};
 
 pub const KEY: &str = "button";
 pub const SERVER_SIDE: &str = "server_side";
-
-/// The blueprint call names: the Orders API create, and one per activity name (the
-/// adapter sets `activity_data.name` from it).
-pub const ORDER_CREATE: &str = "order.create";
-pub const ACTIVITY_ADD_TO_CART: &str = "activity.add-to-cart";
-pub const ACTIVITY_PRODUCT_VIEWED: &str = "activity.product-viewed";
-pub const ACTIVITY_CART_VIEWED: &str = "activity.cart-viewed";
 
 const ACTIVITY_REQUIRED: &[&str] = &[
     "application_id",
@@ -47,9 +40,11 @@ const ACTIVITY_FIELDS: &[&str] = &[
     "activity_data.products[].attributes.*",
 ];
 
+/// The calls a Button blueprint may map to: the Orders API create, and one per
+/// activity (the adapter sets `activity_data.name` from the call).
 pub const CALLS: &[CallSpec] = &[
     CallSpec {
-        name: ORDER_CREATE,
+        name: CallKind::OrderCreate.as_str(),
         required: &[
             "order_id",
             "total",
@@ -86,17 +81,17 @@ pub const CALLS: &[CallSpec] = &[
         ],
     },
     CallSpec {
-        name: ACTIVITY_ADD_TO_CART,
+        name: CallKind::ActivityAddToCart.as_str(),
         required: ACTIVITY_REQUIRED,
         fields: ACTIVITY_FIELDS,
     },
     CallSpec {
-        name: ACTIVITY_PRODUCT_VIEWED,
+        name: CallKind::ActivityProductViewed.as_str(),
         required: ACTIVITY_REQUIRED,
         fields: ACTIVITY_FIELDS,
     },
     CallSpec {
-        name: ACTIVITY_CART_VIEWED,
+        name: CallKind::ActivityCartViewed.as_str(),
         required: ACTIVITY_REQUIRED,
         fields: ACTIVITY_FIELDS,
     },
@@ -168,28 +163,17 @@ pub fn entry() -> CatalogEntry {
         ],
         default_blueprint: RawValue::from_string(DEFAULT_BLUEPRINT.to_owned())
             .expect("the default blueprint is valid JSON"),
+        calls: CALLS,
     }
 }
 
 /// Turns what a blueprint produced for `call` into a Button call, checked against
 /// Button's rules. Problems name the Button field.
-pub fn to_call(call: &str, mut body: Value) -> Result<Call, Vec<Issue>> {
-    let activity = match call {
-        ORDER_CREATE => {
-            let order: Order = decode(body)?;
-            check(order.violations())?;
-            return Ok(Call::CreateOrder(order));
-        }
-        ACTIVITY_ADD_TO_CART => ActivityName::AddToCart,
-        ACTIVITY_PRODUCT_VIEWED => ActivityName::ProductViewed,
-        ACTIVITY_CART_VIEWED => ActivityName::CartViewed,
-        other => {
-            return Err(vec![Issue {
-                field: "call".into(),
-                message: format!("{other:?} is not a Button call"),
-                hint: None,
-            }]);
-        }
+pub fn to_call(call: CallKind, mut body: Value) -> Result<Call, Vec<Issue>> {
+    let Some(activity) = call.activity() else {
+        let order: Order = decode(body)?;
+        check(order.violations())?;
+        return Ok(Call::CreateOrder(order));
     };
     if let Some(data) = body.get_mut("activity_data").and_then(Value::as_object_mut) {
         data.insert("name".into(), Value::String(activity.as_str().to_owned()));
@@ -243,11 +227,22 @@ mod tests {
     }
 
     #[test]
+    fn every_call_a_blueprint_may_name_is_a_button_call() {
+        for spec in CALLS {
+            assert!(spec.name.parse::<CallKind>().is_ok(), "{}", spec.name);
+        }
+        assert_eq!(CALLS.len(), CallKind::ALL.len());
+    }
+
+    #[test]
     fn the_activity_name_comes_from_the_call() {
         let body = serde_json::json!({"application_id": "app-1", "activity_data": {"products": [{"id": "p"}]}});
-        let Ok(Call::Activity(a)) = to_call(ACTIVITY_PRODUCT_VIEWED, body) else {
+        let Ok(Call::Activity(a)) = to_call(CallKind::ActivityProductViewed, body) else {
             panic!()
         };
-        assert_eq!(a.activity_data.name, ActivityName::ProductViewed);
+        assert_eq!(
+            a.activity_data.name,
+            crate::button::model::ActivityName::ProductViewed
+        );
     }
 }

@@ -1,13 +1,18 @@
 //! The integration catalog, built into the code and versioned with it: what can be
-//! installed, the config each entry takes, and its default blueprint. Button is the one
-//! entry; [`button`] also turns what a blueprint produced into Button calls.
+//! installed, the config each entry takes, its default blueprint and the calls a
+//! blueprint of it may make. Button is the one entry; [`button`] also turns what a
+//! blueprint produced into Button calls.
 
 pub mod button;
+
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+use crate::blueprint::{Blueprint, BlueprintError, CallSpec};
 
 /// A catalog entry, as Signal's Integration Library shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -29,6 +34,16 @@ pub struct CatalogEntry {
     /// The blueprint every new integration starts with (the document as written).
     #[schema(value_type = Object)]
     pub default_blueprint: Box<RawValue>,
+    /// The destination calls a blueprint of this entry may map events to.
+    #[serde(skip)]
+    pub calls: &'static [CallSpec],
+}
+
+impl CatalogEntry {
+    /// Compiles a blueprint document against this entry's calls.
+    pub fn compile(&self, doc: &Value) -> Result<Blueprint, Vec<BlueprintError>> {
+        Blueprint::compile(doc, self.calls)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -43,12 +58,6 @@ pub struct ConfigField {
     pub help_text: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pattern: Option<&'static str>,
-}
-
-impl ConfigField {
-    pub fn is_secret(&self) -> bool {
-        self.kind == "secret"
-    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -67,11 +76,13 @@ pub struct EventMapping {
     pub notes: &'static str,
 }
 
+static ENTRIES: LazyLock<Vec<CatalogEntry>> = LazyLock::new(|| vec![button::entry()]);
+
 /// Every entry of the catalog.
-pub fn entries() -> Vec<CatalogEntry> {
-    vec![button::entry()]
+pub fn entries() -> &'static [CatalogEntry] {
+    &ENTRIES
 }
 
-pub fn entry(key: &str) -> Option<CatalogEntry> {
-    entries().into_iter().find(|e| e.key == key)
+pub fn entry(key: &str) -> Option<&'static CatalogEntry> {
+    entries().iter().find(|e| e.key == key)
 }

@@ -36,16 +36,17 @@ impl RetryPolicy {
         Duration::from_secs_f64(secs)
     }
 
-    /// [`base_delay`](Self::base_delay) spread by +/- `jitter`, so deliveries that
-    /// failed together do not all come back together.
-    pub fn delay(&self, attempt: u32) -> Duration {
+    /// [`base_delay`](Self::base_delay) moved by `spread` (from -1 to 1) of the
+    /// jitter band, so deliveries that failed together do not all come back together.
+    pub fn delay(&self, attempt: u32, spread: f64) -> Duration {
         let base = self.base_delay(attempt).as_secs_f64();
-        let spread = if self.jitter > 0.0 {
-            rand::random_range(-self.jitter..=self.jitter)
-        } else {
-            0.0
-        };
+        let spread = spread.clamp(-1.0, 1.0) * self.jitter;
         Duration::from_secs_f64((base * (1.0 + spread)).max(0.0))
+    }
+
+    /// A draw for [`delay`](Self::delay)'s `spread`.
+    pub fn draw_spread() -> f64 {
+        rand::random_range(-1.0..=1.0)
     }
 
     /// Whether attempt `attempt` was the last one allowed.
@@ -86,13 +87,17 @@ mod tests {
     fn jitter_stays_within_its_bounds() {
         let p = default_policy();
         for _ in 0..1000 {
-            let d = p.delay(2).as_secs_f64();
+            let d = p.delay(2, RetryPolicy::draw_spread()).as_secs_f64();
             let base = p.base_delay(2).as_secs_f64();
             assert!(
                 d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
                 "{d} vs {base}"
             );
         }
+        let base = p.base_delay(3);
+        assert_eq!(p.delay(3, 0.0), base);
+        assert_eq!(p.delay(3, 1.0), base.mul_f64(1.2));
+        assert_eq!(p.delay(3, -1.0), base.mul_f64(0.8));
     }
 
     #[test]

@@ -3,22 +3,22 @@
 //! failing or paused integration never delays another.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use super::Shared;
-use crate::blueprint::Issue;
-use crate::button::{Attempt, Auth, Classification, PreparedRequest};
-use crate::ids;
-use crate::integrations::Integration;
-use crate::live_logs::{Outcome, RequestView, ResponseView};
-use crate::store::logs::LogRecord;
-use crate::store::queue::{Finish, Leased, state};
-use crate::store::{now_ms, to_ms};
-
+use super::decide::{Answered, Decision, decide, remaining};
 use super::recorder::Record;
+use super::{RetryPolicy, Shared};
+use crate::button::{Attempt, PreparedRequest};
+use crate::domain::clock::{now_ms, to_ms};
+use crate::domain::{IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
+use crate::integrations::Integration;
+use crate::live_logs::RequestView;
+use crate::records;
+use crate::store::queue::{Finish, Leased};
 
 enum Gate {
     Open,
@@ -26,31 +26,36 @@ enum Gate {
 }
 
 pub struct Lane {
-    pub id: String,
+    pub id: IntegrationId,
     concurrency: usize,
     permits: Arc<Semaphore>,
     wake: Notify,
     /// Button asked us (`Retry-After`) not to call before this.
     hold: Mutex<Option<(Instant, SystemTime)>>,
+    /// Deliveries leased and not yet started.
+    waiting: AtomicUsize,
+    /// A lease is being taken (its deliveries are not yet counted in `waiting`).
+    leasing: AtomicBool,
 }
 
 /// What a lane is doing, for stats and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaneStatus {
-    /// `active`, `rate_limited`, `auth_failed`, `paused` or `disabled`.
-    pub state: &'static str,
+    pub condition: LaneCondition,
     pub held_until: Option<SystemTime>,
     pub in_flight: usize,
 }
 
 impl Lane {
-    pub fn new(id: String, concurrency: usize) -> Arc<Self> {
+    pub fn new(id: IntegrationId, concurrency: usize) -> Arc<Self> {
         Arc::new(Self {
             id,
             concurrency,
             permits: Arc::new(Semaphore::new(concurrency)),
             wake: Notify::new(),
             hold: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            leasing: AtomicBool::new(false),
         })
     }
 
@@ -80,18 +85,33 @@ impl Lane {
 
     pub fn status(&self, integration: Option<&Integration>) -> LaneStatus {
         let held = self.held_until();
-        let state = match integration {
-            Some(i) if !i.enabled => "disabled",
-            Some(i) if i.auth_failed() => "auth_failed",
-            Some(i) if i.lane_held() => "paused",
-            _ if held.is_some() => "rate_limited",
-            _ => "active",
+        let condition = match integration {
+            Some(i) if !i.enabled => LaneCondition::Disabled,
+            Some(i) if i.lane_state != LaneState::Active => i.lane_state.into(),
+            _ if held.is_some() => LaneCondition::RateLimited,
+            _ => LaneCondition::Active,
         };
         LaneStatus {
-            state,
+            condition,
             held_until: held.map(|(_, t)| t),
-            in_flight: self.concurrency - self.permits.available_permits(),
+            in_flight: self.in_flight(),
         }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.concurrency - self.permits.available_permits()
+    }
+
+    /// Whether the lane has an attempt running or leased deliveries not yet started.
+    pub fn busy(&self) -> bool {
+        self.leasing.load(Ordering::Acquire)
+            || self.in_flight() > 0
+            || self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether the lane may not send now (paused, disabled, held, or deleted).
+    pub fn closed(&self, shared: &Shared) -> bool {
+        !matches!(self.gate(shared), Some(Gate::Open))
     }
 
     /// Waits until every attempt of the lane has finished.
@@ -137,12 +157,16 @@ impl Lane {
             }
             if ready.is_empty() {
                 let now = now_ms();
-                let token = ids::new_id("lease");
-                match shared
+                self.leasing.store(true, Ordering::Release);
+                let leased = shared
                     .store
-                    .lease(&self.id, ahead, now, now + lease_ms, &token)
-                    .await
-                {
+                    .lease(&self.id, ahead, now, now + lease_ms, &LeaseToken::new())
+                    .await;
+                if let Ok(leased) = &leased {
+                    self.waiting.store(leased.len(), Ordering::Release);
+                }
+                self.leasing.store(false, Ordering::Release);
+                match leased {
                     Ok(leased) if !leased.is_empty() => ready.extend(leased),
                     Ok(_) => {
                         let wake_at = match shared.store.next_due(&self.id).await {
@@ -174,6 +198,7 @@ impl Lane {
             }
             if let Some(job) = ready.pop_front() {
                 tokio::spawn(attempt(shared.clone(), self.clone(), job, permit));
+                self.waiting.store(ready.len(), Ordering::Release);
             }
         }
         self.give_back(&shared, &mut ready, None).await;
@@ -189,12 +214,12 @@ impl Lane {
         if ready.is_empty() {
             return;
         }
-        let leases: Vec<(String, String)> =
-            ready.drain(..).map(|j| (j.id, j.lease_token)).collect();
+        let leases: Vec<_> = ready.drain(..).map(|j| (j.id, j.lease_token)).collect();
         let due = at.map(to_ms).unwrap_or_else(now_ms);
         if let Err(e) = shared.store.release(leases, due).await {
             tracing::warn!(integration_id = %self.id, error = %e, "could not give back leased deliveries; they return when their lease expires");
         }
+        self.waiting.store(0, Ordering::Release);
     }
 
     async fn idle(&self, stop: &mut watch::Receiver<bool>, until: Option<Instant>) {
@@ -218,19 +243,20 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     let Some(integration) = shared.registry.get(&job.integration_id) else {
         return; // Deleted meanwhile: its deliveries went with it.
     };
-    let (Some(call), Some(url)) = (job.call.clone(), job.url.clone()) else {
-        let finish = finish(
-            &job,
-            state::FAILED,
-            true,
-            now_ms(),
-            None,
-            Outcome::Failed,
+    let Some(request) =
+        shared
+            .client
+            .stored_request(job.call, job.url.as_deref(), job.body.as_deref())
+    else {
+        let log = records::attempt(
+            &job.attempted(),
             number,
+            Outcome::Failed,
+            Err(records::INCOMPLETE_REQUEST),
             None,
-            Some("the stored request is incomplete".into()),
-            None,
+            now_ms(),
         );
+        let finish = finish(&job, &Decision::Fail, SystemTime::now(), log);
         shared
             .recorder
             .record(Record {
@@ -240,11 +266,6 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             .await;
         return;
     };
-    let request = shared.client.request(
-        call,
-        url,
-        bytes::Bytes::from(job.body.clone().unwrap_or_default()),
-    );
 
     // The key of the moment: a rotation reaches deliveries leased before it.
     let answer = shared.client.send(&request, &integration.api_key).await;
@@ -252,150 +273,87 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         .metrics
         .attempt_duration
         .get_or_create(&crate::metrics::IntegrationLabels {
-            integration: job.integration_id.clone(),
+            integration: job.integration_id.to_string(),
         })
         .observe(answer.latency.as_secs_f64());
 
     let now = SystemTime::now();
-    let policy = &shared.policy;
-    let (state, counted, due, outcome, next) = match answer.classification {
-        Classification::Delivered { .. } => (state::DELIVERED, true, now, Outcome::Delivered, None),
-        Classification::Retryable { retry_after } => {
-            if let Some(d) =
-                retry_after.filter(|_| matches!(answer.status.map(|s| s.as_u16()), Some(429 | 503)))
-            {
-                lane.hold_for(policy.cap_retry_after(d));
-            }
-            if policy.exhausted(number as u32) {
-                (state::DEAD, true, now, Outcome::DeadLettered, None)
-            } else {
-                let wait = retry_after
-                    .map(|d| policy.cap_retry_after(d))
-                    .unwrap_or_else(|| policy.delay(number as u32));
-                (
-                    state::PENDING,
-                    true,
-                    now + wait,
-                    Outcome::RetryScheduled,
-                    Some(now + wait),
-                )
-            }
-        }
-        Classification::Terminal
-            if answer.status.map(|s| s.as_u16()) == Some(401) && request.auth == Auth::ApiKey =>
+    let decision = decide(
+        &Answered::of(&answer, request.auth()),
+        number as u32,
+        &shared.policy,
+        now,
+        RetryPolicy::draw_spread(),
+    );
+    if let Some(until) = decision.hold_lane_until() {
+        lane.hold_for(remaining(until, now));
+    }
+    if decision == Decision::PauseLane {
+        // The key is wrong for every event: hold the lane instead of spending each
+        // delivery's attempts. This one waits with the rest.
+        let reason = format!(
+            "Button refused the api_key ({}); deliveries wait for a new key or a resume",
+            answer.error.as_deref().unwrap_or("401 Unauthorized")
+        );
+        if let Err(e) = shared
+            .registry
+            .pause_for_auth(&job.integration_id, integration.updated_at, reason)
+            .await
         {
-            // The key is wrong for every event: hold the lane instead of spending
-            // each delivery's attempts. This one waits with the rest.
-            let reason = format!(
-                "Button refused the api_key ({}); deliveries wait for a new key or a resume",
-                answer.error.as_deref().unwrap_or("401 Unauthorized")
-            );
-            if let Err(e) = shared
-                .registry
-                .pause_for_auth(&job.integration_id, integration.updated_at, reason)
-                .await
-            {
-                tracing::error!(integration_id = %job.integration_id, error = ?e, "cannot pause the lane");
-            }
-            (state::PENDING, false, now, Outcome::Paused, None)
+            tracing::error!(integration_id = %job.integration_id, error = %e, "cannot pause the lane");
         }
-        Classification::Terminal => (state::FAILED, true, now, Outcome::Failed, None),
-    };
+    }
 
-    log_attempt(&job, &request, number, outcome, &answer);
+    log_attempt(&job, &request, number, decision.outcome(), &answer);
     let view = shared
         .hub
         .has_subscribers()
         .then(|| RequestView::of(&request));
-    let finish = finish(
-        &job,
-        state,
-        counted,
-        to_ms(due),
-        Some(&answer),
-        outcome,
+    let log = records::attempt(
+        &job.attempted(),
         number,
-        next.map(to_ms),
-        answer.error.clone(),
-        answer.hint.map(str::to_owned),
+        decision.outcome(),
+        Ok(&answer),
+        decision.next_attempt_at().map(to_ms),
+        to_ms(now),
     );
     // The slot is freed once the outcome is with the recorder (so a shutdown that
     // waits for the slots finds every outcome queued for its flush).
     shared
         .recorder
         .record(Record {
-            finish,
+            finish: finish(&job, &decision, now, log),
             request: view,
         })
         .await;
     drop(permit);
-    match (outcome, next) {
-        (Outcome::RetryScheduled, Some(at)) => {
-            let lane = lane.clone();
-            let wait = at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
+    match decision {
+        Decision::Retry { at, .. } => {
+            let wait = remaining(at, SystemTime::now());
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 lane.wake();
             });
         }
-        (Outcome::Paused, _) => {}
+        Decision::PauseLane => {}
         _ => lane.wake(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The delivery's new state after `decision`, with the entry that records it.
 fn finish(
     job: &Leased,
-    state: &'static str,
-    counted: bool,
-    available_at: i64,
-    answer: Option<&Attempt>,
-    outcome: Outcome,
-    number: i64,
-    next_attempt_at: Option<i64>,
-    error: Option<String>,
-    hint: Option<String>,
+    decision: &Decision,
+    now: SystemTime,
+    log: crate::store::logs::LogRecord,
 ) -> Finish {
-    let response = answer.filter(|a| a.status.is_some()).map(|a| {
-        serde_json::to_string(&ResponseView {
-            headers: a
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect(),
-            body: a.body.clone(),
-            truncated: a.truncated,
-        })
-        .unwrap_or_default()
-    });
     Finish {
         delivery_id: job.id.clone(),
         lease_token: job.lease_token.clone(),
-        state,
-        count_attempt: counted,
-        available_at,
-        log: Some(LogRecord {
-            id: ids::new_id(ids::LOG),
-            integration_id: job.integration_id.clone(),
-            delivery_id: Some(job.id.clone()),
-            message_id: Some(job.message_id.clone()),
-            event_name: Some(job.event_name.clone()),
-            call: job.call.clone(),
-            attempt: Some(number),
-            outcome: outcome.as_str().to_owned(),
-            status_code: answer.and_then(|a| a.status).map(|s| i64::from(s.as_u16())),
-            status_line: answer.and_then(Attempt::status_line),
-            latency_ms: answer.map(|a| a.latency.as_secs_f64() * 1000.0),
-            error,
-            hint,
-            warnings: job.warnings.clone().filter(|w| !w.is_empty() && w != "[]"),
-            next_attempt_at,
-            response,
-            test: false,
-            created_at: now_ms(),
-        }),
+        state: decision.state(),
+        count_attempt: decision.counts_attempt(),
+        available_at: to_ms(decision.due_at(now)),
+        log,
     }
 }
 
@@ -439,9 +397,4 @@ fn log_attempt(
             "delivery attempt"
         ),
     }
-}
-
-/// Warnings as stored with a delivery.
-pub fn warnings_json(warnings: &[Issue]) -> Option<String> {
-    (!warnings.is_empty()).then(|| serde_json::to_string(warnings).unwrap_or_default())
 }

@@ -1,11 +1,13 @@
 //! The delivery stage: one [`lane::Lane`] per integration leases due deliveries from
 //! the store, sends them through the Button client, and hands each outcome to the
-//! [`recorder::Recorder`]. Retryable failures come back with exponential backoff and
-//! jitter (or Button's `Retry-After`, which holds the whole lane); terminal ones fail at
-//! once with their hint; a `401` pauses the lane without spending attempts; exhausted
-//! deliveries go to the dead letters.
+//! [`recorder::Recorder`]. What follows an answer is [`decide::decide`]'s: retryable
+//! failures come back with exponential backoff and jitter (or Button's `Retry-After`,
+//! which holds the whole lane); terminal ones fail at once with their hint; a `401`
+//! pauses the lane without spending attempts; exhausted deliveries go to the dead
+//! letters.
 
 pub mod backoff;
+pub mod decide;
 pub mod lane;
 pub mod recorder;
 
@@ -14,9 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use crate::button::Client;
 use crate::config::DeliverySettings;
+use crate::domain::IntegrationId;
+use crate::domain::clock::now_ms;
 use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
@@ -39,7 +44,7 @@ pub struct Shared {
 
 pub struct Delivery {
     shared: Arc<Shared>,
-    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    lanes: Mutex<HashMap<IntegrationId, Arc<Lane>>>,
     stop: watch::Sender<bool>,
     /// The lanes' loops, awaited at shutdown (they give back leases not started).
     lane_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -87,12 +92,12 @@ impl Delivery {
         delivery
     }
 
-    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Lane>>> {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<IntegrationId, Arc<Lane>>> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts, wakes or retires the lane of integration `id` to match the registry.
-    fn sync_lane(&self, id: &str) {
+    fn sync_lane(&self, id: &IntegrationId) {
         if *self.stop.borrow() {
             return;
         }
@@ -106,35 +111,73 @@ impl Delivery {
                 }
             }
             (None, true) => {
-                let lane = Lane::new(id.to_owned(), self.shared.settings.lane_concurrency);
+                let lane = Lane::new(id.clone(), self.shared.settings.lane_concurrency);
                 let task =
                     tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
                 self.lane_tasks
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(task);
-                lanes.insert(id.to_owned(), lane);
+                lanes.insert(id.clone(), lane);
             }
             (None, false) => {}
         }
     }
 
     /// New deliveries are queued for integration `id`.
-    pub fn notify(&self, id: &str) {
+    pub fn notify(&self, id: &IntegrationId) {
         if let Some(lane) = self.lanes().get(id) {
             lane.wake();
         }
     }
 
-    pub fn lane_status(&self, id: &str) -> Option<LaneStatus> {
+    pub fn lane_status(&self, id: &IntegrationId) -> Option<LaneStatus> {
         let lane = self.lanes().get(id).cloned()?;
         Some(lane.status(self.shared.registry.get(id).as_deref()))
     }
 
+    /// Waits until integration `id`'s lane has nothing to do now: no attempt in flight,
+    /// nothing leased and waiting, every outcome committed, and nothing due (or the
+    /// lane closed: paused, disabled, held by `Retry-After`). Answers `false` if
+    /// `deadline` came first. Lets a test (or a tool) see delivery settle instead of
+    /// sleeping for a while and hoping it did.
+    pub async fn settled(&self, id: &IntegrationId, deadline: Instant) -> bool {
+        loop {
+            if self.is_settled(id).await {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn is_settled(&self, id: &IntegrationId) -> bool {
+        let Some(lane) = self.lanes().get(id).cloned() else {
+            return true; // No lane: nothing of it is delivered.
+        };
+        if lane.busy() {
+            return false;
+        }
+        // Outcomes handed over before this point are committed after it.
+        self.shared.recorder.flush().await;
+        if lane.busy() {
+            return false;
+        }
+        if lane.closed(&self.shared) {
+            return true;
+        }
+        match self.shared.store.next_due(id).await {
+            Ok(due) => due.is_none_or(|due| due > now_ms()),
+            Err(_) => false,
+        }
+    }
+
     /// Stops leasing, gives back leases not started, lets attempts in flight finish
-    /// (up to `grace`), and commits their outcomes. Attempts still running after `grace` are abandoned: their
-    /// leases bring them back on the next start.
-    pub async fn shutdown(&self, deadline: tokio::time::Instant) {
+    /// until `deadline`, and commits their outcomes. Attempts still running then are
+    /// abandoned: their leases bring them back on the next start.
+    pub async fn shutdown(&self, deadline: Instant) {
         let _ = self.stop.send(true);
         let lanes: Vec<Arc<Lane>> = self.lanes().values().cloned().collect();
         let tasks: Vec<_> =
@@ -155,7 +198,7 @@ impl Delivery {
         // A store that cannot take writes would keep the recorder retrying: the
         // outcomes it holds then come back as leases, not as a hung shutdown.
         if tokio::time::timeout_at(
-            deadline.max(tokio::time::Instant::now() + Duration::from_secs(1)),
+            deadline.max(Instant::now() + Duration::from_secs(1)),
             self.shared.recorder.flush(),
         )
         .await
@@ -166,15 +209,11 @@ impl Delivery {
             );
         }
     }
-
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
 }
 
 async fn follow(
     delivery: std::sync::Weak<Delivery>,
-    mut changes: broadcast::Receiver<String>,
+    mut changes: broadcast::Receiver<IntegrationId>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -188,7 +227,7 @@ async fn follow(
         match change {
             Ok(id) => delivery.sync_lane(&id),
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let ids: Vec<String> = delivery
+                let ids: Vec<IntegrationId> = delivery
                     .shared
                     .registry
                     .snapshot()

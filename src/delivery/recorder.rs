@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::clock::now_ms;
 use crate::live_logs::{Hub, LogEntry, RequestView};
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::store::queue::Finish;
-use crate::store::{Store, now_ms};
 
 pub struct Record {
     pub finish: Finish,
@@ -120,11 +121,10 @@ async fn commit(records: &mut Vec<Record>, store: &Store, hub: &Hub, metrics: &M
     }
     let watched = hub.has_subscribers();
     for record in records.drain(..) {
-        if let Some(log) = &record.finish.log {
-            metrics.delivery(&log.integration_id, &log.outcome);
-            if watched {
-                hub.publish(LogEntry::from_record(log, record.request));
-            }
+        let log = &record.finish.log;
+        metrics.delivery(&log.integration_id, log.outcome);
+        if watched {
+            hub.publish(LogEntry::from_record(log, record.request));
         }
     }
 }

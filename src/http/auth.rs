@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::secrets::TokenSet;
 
 /// Which admin token the caller used (its index in the configuration), for audit lines.
@@ -60,26 +60,19 @@ fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, St
     Err(message)
 }
 
-fn unauthorized(message: String) -> Response {
-    let mut response = ApiError::Unauthorized.into_response();
-    let body = serde_json::json!({"error": {"code": "unauthorized", "message": message}});
-    *response.body_mut() = axum::body::Body::from(body.to_string());
-    response
-}
-
 pub async fn admin(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match check(&state.admin_tokens, request.headers(), "admin") {
         Ok(index) => {
             request.extensions_mut().insert(Caller(index));
             next.run(request).await
         }
-        Err(message) => unauthorized(message),
+        Err(message) => ApiError::Unauthorized(message).into_response(),
     }
 }
 
 pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check(&state.ingest_tokens, request.headers(), "ingest") {
         Ok(_) => next.run(request).await,
-        Err(message) => unauthorized(message),
+        Err(message) => ApiError::Unauthorized(message).into_response(),
     }
 }

@@ -7,18 +7,19 @@ use axum::http::StatusCode;
 
 use super::AppState;
 use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminJson, List};
+use super::integrations::IntegrationView;
 use crate::catalog::{self, CatalogEntry};
-use crate::error::{ApiError, ErrorBody};
-use crate::integrations::{self, IntegrationView};
+use crate::integrations;
 
 /// The catalog entries.
 #[utoipa::path(get, path = "/v1/admin/integration-catalog", tag = "catalog",
     security(("admin_token" = [])),
     responses((status = 200, body = inline(List<CatalogEntry>)), (status = 401, body = ErrorBody)))]
-pub async fn list_catalog() -> Json<List<CatalogEntry>> {
+pub async fn list_catalog() -> Json<List<&'static CatalogEntry>> {
     Json(List {
-        data: catalog::entries(),
+        data: catalog::entries().iter().collect(),
         next_cursor: None,
         has_more: false,
     })
@@ -29,28 +30,30 @@ pub async fn list_catalog() -> Json<List<CatalogEntry>> {
     security(("admin_token" = [])),
     params(("key" = String, Path, description = "Catalog key, e.g. `button`")),
     responses((status = 200, body = CatalogEntry), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn get_catalog_entry(Path(key): Path<String>) -> Result<Json<CatalogEntry>, ApiError> {
+pub async fn get_catalog_entry(
+    Path(key): Path<String>,
+) -> Result<Json<&'static CatalogEntry>, ApiError> {
     catalog::entry(&key)
         .map(Json)
         .ok_or_else(|| ApiError::not_found("catalog entry", key))
 }
 
-/// The install request of the product page.
+/// The install request of the product page. (The schema documents the body; the body
+/// is read by [`integrations::parse_install`], which names every bad field at once.)
 #[derive(utoipa::ToSchema)]
 #[schema(example = json!({"name": "Button", "variant": "default",
     "config": {"application_id": "app-abc123def456", "api_key": "your_api_key"}, "delivery_mode": "server_side"}))]
-#[allow(dead_code)]
 pub struct InstallRequest {
     /// Display name; defaults to the entry's name.
-    name: Option<String>,
+    pub name: Option<String>,
     /// A variant key of the entry; defaults to `default`.
-    variant: Option<String>,
+    pub variant: Option<String>,
     /// `application_id` (`^app-[0-9a-zA-Z]+$`) and `api_key` (secret).
     #[schema(value_type = Object)]
-    config: serde_json::Value,
+    pub config: serde_json::Value,
     /// `server_side`, the only mode Button supports.
-    delivery_mode: Option<String>,
-    enabled: Option<bool>,
+    pub delivery_mode: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// Installs a catalog entry: creates an integration with the entry's default blueprint.
@@ -73,8 +76,8 @@ pub async fn install(
     AdminJson(body): AdminJson,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let entry = catalog::entry(&key).ok_or_else(|| ApiError::not_found("catalog entry", key))?;
-    let install = integrations::parse_install(&entry, &body)?;
-    let integration = state.registry.install(&entry, install).await?;
+    let install = integrations::parse_install(entry, &body).map_err(ApiError::validation)?;
+    let integration = state.registry.install(entry, install).await?;
     tracing::info!(audit = "integration.created", integration_id = %integration.id, caller = %caller, "integration installed");
-    Ok((StatusCode::CREATED, Json(integration.view())))
+    Ok((StatusCode::CREATED, Json(IntegrationView::of(&integration))))
 }

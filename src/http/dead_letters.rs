@@ -3,26 +3,28 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminJson, List, Params};
 use super::integrations::find;
-use crate::error::{ApiError, ErrorBody, FieldError};
-use crate::store::queue::Selection;
-use crate::store::{now_ms, rfc3339};
+use crate::button::CallKind;
+use crate::domain::clock::{now_ms, rfc3339};
+use crate::domain::{DeliveryId, FieldError};
+use crate::store::dead_letters::{Resolution, Selection};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterView {
-    /// The delivery's id (`dlv_...`); its attempts are in Live Logs.
-    pub id: String,
+    /// The delivery's id; its attempts are in Live Logs.
+    pub id: DeliveryId,
     #[serde(rename = "messageId")]
     pub message_id: String,
     pub event_name: String,
-    pub call: Option<String>,
+    pub call: Option<CallKind>,
     pub attempts: i64,
     pub created_at: String,
     pub dead_lettered_at: String,
@@ -38,11 +40,11 @@ pub async fn list_dead_letters(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Json<List<DeadLetterView>>, ApiError> {
-    find(&state, &id)?;
-    let page = params.page()?;
+    let integration = find(&state, &id)?;
+    let page = params.page::<DeliveryId>()?;
     let rows = state
         .store
-        .list_dead_letters(&id, page.after.as_deref(), page.limit + 1)
+        .list_dead_letters(&integration.id, page.after.as_ref(), page.limit + 1)
         .await?;
     let views = rows
         .into_iter()
@@ -60,12 +62,14 @@ pub async fn list_dead_letters(
 }
 
 /// Which dead letters: `{"ids": ["dlv_..."]}` or `{"all": true}`.
-#[derive(ToSchema)]
-#[schema(example = json!({"ids": ["dlv_01j0000000000000000000000"]}))]
-#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ids": ["dlv_01j00000000000000000000000"]}))]
 pub struct DeadLetterSelection {
-    ids: Option<Vec<String>>,
-    all: Option<bool>,
+    /// At most 1,000 dead letters by id.
+    pub ids: Option<Vec<DeliveryId>>,
+    /// Every dead letter of the integration.
+    pub all: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,36 +81,37 @@ pub struct DeadLetterResult {
 /// Most dead letters named in one replay or discard.
 const MAX_IDS: usize = 1000;
 
-fn selection(body: &Value) -> Result<Selection, ApiError> {
-    let bad = |message: &str| {
-        ApiError::validation(vec![FieldError::new("ids", "invalid_value", message)])
+fn selection(body: Value) -> Result<Selection, ApiError> {
+    let bad = |field: String, message: String| {
+        ApiError::validation(vec![FieldError::new(field, "invalid_value", message)])
     };
-    let Some(obj) = body.as_object() else {
-        return Err(bad("send {\"ids\": [...]} or {\"all\": true}"));
-    };
-    if let Some(unknown) = obj.keys().find(|k| *k != "ids" && *k != "all") {
-        return Err(ApiError::validation(vec![FieldError::new(
-            unknown.clone(),
-            "unknown_field",
-            "expected ids or all",
-        )]));
+    if !body.is_object() {
+        return Err(bad(
+            "body".into(),
+            "send {\"ids\": [...]} or {\"all\": true}".into(),
+        ));
     }
-    match (obj.get("ids"), obj.get("all")) {
-        (None, Some(Value::Bool(true))) => Ok(Selection::All),
-        (Some(Value::Array(ids)), None) if ids.len() > MAX_IDS => Err(bad(&format!(
-            "at most {MAX_IDS} ids at a time (or {{\"all\": true}})"
-        ))),
-        (Some(Value::Array(ids)), None) if !ids.is_empty() => ids
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| bad("every id must be a string"))
-            })
-            .collect::<Result<_, _>>()
-            .map(Selection::Ids),
+    let selection: DeadLetterSelection = serde_path_to_error::deserialize(body)
+        .map_err(|e| bad(e.path().to_string(), e.into_inner().to_string()))?;
+    match selection {
+        DeadLetterSelection {
+            ids: None,
+            all: Some(true),
+        } => Ok(Selection::All),
+        DeadLetterSelection {
+            ids: Some(ids),
+            all: None,
+        } if ids.len() > MAX_IDS => Err(bad(
+            "ids".into(),
+            format!("at most {MAX_IDS} ids at a time (or {{\"all\": true}})"),
+        )),
+        DeadLetterSelection {
+            ids: Some(ids),
+            all: None,
+        } if !ids.is_empty() => Ok(Selection::Ids(ids)),
         _ => Err(bad(
-            "send a non-empty {\"ids\": [...]} or {\"all\": true}, not both",
+            "ids".into(),
+            "send a non-empty {\"ids\": [...]} or {\"all\": true}, not both".into(),
         )),
     }
 }
@@ -124,12 +129,17 @@ pub async fn replay_dead_letters(
     Path(id): Path<String>,
     AdminJson(body): AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
-    find(&state, &id)?;
+    let integration = find(&state, &id)?;
     let count = state
         .store
-        .resolve_dead_letters(&id, selection(&body)?, true, now_ms())
+        .resolve_dead_letters(
+            &integration.id,
+            selection(body)?,
+            Resolution::Replay,
+            now_ms(),
+        )
         .await?;
-    state.delivery.notify(&id);
+    state.delivery.notify(&integration.id);
     tracing::info!(audit = "dead_letters.replayed", integration_id = %id, caller = %caller, count, "dead letters replayed");
     Ok(Json(DeadLetterResult { count }))
 }
@@ -147,10 +157,15 @@ pub async fn discard_dead_letters(
     Path(id): Path<String>,
     AdminJson(body): AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
-    find(&state, &id)?;
+    let integration = find(&state, &id)?;
     let count = state
         .store
-        .resolve_dead_letters(&id, selection(&body)?, false, now_ms())
+        .resolve_dead_letters(
+            &integration.id,
+            selection(body)?,
+            Resolution::Discard,
+            now_ms(),
+        )
         .await?;
     tracing::info!(audit = "dead_letters.discarded", integration_id = %id, caller = %caller, count, "dead letters discarded");
     Ok(Json(DeadLetterResult { count }))

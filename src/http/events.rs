@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::AppState;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{read_body, require_json};
 use super::integrations::find;
-use crate::error::{ApiError, ErrorBody, FieldError};
-use crate::ingest::{EventStatus, Incoming, IngestSummary, Target};
+use crate::domain::FieldError;
+use crate::ingest::{EventStatus, Incoming, IngestSummary, Rejection, Target};
 
 #[derive(Deserialize)]
 struct BatchBody<'a> {
@@ -31,14 +32,15 @@ async fn one(
     let raw = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
     let incoming = Incoming::parse(raw, limit);
-    if let Err(errors) = &incoming.parsed {
+    if let Err(rejection) = &incoming.parsed {
         state.metrics.events_rejected.inc();
-        return Err(match errors.first().map(|e| e.code.as_str()) {
-            Some("invalid_json") => ApiError::bad_request(
+        return Err(match rejection.clone() {
+            Rejection::NotJson(message) => ApiError::bad_request(
                 "invalid_json",
-                format!("the body is not valid JSON: {}", errors[0].message),
+                format!("the body is not valid JSON: {message}"),
             ),
-            _ => ApiError::validation(errors.clone()),
+            Rejection::TooLarge { limit, .. } => ApiError::PayloadTooLarge { limit },
+            Rejection::Invalid(errors) => ApiError::validation(errors),
         });
     }
     let summary = state.ingest.accept(vec![incoming], &target).await?;
@@ -90,14 +92,8 @@ async fn batch(
             .results
             .into_iter()
             .flat_map(|r| {
-                r.errors.into_iter().map(move |e| FieldError {
-                    field: if e.field.is_empty() {
-                        format!("batch[{}]", r.index)
-                    } else {
-                        format!("batch[{}].{}", r.index, e.field)
-                    },
-                    ..e
-                })
+                let at = format!("batch[{}]", r.index);
+                r.errors.into_iter().map(move |e| e.within(&at))
             })
             .collect();
         return Err(ApiError::Validation {

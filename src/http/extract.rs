@@ -2,6 +2,7 @@
 //! parameters by name, and Signal's cursor pagination.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, OptionalFromRequest, RawQuery, Request};
@@ -13,7 +14,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::ApiError;
+use super::error::ApiError;
+use crate::domain::FieldError;
+use crate::domain::clock::parse_rfc3339;
 
 /// Whether the request says its body is JSON (`application/json`, or `+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -177,20 +180,33 @@ impl Params {
     pub fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
             .map(|v| {
-                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                    .map_err(|_| {
-                        invalid_param(
-                            name,
-                            format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
-                        )
-                    })
+                parse_rfc3339(v).ok_or_else(|| {
+                    invalid_param(
+                        name,
+                        format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
+                    )
+                })
             })
             .transpose()
     }
 
-    /// Signal's pagination: `limit` (default 50, at most 100) and an opaque `cursor`.
-    pub fn page(&self) -> Result<Page, ApiError> {
+    /// A parameter that must read as a `T` (a word of the vocabulary, say).
+    pub fn parsed<T>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: T::Err| invalid_param(name, e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// Signal's pagination: `limit` (default 50, at most 100) and an opaque `cursor`
+    /// holding the sort key (`K`) the page starts after.
+    pub fn page<K: FromStr>(&self) -> Result<Page<K>, ApiError> {
         let limit = match self.get("limit") {
             None => DEFAULT_LIMIT,
             Some(v) => match v.parse::<u32>() {
@@ -210,6 +226,7 @@ impl Params {
                     .decode(c)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|key| key.parse().ok())
                     .ok_or_else(|| invalid_param("cursor", "is not a cursor this API gave out"))
             })
             .transpose()?;
@@ -222,39 +239,41 @@ pub fn invalid_param(name: &str, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest {
         code: "invalid_parameter",
         message: format!("{name}: {message}"),
-        details: vec![crate::error::FieldError::new(
-            name,
-            "invalid_value",
-            message,
-        )],
+        details: vec![FieldError::new(name, "invalid_value", message)],
     }
 }
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 100;
 
-pub struct Page {
+pub struct Page<K> {
     pub limit: u32,
     /// The sort key after which this page starts.
-    pub after: Option<String>,
+    pub after: Option<K>,
 }
 
 /// A page of a list: `{"data": [...], "next_cursor": "...", "has_more": true}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+pub struct List<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
     pub has_more: bool,
 }
 
-impl<T: ToSchema> List<T> {
+impl<T> List<T> {
     /// Builds a page from up to `limit + 1` items fetched in order; `key` is each
     /// item's sort key.
-    pub fn page(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+    pub fn page<K: std::fmt::Display>(
+        mut items: Vec<T>,
+        limit: u32,
+        key: impl Fn(&T) -> K,
+    ) -> Self {
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = if has_more {
-            items.last().map(|last| URL_SAFE_NO_PAD.encode(key(last)))
+            items
+                .last()
+                .map(|last| URL_SAFE_NO_PAD.encode(key(last).to_string()))
         } else {
             None
         };

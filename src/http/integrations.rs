@@ -7,23 +7,77 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminJson, List, Params};
-use crate::catalog;
-use crate::error::{ApiError, ErrorBody};
-use crate::integrations::{self, Integration, IntegrationView};
-use crate::live_logs::Outcome;
-use crate::store::{now_ms, rfc3339};
+use crate::domain::clock::{now_ms, rfc3339, to_ms};
+use crate::domain::{IntegrationId, LaneCondition, LaneState, Outcome};
+use crate::integrations::{self, Integration, MASK};
 
-/// The integration `id`, or 404.
+/// The integration a path names, or 404 (a malformed id names none).
 pub fn find(state: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
-    state
-        .registry
-        .get(id)
+    IntegrationId::parse(id)
+        .ok()
+        .and_then(|id| state.registry.get(&id))
         .ok_or_else(|| ApiError::not_found("integration", id))
+}
+
+/// An integration as the API shows it: secrets as `***`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IntegrationView {
+    pub id: IntegrationId,
+    /// The catalog entry installed (`button`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub variant: String,
+    pub delivery_mode: String,
+    pub enabled: bool,
+    /// Config values; secret ones are shown as `***`.
+    #[schema(value_type = Object, example = json!({"application_id": "app-abc123def456", "api_key": "***"}))]
+    pub config: Map<String, Value>,
+    pub status: IntegrationStatus,
+    #[schema(value_type = Object)]
+    pub blueprint: Box<RawValue>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IntegrationStatus {
+    /// `auth_failed` when Button refused the api_key and deliveries wait for a new one
+    /// (or a resume); `paused` by an operator.
+    pub lane: LaneState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl IntegrationView {
+    pub fn of(integration: &Integration) -> Self {
+        let mut config = integration.config.as_object().cloned().unwrap_or_default();
+        config.insert("api_key".into(), Value::String(MASK.into()));
+        Self {
+            id: integration.id.clone(),
+            kind: integration.entry.key,
+            name: integration.name.clone(),
+            variant: integration.variant.clone(),
+            delivery_mode: integration.delivery_mode.clone(),
+            enabled: integration.enabled,
+            config,
+            status: IntegrationStatus {
+                lane: integration.lane_state,
+                reason: integration.lane_reason.clone(),
+            },
+            blueprint: integration.blueprint_doc.clone(),
+            created_at: rfc3339(integration.created_at),
+            updated_at: rfc3339(integration.updated_at),
+        }
+    }
 }
 
 /// Integrations, oldest first.
@@ -36,15 +90,12 @@ pub async fn list_integrations(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Json<List<IntegrationView>>, ApiError> {
-    let page = params.page()?;
-    let rows = state
-        .store
-        .list_integrations(page.after.as_deref(), page.limit + 1)
-        .await?;
-    let views: Vec<IntegrationView> = rows
+    let page = params.page::<IntegrationId>()?;
+    let views: Vec<IntegrationView> = state
+        .registry
+        .page(page.after.as_ref(), page.limit as usize + 1)
         .iter()
-        .filter_map(|row| state.registry.get(&row.id))
-        .map(|i| i.view())
+        .map(|i| IntegrationView::of(i))
         .collect();
     Ok(Json(List::page(views, page.limit, |v| v.id.clone())))
 }
@@ -57,20 +108,23 @@ pub async fn get_integration(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    Ok(Json(find(&state, &id)?.view()))
+    let integration = find(&state, &id)?;
+    Ok(Json(IntegrationView::of(&integration)))
 }
 
-/// A partial update: any of these fields.
+/// A partial update: any of these fields. (The schema documents the body; the body is
+/// read by [`integrations::parse_update`], which names every bad field at once.)
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "Button (web)", "enabled": true, "config": {"api_key": "new_key"}}))]
-#[allow(dead_code)]
 pub struct UpdateRequest {
-    name: Option<String>,
-    enabled: Option<bool>,
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
     /// `application_id` and/or `api_key` (rotation). A new api_key resumes a lane
     /// paused by a 401.
     #[schema(value_type = Option<Object>)]
-    config: Option<serde_json::Value>,
+    pub config: Option<Value>,
+    /// `server_side`, the only mode Button supports.
+    pub delivery_mode: Option<String>,
 }
 
 /// Renames, enables or disables, changes the application ID, or rotates the API key.
@@ -87,13 +141,11 @@ pub async fn update_integration(
     AdminJson(body): AdminJson,
 ) -> Result<Json<IntegrationView>, ApiError> {
     let current = find(&state, &id)?;
-    let entry = catalog::entry(&current.catalog_key)
-        .ok_or_else(|| ApiError::internal("integration of an unknown catalog entry"))?;
-    let update = integrations::parse_update(&entry, &body)?;
+    let update = integrations::parse_update(current.entry, &body).map_err(ApiError::validation)?;
     let rotated = update.api_key.is_some();
-    let updated = state.registry.update(&id, update).await?;
+    let updated = state.registry.update(&current.id, update).await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, api_key_rotated = rotated, "integration updated");
-    Ok(Json(updated.view()))
+    Ok(Json(IntegrationView::of(&updated)))
 }
 
 /// Pauses delivery for the integration: events keep being accepted and queued, nothing
@@ -107,10 +159,10 @@ pub async fn pause_integration(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    find(&state, &id)?;
-    let paused = state.registry.pause(&id).await?;
+    let integration = find(&state, &id)?;
+    let paused = state.registry.pause(&integration.id).await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "lane paused");
-    Ok(Json(paused.view()))
+    Ok(Json(IntegrationView::of(&paused)))
 }
 
 /// Resumes a lane paused by an operator or by a `401` (after fixing the key in
@@ -124,10 +176,10 @@ pub async fn resume_integration(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    find(&state, &id)?;
-    let resumed = state.registry.resume(&id).await?;
+    let integration = find(&state, &id)?;
+    let resumed = state.registry.resume(&integration.id).await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "lane resumed");
-    Ok(Json(resumed.view()))
+    Ok(Json(IntegrationView::of(&resumed)))
 }
 
 /// Deletes the integration with its queue, dead letters and live logs.
@@ -140,26 +192,24 @@ pub async fn delete_integration(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.registry.delete(&id).await? {
-        return Err(ApiError::not_found("integration", id));
-    }
+    let id = IntegrationId::parse(&id).map_err(|_| ApiError::not_found("integration", id))?;
+    state.registry.delete(&id).await?;
     tracing::info!(audit = "integration.deleted", integration_id = %id, caller = %caller, "integration deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
-    pub integration_id: String,
+    pub integration_id: IntegrationId,
     pub lane: LaneStats,
     pub queue: QueueStats,
     /// Lifetime count of each live-log outcome.
-    pub outcomes: BTreeMap<String, i64>,
+    pub outcomes: BTreeMap<&'static str, i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LaneStats {
-    /// `active`, `rate_limited`, `auth_failed`, `paused` or `disabled`.
-    pub state: String,
+    pub state: LaneCondition,
     /// While `rate_limited`: when Button's Retry-After ends.
     pub held_until: Option<String>,
     pub in_flight: usize,
@@ -184,26 +234,26 @@ pub async fn integration_stats(
     Path(id): Path<String>,
 ) -> Result<Json<Stats>, ApiError> {
     let integration = find(&state, &id)?;
+    let id = &integration.id;
     let now = now_ms();
-    let depth = state.store.queue_depth(&id, now).await?;
-    let mut outcomes: BTreeMap<String, i64> = Outcome::ALL
-        .iter()
-        .map(|o| (o.as_str().to_owned(), 0))
-        .collect();
-    outcomes.extend(state.store.outcome_counts(&id).await?);
-    let lane = state.delivery.lane_status(&id);
+    let depth = state.store.queue_depth(id, now).await?;
+    let mut outcomes: BTreeMap<&'static str, i64> =
+        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
+    for (outcome, count) in state.store.outcome_counts(id).await? {
+        outcomes.insert(outcome.as_str(), count);
+    }
+    let lane = state.delivery.lane_status(id);
     Ok(Json(Stats {
-        integration_id: id,
+        integration_id: id.clone(),
         lane: LaneStats {
             state: lane
                 .as_ref()
-                .map(|l| l.state)
-                .unwrap_or(integration.lane_state.as_str())
-                .to_owned(),
+                .map(|l| l.condition)
+                .unwrap_or(integration.lane_state.into()),
             held_until: lane
                 .as_ref()
                 .and_then(|l| l.held_until)
-                .map(|t| rfc3339(crate::store::to_ms(t))),
+                .map(|t| rfc3339(to_ms(t))),
             in_flight: lane.as_ref().map(|l| l.in_flight).unwrap_or(0),
             concurrency: state.settings.delivery.lane_concurrency,
         },

@@ -13,26 +13,16 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
-use super::extract::{List, Params, invalid_param};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{List, Params};
 use super::integrations::find;
-use crate::error::{ApiError, ErrorBody};
-use crate::live_logs::{LogEntry, Outcome};
+use crate::domain::{LogId, Outcome};
+use crate::live_logs::LogEntry;
 use crate::store::logs::LogFilter;
 
 fn filter(params: &Params) -> Result<LogFilter, ApiError> {
-    let outcome = params
-        .get("outcome")
-        .map(|o| {
-            Outcome::parse(o)
-                .map(|o| o.as_str().to_owned())
-                .ok_or_else(|| {
-                    let all: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-                    invalid_param("outcome", format!("{o:?} is not one of {}", all.join(", ")))
-                })
-        })
-        .transpose()?;
     Ok(LogFilter {
-        outcome,
+        outcome: params.parsed::<Outcome>("outcome")?,
         event_name: params.get("event").map(str::to_owned),
         message_id: params
             .get("message_id")
@@ -61,12 +51,17 @@ pub async fn list_logs(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Json<List<LogEntry>>, ApiError> {
-    find(&state, &id)?;
+    let integration = find(&state, &id)?;
     let filter = filter(&params)?;
-    let page = params.page()?;
+    let page = params.page::<LogId>()?;
     let rows = state
         .store
-        .list_logs(&id, &filter, page.after.as_deref(), page.limit + 1)
+        .list_logs(
+            &integration.id,
+            &filter,
+            page.after.as_ref(),
+            page.limit + 1,
+        )
         .await?;
     let entries = rows
         .iter()
@@ -84,12 +79,14 @@ pub async fn get_log(
     State(state): State<AppState>,
     Path((id, log_id)): Path<(String, String)>,
 ) -> Result<Json<LogEntry>, ApiError> {
-    find(&state, &id)?;
+    let integration = find(&state, &id)?;
+    let not_found = || ApiError::not_found("live-log entry", log_id.as_str());
+    let parsed = LogId::parse(&log_id).map_err(|_| not_found())?;
     let row = state
         .store
-        .get_log(&id, &log_id)
+        .get_log(&integration.id, &parsed)
         .await?
-        .ok_or_else(|| ApiError::not_found("live-log entry", log_id))?;
+        .ok_or_else(not_found)?;
     Ok(Json(LogEntry::from_row(&row, &state.client)))
 }
 
@@ -108,14 +105,14 @@ pub async fn stream_logs(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    find(&state, &id)?;
+    let id = find(&state, &id)?.id.clone();
     let filter = filter(&params)?;
     let stream = BroadcastStream::new(state.hub.subscribe()).filter_map(move |entry| match entry {
         Ok(entry) if entry.matches(&id, &filter) => {
             let data = serde_json::to_string(&*entry).unwrap_or_default();
             Some(Ok(Event::default()
                 .event("log")
-                .id(entry.id.clone())
+                .id(entry.id.as_str())
                 .data(data)))
         }
         Ok(_) => None,

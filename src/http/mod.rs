@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blueprints;
 pub mod catalog;
 pub mod dead_letters;
+pub mod error;
 pub mod events;
 pub mod extract;
 pub mod integrations;
@@ -30,14 +31,15 @@ use utoipa_axum::routes;
 use crate::button::Client;
 use crate::config::Settings;
 use crate::delivery::Delivery;
-use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::secrets::TokenSet;
 use crate::store::Store;
-use crate::telemetry::{self, MakeUlidRequestId, REQUEST_ID_HEADER};
+use crate::telemetry::{self, MakeRequestIds, REQUEST_ID_HEADER};
+use crate::test_event::TestEvents;
+use error::ApiError;
 
 /// Everything a request handler may use; cloned per request, so one pointer.
 #[derive(Clone)]
@@ -63,6 +65,7 @@ pub struct Services {
     pub registry: Arc<Registry>,
     pub delivery: Arc<Delivery>,
     pub ingest: Ingest,
+    pub test_events: TestEvents,
     pub client: Client,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
@@ -204,7 +207,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
                 .on_response(telemetry::on_response)
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeUlidRequestId));
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestIds));
     (router, api)
 }
 
@@ -262,9 +265,10 @@ async fn not_found(uri: Uri) -> ApiError {
     }
 }
 
-async fn method_not_allowed(uri: Uri) -> Response {
-    let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": format!("{} does not take this method", uri.path())}});
-    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        path: uri.path().to_owned(),
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

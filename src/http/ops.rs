@@ -8,8 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::domain::LaneCondition;
+use crate::domain::clock::now_ms;
 use crate::metrics::{IntegrationLabels, LaneLabels};
-use crate::store::now_ms;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -68,31 +69,30 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics.queue_oldest_age.clear();
     metrics.lane_state.clear();
     if let Ok(depths) = state.store.all_queue_depths().await {
-        for (integration, pending, oldest) in depths {
-            let labels = IntegrationLabels { integration };
-            metrics.queue_depth.get_or_create(&labels).set(pending);
+        for depth in depths {
+            let labels = IntegrationLabels {
+                integration: depth.integration_id.to_string(),
+            };
+            metrics
+                .queue_depth
+                .get_or_create(&labels)
+                .set(depth.pending);
             metrics
                 .queue_oldest_age
                 .get_or_create(&labels)
-                .set(((now - oldest).max(0) as f64) / 1000.0);
+                .set(((now - depth.oldest_pending_at).max(0) as f64) / 1000.0);
         }
     }
     for id in state.registry.snapshot().keys() {
         if let Some(lane) = state.delivery.lane_status(id) {
-            for s in [
-                "active",
-                "rate_limited",
-                "auth_failed",
-                "paused",
-                "disabled",
-            ] {
+            for condition in LaneCondition::ALL {
                 metrics
                     .lane_state
                     .get_or_create(&LaneLabels {
-                        integration: id.clone(),
-                        state: s.to_owned(),
+                        integration: id.to_string(),
+                        state: condition.as_str(),
                     })
-                    .set(i64::from(lane.state == s));
+                    .set(i64::from(lane.condition == *condition));
             }
         }
     }

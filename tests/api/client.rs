@@ -88,10 +88,7 @@ async fn an_order_is_sent_as_buttons_api_wants_it() {
     let (fake, client) = setup().await;
     let request = client.prepare(&order("o-1"));
     let attempt = client.send(&request, &key()).await;
-    assert_eq!(
-        attempt.classification,
-        Classification::Delivered { already: false }
-    );
+    assert_eq!(attempt.classification, Classification::Delivered);
     assert_eq!(attempt.status_line().as_deref(), Some("200 OK"));
     let got = fake.received();
     assert_eq!(got.len(), 1);
@@ -130,17 +127,14 @@ async fn an_order_is_sent_as_buttons_api_wants_it() {
 async fn activity_carries_no_api_key() {
     let (fake, client) = setup().await;
     let request = client.prepare(&activity());
-    assert_eq!(request.call, "activity.add-to-cart");
+    assert_eq!(request.call.as_str(), "activity.add-to-cart");
     assert!(
         request.url.contains("/app/app-abc123def456/"),
         "{}",
         request.url
     );
     let attempt = client.send(&request, &key()).await;
-    assert_eq!(
-        attempt.classification,
-        Classification::Delivered { already: false }
-    );
+    assert_eq!(attempt.classification, Classification::Delivered);
     let got = fake.received();
     assert!(got[0].headers.get("authorization").is_none());
     assert_eq!(got[0].application_id.as_deref(), Some("app-abc123def456"));
@@ -158,14 +152,11 @@ async fn a_repeated_order_id_is_already_delivered() {
     let request = client.prepare(&order("o-dup"));
     assert_eq!(
         client.send(&request, &key()).await.classification,
-        Classification::Delivered { already: false }
+        Classification::Delivered
     );
     let again = client.send(&request, &key()).await;
     assert_eq!(again.status.map(|s| s.as_u16()), Some(409));
-    assert_eq!(
-        again.classification,
-        Classification::Delivered { already: true }
-    );
+    assert_eq!(again.classification, Classification::Delivered);
 }
 
 #[tokio::test]

@@ -842,17 +842,12 @@ async fn an_operator_pause_queues_events_until_resumed() {
 }
 
 #[tokio::test]
-async fn dead_letter_selections_are_bounded() {
+async fn dead_letter_selections_are_bounded_and_name_what_is_wrong() {
     let app = TestApp::spawn().await;
     let id = app.install().await;
-    let ids: Vec<String> = (0..1001).map(|i| format!("dlv_{i}")).collect();
-    let (status, body) = app
-        .admin(
-            "POST",
-            &format!("/v1/admin/integrations/{id}/dead-letters/replay"),
-            Some(json!({"ids": ids})),
-        )
-        .await;
+    let path = format!("/v1/admin/integrations/{id}/dead-letters/replay");
+    let ids: Vec<String> = (0..1001).map(|i| format!("dlv_01j{i:023}")).collect();
+    let (status, body) = app.admin("POST", &path, Some(json!({"ids": ids}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["error"]["message"]
@@ -860,6 +855,30 @@ async fn dead_letter_selections_are_bounded() {
             .unwrap()
             .contains("at most 1000")
     );
+    for (selection, field, says) in [
+        (
+            json!({"ids": ["dlv_01j00000000000000000000000", "not-an-id"]}),
+            "ids[1]",
+            "is not a delivery id",
+        ),
+        (json!({"ids": [7]}), "ids[0]", "invalid type"),
+        (json!({"all": true, "and": 1}), "and", "unknown field `and`"),
+        (json!({"all": false}), "ids", "non-empty"),
+        (json!([1]), "body", "send {"),
+    ] {
+        let (status, body) = app.admin("POST", &path, Some(selection.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{selection}: {body}"
+        );
+        let detail = &body["error"]["details"][0];
+        assert_eq!(detail["field"], field, "{selection}: {body}");
+        assert!(
+            detail["message"].as_str().unwrap().contains(says),
+            "{selection}: {body}"
+        );
+    }
 }
 
 #[tokio::test]

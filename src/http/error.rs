@@ -1,7 +1,7 @@
 //! The one error type of the HTTP surface. Every error answers Signal's body
 //! `{"error":{"code":"snake_case","message":"...","details":[...]}}`; internal failures
 //! are logged with their cause and answered as a bare `internal` error, so internals
-//! never leak.
+//! never leak. Domain errors become answers here, at the edge.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,34 +9,20 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::FieldError;
+use crate::integrations::RegistryError;
 use crate::store::StoreError;
-
-/// One offending field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// Where the problem is, as a dotted path into the request (`config.application_id`).
-    pub field: String,
-    /// Stable machine-readable reason (`required`, `invalid_format`, ...).
-    pub code: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            code: code.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+use crate::test_event::TestEventError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid bearer token")]
-    Unauthorized,
+    /// Why the bearer token was refused.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{resource} {id:?} not found")]
     NotFound { resource: &'static str, id: String },
+    #[error("{path} does not take this method")]
+    MethodNotAllowed { path: String },
     #[error("{message}")]
     BadRequest {
         code: &'static str,
@@ -111,8 +97,9 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -125,8 +112,9 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -149,6 +137,30 @@ impl From<StoreError> for ApiError {
                 }
             }
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(id) => Self::not_found("integration", id.as_str()),
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Load(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<TestEventError> for ApiError {
+    fn from(e: TestEventError) -> Self {
+        match e {
+            TestEventError::Invalid(details) => Self::validation(details),
+            TestEventError::NotSubscribed => Self::validation(vec![FieldError::new(
+                "event.event",
+                "not_subscribed",
+                "the integration's blueprint takes no event of this name; send one it subscribes to",
+            )]),
+            TestEventError::Store(e) => e.into(),
         }
     }
 }

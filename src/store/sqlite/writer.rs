@@ -6,24 +6,70 @@
 //!
 //! An operation that fails is rolled back to its savepoint without touching the others;
 //! a commit that fails fails every operation of the batch, and none is acknowledged.
-
-use std::any::Any;
+//!
+//! Each operation keeps its own typed answer: the writer only runs it and then tells
+//! it whether its transaction committed, so no value passes through it untyped.
 
 use futures_util::future::BoxFuture;
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use crate::store::StoreError;
 
-type Value = Box<dyn Any + Send>;
-type Job = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Value, StoreError>> + Send,
->;
+/// One write, as the writer sees it.
+trait Operation: Send {
+    /// Runs the write on `conn` and keeps its result. `Err` means it must be rolled
+    /// back (the error is a copy: the operation keeps the original for its caller).
+    fn run<'c>(
+        &'c mut self,
+        conn: &'c mut SqliteConnection,
+    ) -> BoxFuture<'c, Result<(), StoreError>>;
 
-struct Op {
-    job: Job,
-    reply: oneshot::Sender<Result<Value, StoreError>>,
+    /// Answers the caller: with the kept result if the transaction committed, else
+    /// with why it did not.
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
 }
+
+struct Typed<T, F> {
+    job: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Operation for Typed<T, F>
+where
+    T: Send,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+{
+    fn run<'c>(
+        &'c mut self,
+        conn: &'c mut SqliteConnection,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async move {
+            let job = self.job.take().expect("an operation runs once");
+            let result = job(conn).await;
+            let outcome = match &result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.clone()),
+            };
+            self.result = Some(result);
+            outcome
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match (committed, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Unavailable(
+                "the write was not run before its batch ended".into(),
+            )),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+type Op = Box<dyn Operation>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -80,19 +126,14 @@ impl Writer {
             + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move { job(conn).await.map(|v| Box::new(v) as Value) })
+        let op: Op = Box::new(Typed {
+            job: Some(job),
+            result: None,
+            reply,
         });
-        self.ops
-            .send(Op { job, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
-        let value = answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))??;
-        Ok(*value
-            .downcast::<T>()
-            .expect("a write answers with the type it was given"))
+        let stopped = || StoreError::Unavailable("the store writer has stopped".into());
+        self.ops.send(op).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -138,65 +179,65 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch, StoreError::from(e)),
     };
-    let mut done: Vec<(oneshot::Sender<_>, Result<Value, StoreError>)> =
-        Vec::with_capacity(batch.len());
+    let mut done: Vec<(Op, Result<(), StoreError>)> = Vec::with_capacity(batch.len());
     if batch.len() == 1 {
         // Alone, the transaction itself is the operation's savepoint.
-        let op = batch.pop().expect("one operation");
-        match (op.job)(&mut tx).await {
-            Ok(value) => done.push((op.reply, Ok(value))),
-            Err(e) => {
-                let _ = tx.rollback().await;
-                let _ = op.reply.send(Err(e));
-                return;
-            }
+        let mut op = batch.pop().expect("one operation");
+        if let Err(e) = op.run(&mut tx).await {
+            let _ = tx.rollback().await;
+            op.answer(Err(e));
+            return;
         }
+        done.push((op, Ok(())));
     } else {
         let mut ops = batch.drain(..);
-        for op in ops.by_ref() {
-            let result = run_in_savepoint(&mut tx, op.job).await;
-            if let Err(e) = &result
+        while let Some(mut op) = ops.next() {
+            let ran = run_in_savepoint(&mut tx, op.as_mut()).await;
+            if let Err(e) = &ran
                 && e.is_unavailable()
             {
                 // The store itself failed, not this operation: nothing of the batch
                 // can be committed.
                 let e = e.clone();
                 let _ = tx.rollback().await;
-                let _ = op.reply.send(Err(e.clone()));
-                for (reply, _) in done {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                for op in ops {
-                    let _ = op.reply.send(Err(e.clone()));
-                }
                 tracing::error!(error = %e, "the store failed during a write; the batch was rolled back");
+                for op in std::iter::once(op)
+                    .chain(done.into_iter().map(|(op, _)| op))
+                    .chain(ops)
+                {
+                    op.answer(Err(e.clone()));
+                }
                 return;
             }
-            done.push((op.reply, result));
+            done.push((op, ran));
         }
     }
     match tx.commit().await {
         Ok(()) => {
-            for (reply, result) in done {
-                let _ = reply.send(result);
+            for (op, ran) in done {
+                // One rolled back to its savepoint answers with its own error.
+                op.answer(ran);
             }
         }
         Err(e) => {
             let e = StoreError::from(e);
             tracing::error!(error = %e, ops = done.len(), "commit failed; no operation of the batch was applied");
-            for (reply, _) in done {
-                let _ = reply.send(Err(e.clone()));
+            for (op, _) in done {
+                op.answer(Err(e.clone()));
             }
         }
     }
 }
 
-async fn run_in_savepoint(tx: &mut SqliteConnection, job: Job) -> Result<Value, StoreError> {
+async fn run_in_savepoint(
+    tx: &mut SqliteConnection,
+    op: &mut dyn Operation,
+) -> Result<(), StoreError> {
     let mut savepoint = Connection::begin(tx).await?;
-    match job(&mut savepoint).await {
-        Ok(value) => {
+    match op.run(&mut savepoint).await {
+        Ok(()) => {
             savepoint.commit().await?;
-            Ok(value)
+            Ok(())
         }
         Err(e) => {
             savepoint.rollback().await?;
@@ -208,6 +249,6 @@ async fn run_in_savepoint(tx: &mut SqliteConnection, job: Job) -> Result<Value, 
 fn fail_all(batch: &mut Vec<Op>, e: StoreError) {
     tracing::error!(error = %e, ops = batch.len(), "cannot start a write transaction");
     for op in batch.drain(..) {
-        let _ = op.reply.send(Err(e.clone()));
+        op.answer(Err(e.clone()));
     }
 }

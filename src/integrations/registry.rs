@@ -1,0 +1,308 @@
+//! The registry: every integration, opened (config parsed, secrets decrypted, blueprint
+//! compiled) and kept in memory for ingest and delivery. Every change goes to the store
+//! first, then replaces the in-memory value, then is announced to whoever watches (the
+//! delivery lanes).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use super::{Install, Integration, Update};
+use crate::catalog::{self, CatalogEntry};
+use crate::domain::clock::now_ms;
+use crate::domain::{IntegrationId, LaneState};
+use crate::secrets::SecretCipher;
+use crate::store::integrations::IntegrationRow;
+use crate::store::{Store, StoreError};
+
+/// Every integration by id; ids sort in creation order.
+pub type Snapshot = Arc<BTreeMap<IntegrationId, Arc<Integration>>>;
+
+/// Why a stored integration could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("integration {id}: {message}")]
+    Invalid { id: IntegrationId, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a change to an integration did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("integration {0} not found")]
+    NotFound(IntegrationId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The changed integration would not open (a bug: changes are validated first).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+pub struct Registry {
+    store: Store,
+    cipher: SecretCipher,
+    current: RwLock<Snapshot>,
+    changes: broadcast::Sender<IntegrationId>,
+    /// Serialises read-modify-write changes, so concurrent ones never lose each other.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Loads every stored integration.
+    pub async fn load(store: Store, cipher: SecretCipher) -> Result<Self, LoadError> {
+        let (changes, _) = broadcast::channel(1024);
+        let mut map = BTreeMap::new();
+        for row in store.all_integrations().await? {
+            let integration = open(&row, &cipher)?;
+            map.insert(integration.id.clone(), Arc::new(integration));
+        }
+        Ok(Self {
+            store,
+            cipher,
+            current: RwLock::new(Arc::new(map)),
+            changes,
+            changing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Every integration, as one consistent snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn get(&self, id: &IntegrationId) -> Option<Arc<Integration>> {
+        self.snapshot().get(id).cloned()
+    }
+
+    /// Up to `limit` integrations created after `after`, oldest first.
+    pub fn page(&self, after: Option<&IntegrationId>, limit: usize) -> Vec<Arc<Integration>> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.snapshot()
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, i)| i.clone())
+            .collect()
+    }
+
+    /// Ids of changed (or deleted) integrations, as they change.
+    pub fn subscribe(&self) -> broadcast::Receiver<IntegrationId> {
+        self.changes.subscribe()
+    }
+
+    fn publish(&self, id: &IntegrationId, integration: Option<Arc<Integration>>) {
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let mut next = BTreeMap::clone(&current);
+            match integration {
+                Some(i) => next.insert(id.clone(), i),
+                None => next.remove(id),
+            };
+            *current = Arc::new(next);
+        }
+        let _ = self.changes.send(id.clone());
+    }
+
+    pub async fn install(
+        &self,
+        entry: &'static CatalogEntry,
+        install: Install,
+    ) -> Result<Arc<Integration>, RegistryError> {
+        let now = now_ms();
+        let id = IntegrationId::new();
+        let row = IntegrationRow {
+            secrets: self.seal(&id, &install.api_key),
+            config: serde_json::json!({"application_id": install.application_id}).to_string(),
+            blueprint: entry.default_blueprint.get().to_owned(),
+            id,
+            catalog_key: entry.key.to_owned(),
+            name: install.name,
+            variant: install.variant,
+            delivery_mode: install.delivery_mode,
+            enabled: install.enabled,
+            lane_state: LaneState::Active,
+            lane_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let integration = Arc::new(open(&row, &self.cipher)?);
+        self.store.insert_integration(row).await?;
+        self.publish(&integration.id, Some(integration.clone()));
+        Ok(integration)
+    }
+
+    /// Applies a partial update. A new api_key also clears an `auth_failed` lane: the
+    /// waiting deliveries go out with the new key.
+    pub async fn update(
+        &self,
+        id: &IntegrationId,
+        update: Update,
+    ) -> Result<Arc<Integration>, RegistryError> {
+        let _changing = self.changing.lock().await;
+        let mut row = self.row(id).await?;
+        if let Some(name) = update.name {
+            row.name = name;
+        }
+        if let Some(enabled) = update.enabled {
+            row.enabled = enabled;
+        }
+        if let Some(application_id) = update.application_id {
+            let mut config: Map<String, Value> =
+                serde_json::from_str(&row.config).unwrap_or_default();
+            config.insert("application_id".into(), Value::String(application_id));
+            row.config = Value::Object(config).to_string();
+        }
+        if let Some(api_key) = &update.api_key {
+            row.secrets = self.seal(&row.id, api_key);
+            if row.lane_state == LaneState::AuthFailed {
+                row.lane_state = LaneState::Active;
+                row.lane_reason = None;
+            }
+        }
+        self.save(row).await
+    }
+
+    /// Replaces the blueprint document (already compiled by the caller), kept as
+    /// written.
+    pub async fn set_blueprint(
+        &self,
+        id: &IntegrationId,
+        doc: &str,
+    ) -> Result<Arc<Integration>, RegistryError> {
+        let _changing = self.changing.lock().await;
+        let mut row = self.row(id).await?;
+        row.blueprint = doc.to_owned();
+        self.save(row).await
+    }
+
+    /// Marks the lane `auth_failed` after Button refused the api_key, unless the
+    /// integration changed since `seen_updated_at` (a key rotated meanwhile must not be
+    /// paused by an answer to the old key). Answers the paused integration.
+    pub async fn pause_for_auth(
+        &self,
+        id: &IntegrationId,
+        seen_updated_at: i64,
+        reason: String,
+    ) -> Result<Option<Arc<Integration>>, RegistryError> {
+        let _changing = self.changing.lock().await;
+        match self.store.get_integration(id).await? {
+            Some(mut row)
+                if row.updated_at == seen_updated_at && row.lane_state != LaneState::AuthFailed =>
+            {
+                row.lane_state = LaneState::AuthFailed;
+                row.lane_reason = Some(reason);
+                self.save(row).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Clears an `auth_failed` or `paused` lane so its deliveries go out again.
+    pub async fn resume(&self, id: &IntegrationId) -> Result<Arc<Integration>, RegistryError> {
+        self.set_lane(id, LaneState::Active, None).await
+    }
+
+    /// Holds the lane: events keep queueing, nothing is sent until a resume.
+    pub async fn pause(&self, id: &IntegrationId) -> Result<Arc<Integration>, RegistryError> {
+        self.set_lane(id, LaneState::Paused, Some("paused by an operator".into()))
+            .await
+    }
+
+    async fn set_lane(
+        &self,
+        id: &IntegrationId,
+        state: LaneState,
+        reason: Option<String>,
+    ) -> Result<Arc<Integration>, RegistryError> {
+        let _changing = self.changing.lock().await;
+        let mut row = self.row(id).await?;
+        row.lane_state = state;
+        row.lane_reason = reason;
+        self.save(row).await
+    }
+
+    /// Deletes the integration with its queue, dead letters and live logs.
+    pub async fn delete(&self, id: &IntegrationId) -> Result<(), RegistryError> {
+        let _changing = self.changing.lock().await;
+        if !self.store.delete_integration(id).await? {
+            return Err(RegistryError::NotFound(id.clone()));
+        }
+        self.publish(id, None);
+        Ok(())
+    }
+
+    async fn row(&self, id: &IntegrationId) -> Result<IntegrationRow, RegistryError> {
+        self.store
+            .get_integration(id)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(id.clone()))
+    }
+
+    async fn save(&self, mut row: IntegrationRow) -> Result<Arc<Integration>, RegistryError> {
+        // Strictly increasing: updated_at doubles as the integration's version.
+        row.updated_at = now_ms().max(row.updated_at + 1);
+        let integration = Arc::new(open(&row, &self.cipher)?);
+        self.store.update_integration(row).await?;
+        self.publish(&integration.id, Some(integration.clone()));
+        Ok(integration)
+    }
+
+    fn seal(&self, id: &IntegrationId, api_key: &SecretString) -> Vec<u8> {
+        let secrets = serde_json::json!({"api_key": api_key.expose_secret()}).to_string();
+        self.cipher.encrypt(secrets.as_bytes(), id.as_str())
+    }
+}
+
+/// Opens a stored row: finds its catalog entry, parses config, decrypts secrets,
+/// compiles the blueprint.
+fn open(row: &IntegrationRow, cipher: &SecretCipher) -> Result<Integration, LoadError> {
+    let invalid = |message: String| LoadError::Invalid {
+        id: row.id.clone(),
+        message,
+    };
+    let entry = catalog::entry(&row.catalog_key)
+        .ok_or_else(|| invalid(format!("unknown catalog entry {:?}", row.catalog_key)))?;
+    let config: Value =
+        serde_json::from_str(&row.config).map_err(|e| invalid(format!("config: {e}")))?;
+    let secrets = cipher
+        .decrypt(&row.secrets, row.id.as_str())
+        .map_err(invalid)?;
+    let secrets: Value =
+        serde_json::from_slice(&secrets).map_err(|_| invalid("secrets are not JSON".into()))?;
+    let api_key = secrets
+        .get("api_key")
+        .and_then(Value::as_str)
+        .map(SecretString::from)
+        .ok_or_else(|| invalid("secrets hold no api_key".into()))?;
+    let document: Value =
+        serde_json::from_str(&row.blueprint).map_err(|e| invalid(format!("blueprint: {e}")))?;
+    let blueprint_doc = RawValue::from_string(row.blueprint.clone())
+        .map_err(|e| invalid(format!("blueprint: {e}")))?;
+    let blueprint = entry
+        .compile(&document)
+        .map_err(|errors| invalid(format!("stored blueprint does not compile: {errors:?}")))?;
+    Ok(Integration {
+        id: row.id.clone(),
+        entry,
+        name: row.name.clone(),
+        variant: row.variant.clone(),
+        delivery_mode: row.delivery_mode.clone(),
+        enabled: row.enabled,
+        config,
+        api_key,
+        blueprint_doc,
+        blueprint,
+        lane_state: row.lane_state,
+        lane_reason: row.lane_reason.clone(),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}

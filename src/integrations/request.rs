@@ -1,0 +1,276 @@
+//! Install and update requests, parsed into valid values. Every problem of a request is
+//! collected and each names its field, so a caller fixes them all in one go.
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use super::MASK;
+use crate::button::model::is_application_id;
+use crate::catalog::{CatalogEntry, button};
+use crate::domain::FieldError;
+
+const MAX_NAME: usize = 200;
+
+/// A valid install request.
+pub struct Install {
+    pub name: String,
+    pub variant: String,
+    pub delivery_mode: String,
+    pub enabled: bool,
+    pub application_id: String,
+    pub api_key: SecretString,
+}
+
+/// A valid partial update.
+#[derive(Default)]
+pub struct Update {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub application_id: Option<String>,
+    pub api_key: Option<SecretString>,
+}
+
+/// The keys an install request may have (the OpenAPI schema documents the same).
+pub const INSTALL_KEYS: &[&str] = &["name", "variant", "config", "delivery_mode", "enabled"];
+/// The keys an update request may have.
+pub const UPDATE_KEYS: &[&str] = &["name", "enabled", "config", "delivery_mode"];
+/// The keys of `config`.
+pub const CONFIG_KEYS: &[&str] = &["application_id", "api_key"];
+
+/// Collects every problem of a request body before answering.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, code, message));
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self.0)
+        }
+    }
+
+    fn unknown_keys(&mut self, obj: &Map<String, Value>, prefix: &str, allowed: &[&str]) {
+        for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.add(
+                &format!("{prefix}{key}"),
+                "unknown_field",
+                format!("unknown field; expected one of: {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn name(&mut self, v: Option<&Value>) -> Option<String> {
+        match v {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME => {
+                Some(s.trim().to_owned())
+            }
+            Some(Value::String(_)) => {
+                self.add(
+                    "name",
+                    "invalid_length",
+                    format!("must be 1 to {MAX_NAME} characters"),
+                );
+                None
+            }
+            Some(_) => {
+                self.add("name", "invalid_type", "must be a string");
+                None
+            }
+        }
+    }
+
+    fn delivery_mode(&mut self, entry: &CatalogEntry, v: Option<&Value>) -> String {
+        match v {
+            None => button::SERVER_SIDE.to_owned(),
+            Some(Value::String(m)) if entry.delivery_modes.contains(&m.as_str()) => m.clone(),
+            Some(other) => {
+                self.add(
+                    "delivery_mode",
+                    "unsupported",
+                    format!(
+                        "{} is not supported: Button takes server_side delivery only, because its Orders API is server-to-server and the api_key must never reach a browser or app",
+                        other
+                    ),
+                );
+                String::new()
+            }
+        }
+    }
+
+    fn application_id(&mut self, v: Option<&Value>, required: bool) -> Option<String> {
+        match v {
+            None if required => {
+                self.add(
+                    "config.application_id",
+                    "required",
+                    "is required: your Button application ID from Settings > Applications",
+                );
+                None
+            }
+            None => None,
+            Some(Value::String(s)) if is_application_id(s.trim()) => Some(s.trim().to_owned()),
+            // The value is not repeated: a key pasted into the wrong field must not come
+            // back in an answer (or in a client's logs).
+            Some(Value::String(_)) => {
+                self.add(
+                    "config.application_id",
+                    "invalid_format",
+                    "does not match ^app-[0-9a-zA-Z]+$ (e.g. app-abc123def456); find it in Button Settings > Applications",
+                );
+                None
+            }
+            Some(_) => {
+                self.add("config.application_id", "invalid_type", "must be a string");
+                None
+            }
+        }
+    }
+
+    /// The api_key. On an update, the masked `***` every answer shows means "keep the
+    /// key" (a client may send back what it read); on install it is refused.
+    fn api_key(&mut self, v: Option<&Value>, required: bool) -> Option<SecretString> {
+        match v {
+            Some(Value::String(s)) if s.trim() == MASK && !required => None,
+            Some(Value::String(s)) if s.trim() == MASK => {
+                self.add(
+                    "config.api_key",
+                    "invalid_value",
+                    "*** is how the key is shown, not a key: give your Button API key from Settings > API Keys",
+                );
+                None
+            }
+            None if required => {
+                self.add(
+                    "config.api_key",
+                    "required",
+                    "is required: your Button API key from Settings > API Keys",
+                );
+                None
+            }
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(SecretString::from(s.trim())),
+            Some(Value::String(_)) => {
+                self.add("config.api_key", "required", "must not be empty");
+                None
+            }
+            Some(_) => {
+                self.add("config.api_key", "invalid_type", "must be a string");
+                None
+            }
+        }
+    }
+}
+
+fn as_object<'a>(
+    body: &'a Value,
+    problems: &mut Problems,
+    field: &str,
+) -> Option<&'a Map<String, Value>> {
+    match body {
+        Value::Object(obj) => Some(obj),
+        _ => {
+            problems.add(field, "invalid_type", "must be a JSON object");
+            None
+        }
+    }
+}
+
+/// Parses an install request for catalog `entry`.
+pub fn parse_install(entry: &CatalogEntry, body: &Value) -> Result<Install, Vec<FieldError>> {
+    let mut p = Problems::default();
+    let Some(obj) = as_object(body, &mut p, "body") else {
+        return Err(p.0);
+    };
+    p.unknown_keys(obj, "", INSTALL_KEYS);
+    let name = p
+        .name(obj.get("name"))
+        .unwrap_or_else(|| entry.name.to_owned());
+    let variant = match obj.get("variant") {
+        None => "default".to_owned(),
+        Some(Value::String(v)) if entry.variants.iter().any(|x| x.key == v) => v.clone(),
+        Some(other) => {
+            let known: Vec<&str> = entry.variants.iter().map(|v| v.key).collect();
+            p.add(
+                "variant",
+                "unknown_variant",
+                format!(
+                    "{other} is not a variant of {}; variants: {}",
+                    entry.key,
+                    known.join(", ")
+                ),
+            );
+            String::new()
+        }
+    };
+    let delivery_mode = p.delivery_mode(entry, obj.get("delivery_mode"));
+    let enabled = match obj.get("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            p.add("enabled", "invalid_type", "must be true or false");
+            true
+        }
+    };
+    let (mut application_id, mut api_key) = (None, None);
+    match obj.get("config") {
+        None => p.add(
+            "config",
+            "required",
+            "is required: {\"application_id\": ..., \"api_key\": ...}",
+        ),
+        Some(config) => {
+            if let Some(config) = as_object(config, &mut p, "config") {
+                p.unknown_keys(config, "config.", CONFIG_KEYS);
+                application_id = p.application_id(config.get("application_id"), true);
+                api_key = p.api_key(config.get("api_key"), true);
+            }
+        }
+    }
+    p.finish(|| Install {
+        name,
+        variant,
+        delivery_mode,
+        enabled,
+        application_id: application_id.expect("checked"),
+        api_key: api_key.expect("checked"),
+    })
+}
+
+/// Parses a partial update.
+pub fn parse_update(entry: &CatalogEntry, body: &Value) -> Result<Update, Vec<FieldError>> {
+    let mut p = Problems::default();
+    let Some(obj) = as_object(body, &mut p, "body") else {
+        return Err(p.0);
+    };
+    p.unknown_keys(obj, "", UPDATE_KEYS);
+    let name = p.name(obj.get("name"));
+    p.delivery_mode(entry, obj.get("delivery_mode"));
+    let enabled = match obj.get("enabled") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            p.add("enabled", "invalid_type", "must be true or false");
+            None
+        }
+    };
+    let (mut application_id, mut api_key) = (None, None);
+    if let Some(config) = obj.get("config")
+        && let Some(config) = as_object(config, &mut p, "config")
+    {
+        p.unknown_keys(config, "config.", CONFIG_KEYS);
+        application_id = p.application_id(config.get("application_id"), false);
+        api_key = p.api_key(config.get("api_key"), false);
+    }
+    p.finish(|| Update {
+        name,
+        enabled,
+        application_id,
+        api_key,
+    })
+}

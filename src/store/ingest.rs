@@ -1,0 +1,157 @@
+//! Ingest's write: each accepted event with its deliveries and the live-log entries of
+//! deliveries that ended at once (filtered, mapping failed), all in one commit. The
+//! [`Committer`] gathers the records of concurrent requests so they share that commit.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::logs::LogRecord;
+use super::{Backend, Store, StoreError, on_backend};
+use crate::button::CallKind;
+use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub message_id: String,
+    pub event_name: Option<String>,
+    pub received_at: i64,
+    /// The event exactly as received.
+    pub payload: String,
+}
+
+/// One event queued for one integration.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub integration_id: IntegrationId,
+    pub message_id: String,
+    pub event_name: String,
+    pub call: CallKind,
+    pub state: DeliveryState,
+    /// Where the request goes; with `call` and `body` it is the whole request (method,
+    /// headers and credentials follow from the call).
+    pub url: Option<String>,
+    pub body: Option<Vec<u8>>,
+    /// JSON array of `{field, message, hint}`.
+    pub warnings: Option<String>,
+    pub test: bool,
+    pub created_at: i64,
+}
+
+/// An accepted event with everything ingest decided for it.
+#[derive(Debug, Clone)]
+pub struct IngestRecord {
+    pub event: NewEvent,
+    pub deliveries: Vec<NewDelivery>,
+    /// Live-log entries of deliveries that ended at ingest (filtered, mapping failed).
+    pub logs: Vec<LogRecord>,
+}
+
+/// What ingest wrote for one record.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The event's messageId was new.
+    pub new_event: bool,
+    /// Ids of the deliveries written: an event reaches each integration once, so a
+    /// delivery to an integration that already had this messageId is not written.
+    pub deliveries: Vec<DeliveryId>,
+}
+
+impl Store {
+    /// Writes each event with its deliveries and live-log entries, all in one commit
+    /// shared with other requests writing now. A repeated `messageId` is stored once,
+    /// and reaches each integration once: a delivery to an integration that already
+    /// has one for this `messageId` is not written, nor its log entries. Answers what
+    /// was written for each record, once committed.
+    pub async fn ingest(
+        &self,
+        records: Vec<IngestRecord>,
+    ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+        self.committer.commit(records).await
+    }
+}
+
+type Committed = Result<Vec<(IngestRecord, Written)>, StoreError>;
+
+struct Pending {
+    records: Vec<IngestRecord>,
+    reply: oneshot::Sender<Committed>,
+}
+
+/// Commits the records of many concurrent ingest requests together: while one write
+/// is being committed the next requests gather, and go in the next one (one set of
+/// multi-row inserts and one sync for all of them). Each request still gets its
+/// answer only after the commit that holds its records.
+#[derive(Clone)]
+pub(super) struct Committer {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Most records in one commit.
+const COMMIT_RECORDS: usize = 4096;
+
+impl Committer {
+    /// Starts gathering on `runtime` (the backend's commit path, where gathering the
+    /// next batch does not wait behind request handlers).
+    pub(super) fn start(backend: Backend, runtime: tokio::runtime::Handle) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending>(1024);
+        runtime.spawn(gather(backend, rx));
+        Self { tx }
+    }
+
+    async fn commit(&self, records: Vec<IngestRecord>) -> Committed {
+        let stopped = || StoreError::Unavailable("the ingest committer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { records, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn gather(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+    let mut waiting: Vec<Pending> = Vec::new();
+    let mut carry: Option<Pending> = None;
+    loop {
+        if let Some(p) = carry.take() {
+            waiting.push(p);
+        } else {
+            match rx.recv().await {
+                Some(p) => waiting.push(p),
+                None => return,
+            }
+        }
+        let mut count: usize = waiting.iter().map(|p| p.records.len()).sum();
+        while count < COMMIT_RECORDS {
+            match rx.try_recv() {
+                Ok(p) if count + p.records.len() > COMMIT_RECORDS => {
+                    carry = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    count += p.records.len();
+                    waiting.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = waiting.iter().map(|p| p.records.len()).collect();
+        let records: Vec<IngestRecord> = waiting
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.records))
+            .collect();
+        match on_backend!(backend, db => db.ingest(records).await) {
+            Ok(written) => {
+                let mut written = written.into_iter();
+                for (p, n) in waiting.drain(..).zip(sizes) {
+                    let _ = p.reply.send(Ok(written.by_ref().take(n).collect()));
+                }
+            }
+            Err(e) => {
+                for p in waiting.drain(..) {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Dead letters on SQLite: listed newest first by id, replayed or discarded in one
+//! statement.
+
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::SqliteStore;
+use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
+use crate::store::StoreError;
+use crate::store::dead_letters::{DeadLetter, Resolution, Selection};
+
+impl SqliteStore {
+    pub(in crate::store) async fn list_dead_letters(
+        &self,
+        integration_id: &IntegrationId,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, message_id, event_name, call, attempts, created_at, updated_at FROM deliveries WHERE integration_id = ",
+        );
+        q.push_bind(integration_id)
+            .push(" AND state = ")
+            .push_bind(DeliveryState::Dead);
+        if let Some(before) = before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await?;
+        Ok(rows
+            .iter()
+            .map(DeadLetter::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) async fn resolve_dead_letters(
+        &self,
+        integration_id: &IntegrationId,
+        selection: Selection,
+        resolution: Resolution,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        if matches!(&selection, Selection::Ids(ids) if ids.is_empty()) {
+            return Ok(0);
+        }
+        let integration_id = integration_id.clone();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut q: QueryBuilder<Sqlite> =
+                        QueryBuilder::new("UPDATE deliveries SET state = ");
+                    match resolution {
+                        Resolution::Replay => {
+                            q.push_bind(DeliveryState::Pending)
+                                .push(", attempts = 0, lease_token = NULL, available_at = ")
+                                .push_bind(now);
+                        }
+                        Resolution::Discard => {
+                            q.push_bind(DeliveryState::Discarded);
+                        }
+                    }
+                    q.push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE state = ")
+                        .push_bind(DeliveryState::Dead)
+                        .push(" AND integration_id = ")
+                        .push_bind(integration_id);
+                    if let Selection::Ids(ids) = selection {
+                        q.push(" AND id IN (");
+                        let mut list = q.separated(", ");
+                        for id in ids {
+                            list.push_bind(id);
+                        }
+                        list.push_unseparated(")");
+                    }
+                    Ok(q.build().execute(&mut *conn).await?.rows_affected())
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,299 @@
+//! Ingest's write on SQLite. What is already stored is found first (only the few
+//! repeats come back from the store; new rows are written without reading anything
+//! back), and the large values (each event's payload, each request body) are moved
+//! into the statements rather than copied, so the records come back without them.
+//!
+//! Finding first is exact: this runs on the only writer, inside its transaction.
+
+use std::collections::HashSet;
+
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::SqliteStore;
+use super::integrations::existing_integrations;
+use super::logs::insert_logs;
+use super::rows::{Insert, insert};
+use crate::domain::{DeliveryId, IntegrationId};
+use crate::store::ingest::{IngestRecord, NewDelivery, NewEvent, Written};
+use crate::store::logs::LogRecord;
+use crate::store::{MAX_BINDS, StoreError, pieces};
+
+impl SqliteStore {
+    pub(in crate::store) async fn ingest(
+        &self,
+        records: Vec<IngestRecord>,
+    ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+        self.writer
+            .write(move |conn| Box::pin(async move { write(conn, records).await }))
+            .await
+    }
+}
+
+/// An event to insert, with its payload moved out of the record.
+struct EventRow<'a> {
+    event: &'a NewEvent,
+    payload: String,
+}
+
+impl Insert for EventRow<'_> {
+    const TABLE: &'static str = "events";
+    const COLUMNS: &'static [&'static str] =
+        &["message_id", "event_name", "received_at", "payload"];
+
+    fn bind(self, b: &mut Separated<'_, Sqlite, &'static str>) {
+        b.push_bind(&self.event.message_id)
+            .push_bind(&self.event.event_name)
+            .push_bind(self.event.received_at)
+            .push_bind(self.payload);
+    }
+}
+
+/// A delivery to insert, with its body moved out of the record.
+struct DeliveryRow<'a> {
+    delivery: &'a NewDelivery,
+    body: Option<Vec<u8>>,
+}
+
+impl Insert for DeliveryRow<'_> {
+    const TABLE: &'static str = "deliveries";
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "integration_id",
+        "message_id",
+        "event_name",
+        "call",
+        "state",
+        "attempts",
+        "available_at",
+        "url",
+        "body",
+        "warnings",
+        "test",
+        "created_at",
+        "updated_at",
+    ];
+
+    fn bind(self, b: &mut Separated<'_, Sqlite, &'static str>) {
+        let d = self.delivery;
+        b.push_bind(&d.id)
+            .push_bind(&d.integration_id)
+            .push_bind(&d.message_id)
+            .push_bind(&d.event_name)
+            .push_bind(d.call)
+            .push_bind(d.state)
+            .push_bind(0_i64)
+            .push_bind(d.created_at)
+            .push_bind(&d.url)
+            .push_bind(self.body)
+            .push_bind(&d.warnings)
+            .push_bind(d.test)
+            .push_bind(d.created_at)
+            .push_bind(d.created_at);
+    }
+}
+
+async fn write(
+    conn: &mut SqliteConnection,
+    mut records: Vec<IngestRecord>,
+) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+    // Events: new unless stored, or repeated earlier in this same write.
+    let stored = stored_events(conn, &records).await?;
+    let mut seen = HashSet::with_capacity(records.len());
+    let new_event: Vec<bool> = records
+        .iter()
+        .map(|r| {
+            let id = r.event.message_id.as_str();
+            !stored.contains(id) && seen.insert(id)
+        })
+        .collect();
+    drop(seen);
+    let events: Vec<EventRow> = records
+        .iter_mut()
+        .zip(&new_event)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| {
+            let payload = std::mem::take(&mut r.event.payload);
+            EventRow {
+                event: &r.event,
+                payload,
+            }
+        })
+        .collect();
+    let expected = events.len();
+    expect_rows("events", insert(conn, events).await?, expected)?;
+
+    // Deliveries: an event reaches each integration once. An integration deleted
+    // since the request was routed takes nothing (deletes go through this same
+    // writer, so this check cannot race them).
+    let ids: Vec<&IntegrationId> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter().map(|d| &d.integration_id))
+        .collect();
+    let existing = existing_integrations(conn, &ids).await?;
+    let candidates: Vec<&NewDelivery> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| existing.contains(&d.integration_id))
+        .collect();
+    let stored = stored_deliveries(conn, &candidates).await?;
+    let stored: HashSet<(&IntegrationId, &str)> =
+        stored.iter().map(|(i, m)| (i, m.as_str())).collect();
+    let mut seen = HashSet::with_capacity(candidates.len());
+    let written: HashSet<DeliveryId> = candidates
+        .iter()
+        .filter(|d| {
+            let key = (&d.integration_id, d.message_id.as_str());
+            !stored.contains(&key) && seen.insert(key)
+        })
+        .map(|d| d.id.clone())
+        .collect();
+    drop((seen, stored, candidates));
+    let deliveries: Vec<DeliveryRow> = records
+        .iter_mut()
+        .flat_map(|r| r.deliveries.iter_mut())
+        .filter(|d| written.contains(&d.id))
+        .map(|d| {
+            let body = d.body.take();
+            DeliveryRow { delivery: d, body }
+        })
+        .collect();
+    let expected = deliveries.len();
+    expect_rows("deliveries", insert(conn, deliveries).await?, expected)?;
+
+    let logs: Vec<&LogRecord> = records
+        .iter()
+        .flat_map(|r| r.logs.iter())
+        .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
+        .collect();
+    insert_logs(conn, &logs).await?;
+    Ok(records
+        .into_iter()
+        .zip(new_event)
+        .map(|(r, new_event)| {
+            let outcome = Written {
+                new_event,
+                deliveries: r
+                    .deliveries
+                    .iter()
+                    .filter(|d| written.contains(&d.id))
+                    .map(|d| d.id.clone())
+                    .collect(),
+            };
+            (r, outcome)
+        })
+        .collect())
+}
+
+/// The messageIds of `records` already stored.
+async fn stored_events(
+    conn: &mut SqliteConnection,
+    records: &[IngestRecord],
+) -> Result<HashSet<String>, StoreError> {
+    let mut stored = HashSet::new();
+    let mut rest = records;
+    for n in pieces(records.len(), MAX_BINDS) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT message_id FROM events WHERE message_id IN (");
+        let mut list = q.separated(", ");
+        for r in chunk {
+            list.push_bind(&r.event.message_id);
+        }
+        list.push_unseparated(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(stored)
+}
+
+/// The (integration, messageId) pairs of `deliveries` already stored: one query per
+/// integration, on the `deliveries_once` index.
+async fn stored_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[&NewDelivery],
+) -> Result<Vec<(IntegrationId, String)>, StoreError> {
+    let mut by_integration: Vec<(&IntegrationId, Vec<&str>)> = Vec::new();
+    for d in deliveries {
+        match by_integration
+            .iter_mut()
+            .find(|(i, _)| *i == &d.integration_id)
+        {
+            Some((_, ids)) => ids.push(&d.message_id),
+            None => by_integration.push((&d.integration_id, vec![&d.message_id])),
+        }
+    }
+    let mut stored = Vec::new();
+    for (integration_id, message_ids) in by_integration {
+        let mut rest: &[&str] = &message_ids;
+        for n in pieces(message_ids.len(), MAX_BINDS - 1) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT message_id FROM deliveries WHERE integration_id = ");
+            q.push_bind(integration_id).push(" AND message_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            list.push_unseparated(")");
+            for row in q.build().fetch_all(&mut *conn).await? {
+                stored.push((integration_id.clone(), row.try_get::<String, _>(0)?));
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A write that found first what was stored inserts exactly the rows it expects; any
+/// other count means the store changed under the writer, and nothing is acknowledged.
+fn expect_rows(table: &str, inserted: u64, expected: usize) -> Result<(), StoreError> {
+    if inserted == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "{table}: {inserted} rows inserted where {expected} were expected"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::button::CallKind;
+    use crate::domain::DeliveryState;
+    use crate::store::sqlite::rows::tests::binds_every_column;
+
+    #[test]
+    fn every_insert_binds_every_column() {
+        let event = NewEvent {
+            message_id: "m".into(),
+            event_name: None,
+            received_at: 0,
+            payload: String::new(),
+        };
+        binds_every_column(EventRow {
+            event: &event,
+            payload: "{}".into(),
+        });
+        let delivery = NewDelivery {
+            id: DeliveryId::new(),
+            integration_id: IntegrationId::new(),
+            message_id: "m".into(),
+            event_name: "purchase".into(),
+            call: CallKind::OrderCreate,
+            state: DeliveryState::Pending,
+            url: None,
+            body: None,
+            warnings: None,
+            test: false,
+            created_at: 0,
+        };
+        binds_every_column(DeliveryRow {
+            delivery: &delivery,
+            body: None,
+        });
+    }
+}

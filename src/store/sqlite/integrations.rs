@@ -1,0 +1,163 @@
+//! Integration rows on SQLite.
+
+use std::collections::HashSet;
+
+use sqlx::{FromRow, QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::SqliteStore;
+use super::rows::{Insert, insert};
+use crate::domain::IntegrationId;
+use crate::store::StoreError;
+use crate::store::integrations::IntegrationRow;
+
+fn select() -> String {
+    format!(
+        "SELECT {} FROM integrations",
+        <&IntegrationRow as Insert>::COLUMNS.join(", ")
+    )
+}
+
+impl SqliteStore {
+    pub(in crate::store) async fn insert_integration(
+        &self,
+        row: IntegrationRow,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    insert(conn, vec![&row]).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn update_integration(
+        &self,
+        row: IntegrationRow,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE integrations SET name = ?, enabled = ?, config = ?, secrets = ?, blueprint = ?, lane_state = ?, lane_reason = ?, updated_at = ?
+                         WHERE id = ?",
+                    )
+                    .bind(&row.name)
+                    .bind(row.enabled)
+                    .bind(&row.config)
+                    .bind(&row.secrets)
+                    .bind(&row.blueprint)
+                    .bind(row.lane_state)
+                    .bind(&row.lane_reason)
+                    .bind(row.updated_at)
+                    .bind(&row.id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn delete_integration(
+        &self,
+        id: &IntegrationId,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| Box::pin(async move { delete_all(conn, &id).await }))
+            .await
+    }
+
+    pub(in crate::store) async fn get_integration(
+        &self,
+        id: &IntegrationId,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE id = ?", select())))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(IntegrationRow::from_row).transpose()?)
+    }
+
+    pub(in crate::store) async fn all_integrations(
+        &self,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY id", select())))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(IntegrationRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+async fn delete_all(conn: &mut SqliteConnection, id: &IntegrationId) -> Result<bool, StoreError> {
+    let gone = sqlx::query("DELETE FROM integrations WHERE id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    for sql in [
+        "DELETE FROM deliveries WHERE integration_id = ?",
+        "DELETE FROM live_logs WHERE integration_id = ?",
+        "DELETE FROM outcome_counts WHERE integration_id = ?",
+        "DELETE FROM live_log_counts WHERE integration_id = ?",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(gone > 0)
+}
+
+/// Which of `ids` name integrations that exist (read inside the writer's transaction,
+/// so a delete cannot slip in between).
+pub(super) async fn existing_integrations(
+    conn: &mut SqliteConnection,
+    ids: &[&IntegrationId],
+) -> Result<HashSet<IntegrationId>, StoreError> {
+    let mut wanted: Vec<&IntegrationId> = ids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT id FROM integrations WHERE id IN (");
+    let mut list = q.separated(", ");
+    for id in wanted {
+        list.push_bind(id);
+    }
+    list.push_unseparated(")");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<IntegrationId, _>(0)?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::LaneState;
+    use crate::store::sqlite::rows::tests::binds_every_column;
+
+    #[test]
+    fn an_integration_binds_every_column() {
+        binds_every_column(&IntegrationRow {
+            id: IntegrationId::new(),
+            catalog_key: "button".into(),
+            name: "Button".into(),
+            variant: "default".into(),
+            delivery_mode: "server_side".into(),
+            enabled: true,
+            config: "{}".into(),
+            secrets: Vec::new(),
+            blueprint: "{}".into(),
+            lane_state: LaneState::Active,
+            lane_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        });
+    }
+}

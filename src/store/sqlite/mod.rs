@@ -1,0 +1,143 @@
+//! The embedded SQLite backend (WAL mode): one file, one process. Reads use a pool of
+//! connections; every write goes through the group-commit [`writer`], the only
+//! connection that writes; a background connection checkpoints the write-ahead log.
+//! One file per concern holds its SQL, beside the store's file of the same name.
+
+mod columns;
+mod dead_letters;
+mod ingest;
+mod integrations;
+mod logs;
+mod queue;
+mod retention;
+mod rows;
+mod stats;
+mod writer;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
+
+use super::StoreError;
+use crate::config::{DatabaseSettings, Synchronous};
+use writer::Writer;
+
+#[derive(Clone)]
+pub(super) struct SqliteStore {
+    read: SqlitePool,
+    write_pool: SqlitePool,
+    checkpoint_pool: SqlitePool,
+    stop_checkpoints: tokio::sync::watch::Sender<bool>,
+    writer: Writer,
+}
+
+fn migrator() -> Migrator {
+    // The initial migration is kept byte for byte as first applied: sqlx checks each
+    // applied migration's checksum, so an edit (even to a comment) would stop every
+    // existing database from opening. Schema changes come as new files.
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        include_str!("../../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqliteStore {
+    pub(super) async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let synchronous = match settings.synchronous {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(settings.busy_timeout)
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(256);
+        // Commits do not checkpoint (a checkpoint inside a commit stalls every write
+        // waiting behind it): a background connection does, see `checkpoints`. The
+        // writer's own threshold stays as a backstop should that ever fall behind.
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma(
+                        "cache_size",
+                        format!("-{}", settings.writer_cache_mib * 1024),
+                    )
+                    .pragma("wal_autocheckpoint", "16384")
+                    .pragma("journal_size_limit", "67108864"),
+            )
+            .await?;
+        migrator()
+            .run(&write_pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(settings.read_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let checkpoint_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let (stop_checkpoints, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(checkpoints(checkpoint_pool.clone(), stopping));
+        let writer = Writer::start(write_pool.clone(), settings.max_batch_ops);
+        Ok(Self {
+            read,
+            write_pool,
+            checkpoint_pool,
+            stop_checkpoints,
+            writer,
+        })
+    }
+
+    /// Where work on the commit path runs: the writer's own thread.
+    pub(super) fn commit_path(&self) -> tokio::runtime::Handle {
+        self.writer.handle().clone()
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        self.writer.stop().await;
+        let _ = self.stop_checkpoints.send(true);
+        self.checkpoint_pool.close().await;
+        self.read.close().await;
+        self.write_pool.close().await;
+    }
+}
+
+/// Copies the write-ahead log into the database every 200 ms, from a connection of its
+/// own, so that commits never carry a checkpoint (and its sync of the database file).
+/// PASSIVE never blocks the writer or readers; what it cannot copy now it copies next
+/// time.
+async fn checkpoints(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "checkpoint failed; will try again");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The delivery queue on SQLite. Leases, outcomes and releases go through the writer;
+//! `next_due` reads.
+//!
+//! States are bound, never written into the SQL. SQLite still plans `state = ?` with
+//! the `pending`-only partial indexes: a statement whose bound value decides the plan
+//! is prepared again with that value (the test below proves the plan).
+
+use std::collections::HashSet;
+
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::SqliteStore;
+use super::integrations::existing_integrations;
+use super::logs::insert_logs;
+use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
+use crate::store::logs::LogRecord;
+use crate::store::queue::{Finish, Leased};
+use crate::store::{MAX_BINDS, StoreError, pieces};
+
+impl SqliteStore {
+    pub(in crate::store) async fn lease(
+        &self,
+        integration_id: &IntegrationId,
+        limit: usize,
+        now: i64,
+        lease_until: i64,
+        token: &LeaseToken,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let (integration_id, token) = (integration_id.clone(), token.clone());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
+                         WHERE id IN (
+                             SELECT id FROM deliveries
+                             WHERE integration_id = ? AND state = ? AND available_at <= ?
+                             ORDER BY available_at LIMIT ?)
+                         RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token, created_at",
+                    )
+                    .bind(lease_until)
+                    .bind(&token)
+                    .bind(now)
+                    .bind(&integration_id)
+                    .bind(DeliveryState::Pending)
+                    .bind(now)
+                    .bind(limit as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut leased = rows
+                        .iter()
+                        .map(Leased::from_row)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    // RETURNING gives no order; serve the oldest first.
+                    leased.sort_by(|a, b| a.id.cmp(&b.id));
+                    Ok(leased)
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn finish(
+        &self,
+        finishes: Vec<Finish>,
+        now: i64,
+    ) -> Result<(Vec<Finish>, u64), StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    // One statement per chunk: the new state of each delivery comes in
+                    // a VALUES list (columns column1.. in SQLite and PostgreSQL alike).
+                    let mut updated = 0;
+                    let mut rest: &[Finish] = &finishes;
+                    for n in pieces(finishes.len(), MAX_BINDS / 5) {
+                        let (chunk, tail) = rest.split_at(n);
+                        rest = tail;
+                        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                            "UPDATE deliveries SET state = v.column3, attempts = attempts + v.column4, available_at = v.column5, lease_token = NULL, updated_at = ",
+                        );
+                        q.push_bind(now).push(" FROM (");
+                        q.push_values(chunk, |mut b, f| {
+                            b.push_bind(&f.delivery_id)
+                                .push_bind(&f.lease_token)
+                                .push_bind(f.state)
+                                .push_bind(i64::from(f.count_attempt))
+                                .push_bind(f.available_at);
+                        });
+                        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2");
+                        updated += q.build().execute(&mut *conn).await?.rows_affected();
+                    }
+                    let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
+                    // Outcomes of an integration deleted meanwhile are not recorded.
+                    let ids: Vec<&IntegrationId> =
+                        finishes.iter().map(|f| &f.log.integration_id).collect();
+                    let existing: HashSet<IntegrationId> = existing_integrations(conn, &ids).await?;
+                    let logs: Vec<&LogRecord> = finishes
+                        .iter()
+                        .map(|f| &f.log)
+                        .filter(|l| existing.contains(&l.integration_id))
+                        .collect();
+                    insert_logs(conn, &logs).await?;
+                    Ok((finishes, lost))
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn release(
+        &self,
+        leases: Vec<(DeliveryId, LeaseToken)>,
+        available_at: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut rest: &[(DeliveryId, LeaseToken)] = &leases;
+                    for n in pieces(leases.len(), MAX_BINDS / 2) {
+                        let (chunk, tail) = rest.split_at(n);
+                        rest = tail;
+                        let mut q: QueryBuilder<Sqlite> =
+                            QueryBuilder::new("UPDATE deliveries SET lease_token = NULL, available_at = ");
+                        q.push_bind(available_at).push(" FROM (");
+                        q.push_values(chunk, |mut b, (id, token)| {
+                            b.push_bind(id).push_bind(token);
+                        });
+                        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2 AND deliveries.state = ")
+                            .push_bind(DeliveryState::Pending);
+                        q.build().execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = ? AND lease_token IS NOT NULL",
+                    )
+                    .bind(now)
+                    .bind(DeliveryState::Pending)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn next_due(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(available_at) FROM deliveries WHERE integration_id = ? AND state = ?",
+        )
+        .bind(integration_id)
+        .bind(DeliveryState::Pending)
+        .fetch_one(&self.read)
+        .await?)
+    }
+}

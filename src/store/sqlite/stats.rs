@@ -1,0 +1,72 @@
+//! Queue depth, dead letters and outcome counts on SQLite (reads).
+
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::domain::{DeliveryState, IntegrationId, Outcome};
+use crate::store::StoreError;
+use crate::store::stats::{PendingCount, QueueDepth};
+
+impl SqliteStore {
+    pub(in crate::store) async fn queue_depth(
+        &self,
+        integration_id: &IntegrationId,
+        now: i64,
+    ) -> Result<QueueDepth, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending,
+                    COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND available_at > ? THEN 1 ELSE 0 END), 0) AS in_flight,
+                    MIN(created_at) AS oldest
+             FROM deliveries WHERE integration_id = ? AND state = ?",
+        )
+        .bind(now)
+        .bind(integration_id)
+        .bind(DeliveryState::Pending)
+        .fetch_one(&self.read)
+        .await?;
+        let dead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE integration_id = ? AND state = ?",
+        )
+        .bind(integration_id)
+        .bind(DeliveryState::Dead)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(QueueDepth {
+            pending: row.try_get("pending")?,
+            in_flight: row.try_get("in_flight")?,
+            oldest_pending_at: row.try_get("oldest")?,
+            dead,
+        })
+    }
+
+    pub(in crate::store) async fn all_queue_depths(&self) -> Result<Vec<PendingCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT integration_id, COUNT(*) AS pending, MIN(created_at) AS oldest
+             FROM deliveries WHERE state = ? GROUP BY integration_id",
+        )
+        .bind(DeliveryState::Pending)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingCount {
+                    integration_id: r.try_get("integration_id")?,
+                    pending: r.try_get("pending")?,
+                    oldest_pending_at: r.try_get("oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(in crate::store) async fn outcome_counts(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Vec<(Outcome, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT outcome, count FROM outcome_counts WHERE integration_id = ? ORDER BY outcome",
+        )
+        .bind(integration_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+}

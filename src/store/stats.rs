@@ -1,0 +1,45 @@
+//! What an operator and the metrics read about the queue: its depth and age, dead
+//! letters, and the lifetime count of each outcome.
+
+use super::{Store, StoreError, on_backend};
+use crate::domain::{IntegrationId, Outcome};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    /// Deliveries waiting or in flight.
+    pub pending: i64,
+    pub in_flight: i64,
+    pub oldest_pending_at: Option<i64>,
+    pub dead: i64,
+}
+
+/// One integration's pending deliveries, for the metrics.
+#[derive(Debug, Clone)]
+pub struct PendingCount {
+    pub integration_id: IntegrationId,
+    pub pending: i64,
+    pub oldest_pending_at: i64,
+}
+
+impl Store {
+    pub async fn queue_depth(
+        &self,
+        integration_id: &IntegrationId,
+        now: i64,
+    ) -> Result<QueueDepth, StoreError> {
+        on_backend!(self.backend, db => db.queue_depth(integration_id, now).await)
+    }
+
+    /// Pending count and oldest pending creation time of every integration with a queue.
+    pub async fn all_queue_depths(&self) -> Result<Vec<PendingCount>, StoreError> {
+        on_backend!(self.backend, db => db.all_queue_depths().await)
+    }
+
+    /// Lifetime counts of each outcome for the integration (not reduced by pruning).
+    pub async fn outcome_counts(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Vec<(Outcome, i64)>, StoreError> {
+        on_backend!(self.backend, db => db.outcome_counts(integration_id).await)
+    }
+}
