@@ -39,27 +39,16 @@ impl Prepared {
     }
 }
 
-/// A call a compiled blueprint names: one of the calls its catalog entry offers, which
-/// are all Button calls (the catalog's tests prove it).
-fn call_kind(name: &str) -> CallKind {
-    name.parse()
-        .expect("a compiled blueprint names only its catalog entry's calls")
-}
-
 pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Prepared {
     match integration.blueprint.map(event, &integration.config) {
         Mapped::NotSubscribed => Prepared::NotSubscribed,
-        Mapped::Filtered { call, reason, .. } => Prepared::Filtered {
-            call: call_kind(&call),
-            reason,
-        },
+        Mapped::Filtered { call, reason } => Prepared::Filtered { call, reason },
         Mapped::Failed {
             call,
             errors,
             warnings,
-            ..
         } => Prepared::Failed {
-            call: call_kind(&call),
+            call,
             errors,
             warnings,
         },
@@ -67,21 +56,17 @@ pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Pre
             call,
             body,
             warnings,
-            ..
-        } => {
-            let call = call_kind(&call);
-            match button::to_call(call, body) {
-                Ok(button_call) => Prepared::Request {
-                    request: client.prepare(&button_call),
-                    warnings,
-                },
-                Err(errors) => Prepared::Failed {
-                    call,
-                    errors,
-                    warnings,
-                },
-            }
-        }
+        } => match button::to_call(call, body) {
+            Ok(button_call) => Prepared::Request {
+                request: client.prepare(&button_call),
+                warnings,
+            },
+            Err(errors) => Prepared::Failed {
+                call,
+                errors,
+                warnings,
+            },
+        },
     }
 }
 

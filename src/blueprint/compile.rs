@@ -10,7 +10,10 @@ use super::language::{Field, FieldValue, Mapping, Report, Source, TRANSFORMS, Tr
 use super::path::{Path, Root};
 use super::{Blueprint, BlueprintError, CallSpec, VERSION, transform};
 
-pub(super) fn compile(doc: &Value, calls: &[CallSpec]) -> Result<Blueprint, Vec<BlueprintError>> {
+pub(super) fn compile<C: Copy>(
+    doc: &Value,
+    calls: &[CallSpec<C>],
+) -> Result<Blueprint<C>, Vec<BlueprintError>> {
     let mut c = Compiler::default();
     let blueprint = c.blueprint(doc, calls);
     match (blueprint, c.errors.is_empty()) {
@@ -54,7 +57,7 @@ impl Compiler {
         Some(obj)
     }
 
-    fn blueprint(&mut self, doc: &Value, calls: &[CallSpec]) -> Option<Blueprint> {
+    fn blueprint<C: Copy>(&mut self, doc: &Value, calls: &[CallSpec<C>]) -> Option<Blueprint<C>> {
         let obj = self.object(
             doc,
             "",
@@ -83,29 +86,34 @@ impl Compiler {
         }
         let mut mappings = Vec::new();
         let mut by_event = HashMap::new();
+        // Which mapping of the document took each event, for messages.
+        let mut taken = HashMap::new();
         let mut names = HashSet::new();
         for (i, m) in list.iter().enumerate() {
             let at = format!("mappings[{i}]");
-            let Some(mapping) = self.mapping(m, &at, calls) else {
+            let Some((name, events, mapping)) = self.mapping(m, &at, calls) else {
                 continue;
             };
-            if !names.insert(mapping.0.name.clone()) {
+            if !names.insert(name.clone()) {
                 self.err(
                     &join(&at, "name"),
-                    format!("{:?} is the name of another mapping", mapping.0.name),
+                    format!("{name:?} is the name of another mapping"),
                 );
             }
-            for event in mapping.1 {
-                if let Some(&other) = by_event.get(&event) {
+            for event in events {
+                if let Some(&other) = taken.get(&event) {
                     self.err(
                         &join(&at, "events"),
                         format!("{event:?} is already taken by mappings[{other}]; an event can have one mapping"),
                     );
                 } else {
+                    taken.insert(event.clone(), i);
                     by_event.insert(event, mappings.len());
                 }
             }
-            mappings.push(mapping.0);
+            // A mapping without a call of this destination was reported above, and
+            // the blueprint will not compile.
+            mappings.extend(mapping);
         }
         Some(Blueprint {
             consent,
@@ -114,12 +122,14 @@ impl Compiler {
         })
     }
 
-    fn mapping(
+    /// One mapping: its name and events (checked across mappings by the caller), and
+    /// its compiled form if it names one of the destination's calls.
+    fn mapping<C: Copy>(
         &mut self,
         m: &Value,
         at: &str,
-        calls: &[CallSpec],
-    ) -> Option<(Mapping, Vec<String>)> {
+        calls: &[CallSpec<C>],
+    ) -> Option<(String, Vec<String>, Option<Mapping<C>>)> {
         let obj = self.object(m, at, &["name", "description", "events", "call", "fields"])?;
         let name = match obj.get("name").and_then(Value::as_str) {
             Some(n) if !n.trim().is_empty() => n.to_owned(),
@@ -191,14 +201,11 @@ impl Compiler {
                 }
             }
         }
-        Some((
-            Mapping {
-                name,
-                call: call.to_owned(),
-                fields,
-            },
-            events,
-        ))
+        let mapping = spec.map(|spec| Mapping {
+            call: spec.call,
+            fields,
+        });
+        Some((name, events, mapping))
     }
 
     fn fields(&mut self, list: &[Value], at: &str, in_item: bool) -> Vec<Field> {

@@ -9,7 +9,7 @@ use super::language::{Field, FieldValue, Report, Source, Transform};
 use super::path::Scope;
 use super::{Blueprint, Issue, Mapped, event_name, transform};
 
-pub(super) fn map(blueprint: &Blueprint, event: &Value, config: &Value) -> Mapped {
+pub(super) fn map<C: Copy>(blueprint: &Blueprint<C>, event: &Value, config: &Value) -> Mapped<C> {
     let Some(mapping) = event_name(event)
         .and_then(|name| blueprint.by_event.get(name))
         .map(|&i| &blueprint.mappings[i])
@@ -21,12 +21,11 @@ pub(super) fn map(blueprint: &Blueprint, event: &Value, config: &Value) -> Mappe
         config,
         item: None,
     };
-    let (name, call) = (mapping.name.clone(), mapping.call.clone());
+    let call = mapping.call;
     if let Some(consent) = &blueprint.consent
         && let Ok(Some(Value::Bool(false))) = eval(consent, &scope).as_ref().map(|v| v.as_deref())
     {
         return Mapped::Filtered {
-            mapping: name,
             call,
             reason: "no marketing consent: context.consent.canonical.marketing is false".into(),
         };
@@ -44,14 +43,12 @@ pub(super) fn map(blueprint: &Blueprint, event: &Value, config: &Value) -> Mappe
     );
     if errors.is_empty() {
         Mapped::Request {
-            mapping: name,
             call,
             body: Value::Object(out),
             warnings,
         }
     } else {
         Mapped::Failed {
-            mapping: name,
             call,
             errors,
             warnings,

@@ -6,9 +6,9 @@ use serde_json::Value;
 use super::path::Path;
 
 #[derive(Debug, Clone)]
-pub(super) struct Mapping {
-    pub(super) name: String,
-    pub(super) call: String,
+pub(super) struct Mapping<C> {
+    /// The destination call the mapping makes.
+    pub(super) call: C,
     pub(super) fields: Vec<Field>,
 }
 

@@ -46,10 +46,14 @@ use language::{Mapping, Source};
 
 pub const VERSION: u64 = 1;
 
-/// A destination call a mapping may target, and the fields it needs.
+/// A destination call a mapping may target, and the fields it needs. `C` is how the
+/// destination knows the call: the blueprint matches a mapping's `"call"` against
+/// `name` and hands `call` back with every event it maps, never looking inside it.
 #[derive(Debug, Clone, Copy)]
-pub struct CallSpec {
+pub struct CallSpec<C> {
+    /// The call's name in a blueprint document.
     pub name: &'static str,
+    pub call: C,
     /// Destination fields the mapping must produce (`line_items[].total` is a field of
     /// each element of the list `line_items`).
     pub required: &'static [&'static str],
@@ -57,7 +61,7 @@ pub struct CallSpec {
     pub fields: &'static [&'static str],
 }
 
-impl CallSpec {
+impl<C> CallSpec<C> {
     /// Whether the call accepts destination field `path`; a field listed as `x.*`
     /// accepts every key under `x` (free-form maps such as `attributes`).
     pub fn accepts(&self, path: &str) -> bool {
@@ -88,42 +92,37 @@ pub struct Issue {
 
 /// What a blueprint makes of one event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Mapped {
+pub enum Mapped<C> {
     /// No mapping of the blueprint takes this event.
     NotSubscribed,
     /// Subscribed, but the consent rule keeps it from this destination.
-    Filtered {
-        mapping: String,
-        call: String,
-        reason: String,
-    },
+    Filtered { call: C, reason: String },
     /// The request body for `call`.
     Request {
-        mapping: String,
-        call: String,
+        call: C,
         body: Value,
         warnings: Vec<Issue>,
     },
     /// Subscribed, but the event lacks what the request needs.
     Failed {
-        mapping: String,
-        call: String,
+        call: C,
         errors: Vec<Issue>,
         warnings: Vec<Issue>,
     },
 }
 
+/// A compiled blueprint for a destination whose calls are `C`s.
 #[derive(Debug, Clone)]
-pub struct Blueprint {
+pub struct Blueprint<C> {
     consent: Option<Source>,
-    mappings: Vec<Mapping>,
+    mappings: Vec<Mapping<C>>,
     by_event: HashMap<String, usize>,
 }
 
-impl Blueprint {
+impl<C: Copy> Blueprint<C> {
     /// Compiles a blueprint document for a destination offering `calls`. Every problem
     /// found is reported, each with its location.
-    pub fn compile(doc: &Value, calls: &[CallSpec]) -> Result<Self, Vec<BlueprintError>> {
+    pub fn compile(doc: &Value, calls: &[CallSpec<C>]) -> Result<Self, Vec<BlueprintError>> {
         compile::compile(doc, calls)
     }
 
@@ -133,7 +132,7 @@ impl Blueprint {
     }
 
     /// Maps one event. `config` is the integration's non-secret config (`config.` paths).
-    pub fn map(&self, event: &Value, config: &Value) -> Mapped {
+    pub fn map(&self, event: &Value, config: &Value) -> Mapped<C> {
         evaluate::map(self, event, config)
     }
 }

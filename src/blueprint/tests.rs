@@ -2,8 +2,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const CALLS: &[CallSpec] = &[CallSpec {
+const CALLS: &[CallSpec<&str>] = &[CallSpec {
     name: "thing.create",
+    call: "thing.create",
     required: &["id", "lines", "lines[].sku"],
     fields: &[
         "id",
@@ -41,7 +42,7 @@ fn minimal() -> Value {
     })
 }
 
-fn compile(doc: Value) -> Blueprint {
+fn compile(doc: Value) -> Blueprint<&'static str> {
     Blueprint::compile(&doc, CALLS).expect("blueprint compiles")
 }
 
@@ -49,7 +50,7 @@ fn errors(doc: Value) -> Vec<BlueprintError> {
     Blueprint::compile(&doc, CALLS).expect_err("blueprint must be refused")
 }
 
-fn map(bp: &Blueprint, event: Value) -> Mapped {
+fn map(bp: &Blueprint<&'static str>, event: Value) -> Mapped<&'static str> {
     bp.map(&event, &json!({"application_id": "app-1"}))
 }
 
@@ -67,8 +68,7 @@ fn maps_an_event_through_fallbacks_and_transforms() {
     assert_eq!(
         out,
         Mapped::Request {
-            mapping: "thing".into(),
-            call: "thing.create".into(),
+            call: "thing.create",
             body: json!({"id": "42", "lines": [{"sku": "a", "total": 5997}, {"sku": "b", "total": 10}]}),
             warnings: vec![],
         }
@@ -198,8 +198,7 @@ fn literals_defaults_collections_and_warnings() {
     assert_eq!(
         out,
         Mapped::Request {
-            mapping: "t".into(),
-            call: "thing.create".into(),
+            call: "thing.create",
             body: json!({"id": "fixed", "note": null, "tags": ["A", "C"], "meta": {"source": "signal"},
                          "amount": 900, "lines": [{"sku": "x"}]}),
             warnings: vec![Issue {

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::blueprint::{Blueprint, BlueprintError, CallSpec};
+use crate::button::CallKind;
 
 /// A catalog entry, as Signal's Integration Library shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -36,12 +37,12 @@ pub struct CatalogEntry {
     pub default_blueprint: Box<RawValue>,
     /// The destination calls a blueprint of this entry may map events to.
     #[serde(skip)]
-    pub calls: &'static [CallSpec],
+    pub calls: &'static [CallSpec<CallKind>],
 }
 
 impl CatalogEntry {
     /// Compiles a blueprint document against this entry's calls.
-    pub fn compile(&self, doc: &Value) -> Result<Blueprint, Vec<BlueprintError>> {
+    pub fn compile(&self, doc: &Value) -> Result<Blueprint<CallKind>, Vec<BlueprintError>> {
         Blueprint::compile(doc, self.calls)
     }
 }

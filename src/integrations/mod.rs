@@ -11,6 +11,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::blueprint::Blueprint;
+use crate::button::CallKind;
 use crate::catalog::CatalogEntry;
 use crate::domain::{IntegrationId, LaneState};
 pub use registry::{LoadError, Registry, RegistryError};
@@ -34,7 +35,7 @@ pub struct Integration {
     pub api_key: SecretString,
     /// The blueprint document as written.
     pub blueprint_doc: Box<RawValue>,
-    pub blueprint: Blueprint,
+    pub blueprint: Blueprint<CallKind>,
     pub lane_state: LaneState,
     pub lane_reason: Option<String>,
     pub created_at: i64,
