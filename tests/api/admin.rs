@@ -552,11 +552,11 @@ async fn a_request_id_is_returned_and_an_incoming_one_is_kept() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-42");
     // The request's log line carries it.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(
-        crate::helpers::captured_logs()
-            .lines()
-            .any(|l| l.contains("caller-chosen-42") && l.contains("request finished"))
+        crate::helpers::wait_for_log_line(
+            |l| l.contains("caller-chosen-42") && l.contains("request finished")
+        )
+        .await
     );
 }
 

@@ -291,8 +291,20 @@ async fn timeouts_and_dropped_connections_are_retryable() {
     assert!(a.status.is_none());
     assert!(a.error.is_some());
 
+    // Button gone: wait until its port refuses connections, then call it.
+    let addr = fake
+        .orders_base_url()
+        .trim_start_matches("http://")
+        .to_owned();
     drop(fake);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake Button kept listening"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let a = client
         .send(&client.prepare(&order("o-refused")), &key())
         .await;

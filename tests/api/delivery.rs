@@ -84,7 +84,7 @@ async fn each_event_type_is_delivered_with_the_exact_expected_body() {
 #[tokio::test]
 async fn a_repeated_message_id_is_acknowledged_but_delivered_once() {
     let app = TestApp::spawn().await;
-    app.install().await;
+    let id = app.install().await;
     let (status, first) = app.send_event(purchase("dup-1")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert_eq!(first["results"][0]["status"], "accepted");
@@ -109,7 +109,7 @@ async fn a_repeated_message_id_is_acknowledged_but_delivered_once() {
         .collect();
     assert_eq!(statuses, ["duplicate", "accepted", "duplicate"]);
     app.fake.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled(&id).await;
     let ids: Vec<String> = app
         .fake
         .received()
@@ -200,7 +200,7 @@ async fn a_batch_is_accepted_in_part_and_each_rejection_named() {
 #[tokio::test]
 async fn ingest_needs_the_ingest_token_and_a_valid_event() {
     let app = TestApp::spawn().await;
-    app.install().await;
+    let id = app.install().await;
     for token in [None, Some(app.admin_token.clone()), Some("nope".to_owned())] {
         let (status, body) = app
             .request(
@@ -240,11 +240,12 @@ async fn ingest_needs_the_ingest_token_and_a_valid_event() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled(&id).await;
     assert!(
         app.fake.received().is_empty(),
         "nothing refused was delivered"
     );
+    assert_eq!(app.queue_depth(&id).await, 0, "nothing refused was queued");
 }
 
 #[tokio::test]
@@ -405,8 +406,9 @@ async fn a_400_fails_at_once_with_its_hint() {
             .unwrap()
             .contains("Ensure order_id and total are mapped in the blueprint")
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settled(&id).await;
     assert_eq!(app.fake.received().len(), 1, "no further attempt");
+    assert_eq!(app.queue_depth(&id).await, 0, "no attempt scheduled");
     assert_eq!(app.logs(&id, "message_id=bad-1").await.len(), 1);
 }
 
@@ -426,7 +428,7 @@ async fn a_401_pauses_the_lane_and_a_new_key_delivers_what_waited() {
             .unwrap()
             .contains("Verify api_key in Button Settings > API Keys")
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.settled(&id).await;
     assert_eq!(
         app.fake.received().len(),
         1,
@@ -554,7 +556,7 @@ async fn exhausted_attempts_are_dead_lettered_listed_replayed_and_discarded() {
         .get(&format!("/v1/admin/integrations/{id}/dead-letters"))
         .await;
     assert!(list["data"].as_array().unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled(&id).await;
     assert_eq!(
         app.fake.received().len(),
         7,
@@ -599,7 +601,8 @@ async fn routing_follows_the_integrations_object_and_targeted_posts() {
     .await;
     app.wait_logs(&web, "outcome=delivered", 3, WAIT).await;
     app.wait_logs(&apps, "outcome=delivered", 3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled(&web).await;
+    app.settled(&apps).await;
     assert_eq!(app.logs(&web, "").await.len(), 3);
     assert_eq!(app.logs(&apps, "").await.len(), 3);
     let web_ids: Vec<Value> = app
@@ -672,8 +675,9 @@ async fn mapping_failures_and_filtered_events_are_recorded_not_sent() {
     );
     let filtered = app.logs(&id, "outcome=filtered").await;
     assert!(filtered[0]["error"].as_str().unwrap().contains("consent"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled(&id).await;
     assert!(app.fake.received().is_empty());
+    assert_eq!(app.queue_depth(&id).await, 0);
 }
 
 #[tokio::test]
@@ -687,7 +691,7 @@ async fn a_graceful_restart_finishes_attempts_in_flight_without_duplicates() {
     app.restart().await;
     app.fake.set_latency(Duration::ZERO);
     app.wait_logs(&id, "outcome=delivered", 20, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled(&id).await;
     let ids: Vec<String> = app
         .fake
         .received()
@@ -731,7 +735,16 @@ async fn a_store_that_refuses_writes_gets_503_and_loses_nothing_accepted() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let (status, ready) = app.request("GET", "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK, "reads still work: {ready}");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Hold the lock until delivery has run into it too (a lease or an outcome that
+    // could not be written), then let go.
+    assert!(
+        crate::helpers::wait_for_log_line(|l| {
+            l.contains(&id) && l.contains("cannot lease deliveries")
+                || l.contains("cannot record attempt outcomes")
+        })
+        .await,
+        "delivery never met the locked store"
+    );
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
     drop(locker);
 
@@ -810,6 +823,7 @@ async fn an_operator_pause_queues_events_until_resumed() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(paused["status"]["lane"], "paused");
+    let queued_at = Instant::now();
     let (status, summary) = app
         .send_batch(vec![purchase("pz-1"), add_to_cart("pz-2")])
         .await;
@@ -822,16 +836,17 @@ async fn an_operator_pause_queues_events_until_resumed() {
         Some(json!({"config": {"api_key": app.api_key}})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled(&id).await;
     assert!(app.fake.received().is_empty());
     let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
     assert_eq!(stats["lane"]["state"], "paused");
     assert_eq!(stats["queue"]["depth"], 2);
+    let age = stats["queue"]["oldest_pending_age_seconds"]
+        .as_f64()
+        .unwrap();
     assert!(
-        stats["queue"]["oldest_pending_age_seconds"]
-            .as_f64()
-            .unwrap()
-            >= 0.4
+        (0.0..=queued_at.elapsed().as_secs_f64() + 0.01).contains(&age),
+        "the oldest event waited {age}s"
     );
     app.admin("POST", &format!("/v1/admin/integrations/{id}/resume"), None)
         .await;
@@ -908,7 +923,8 @@ async fn a_known_event_still_reaches_an_integration_it_has_not_reached() {
     assert_eq!(third["results"][0]["status"], "duplicate");
     app.wait_logs(&web, "outcome=delivered", 1, WAIT).await;
     app.wait_logs(&apps, "outcome=delivered", 1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled(&web).await;
+    app.settled(&apps).await;
     assert_eq!(app.logs(&web, "").await.len(), 1);
     assert_eq!(app.logs(&apps, "").await.len(), 1);
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use button_delivery::config::{LogFormat, LogSettings, Settings};
+use button_delivery::delivery::Delivery;
+use button_delivery::domain::IntegrationId;
 use button_delivery::startup::Application;
 use fake_button::{Config as FakeConfig, FakeButton};
 use reqwest::StatusCode;
@@ -16,6 +18,20 @@ use tokio::sync::oneshot;
 /// Every log line of every in-process test, for secret scans.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+/// Waits (up to 10 s) until some captured log line passes `line`.
+pub async fn wait_for_log_line(line: impl Fn(&str) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if captured_logs().lines().any(&line) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -90,6 +106,7 @@ pub struct TestApp {
     env: Vec<(String, String)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    delivery: Option<Arc<Delivery>>,
 }
 
 /// Settings a test may change, as environment pairs.
@@ -161,6 +178,7 @@ impl TestApp {
             env,
             stop: None,
             task: None,
+            delivery: None,
         };
         app.start().await;
         app
@@ -172,6 +190,7 @@ impl TestApp {
             .await
             .expect("the service starts");
         self.addr = application.local_addr();
+        self.delivery = Some(application.delivery());
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(async move {
             application
@@ -330,6 +349,27 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the integration's delivery has settled: no attempt in flight, every
+    /// outcome recorded, and nothing due now (or its lane closed). What a test then
+    /// sees is final until something changes; the test fails if it takes over 10 s.
+    pub async fn settled(&self, integration: &str) {
+        let id = IntegrationId::parse(integration).expect("an integration id");
+        let delivery = self.delivery.as_ref().expect("the service runs");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        assert!(
+            delivery.settled(&id, deadline).await,
+            "delivery for {integration} did not settle within 10 s"
+        );
+    }
+
+    /// The integration's queue depth (pending deliveries, due or scheduled).
+    pub async fn queue_depth(&self, integration: &str) -> i64 {
+        let stats = self
+            .get(&format!("/v1/admin/integrations/{integration}/stats"))
+            .await;
+        stats["queue"]["depth"].as_i64().expect("a queue depth")
     }
 
     /// Asserts that no secret of this app appears in any log line captured so far.

@@ -178,16 +178,27 @@ async fn a_full_run_of_the_binary_logs_no_secret() {
         .await
         .unwrap();
     assert_eq!(test.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let logs = client
-        .get(process.url(&format!("/v1/admin/integrations/{id}/logs")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Wait for the event's attempt to be in Live Logs (its log line is written then).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = client
+            .get(process.url(&format!("/v1/admin/integrations/{id}/logs")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if logs.contains("m-secret-scan") {
+            break logs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event's attempt never reached Live Logs: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let (status, output) = process.stop();
     assert!(
         status.success(),

@@ -8,6 +8,15 @@ use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
 use crate::store::StoreError;
 use crate::store::dead_letters::{DeadLetter, Resolution, Selection};
 
+/// An integration's dead letters, newest first, before an id: integration, `dead`,
+/// before, how many.
+pub(super) const LIST: &str =
+    "SELECT id, message_id, event_name, call, attempts, created_at, updated_at
+     FROM deliveries WHERE integration_id = ? AND state = ? AND id < ? ORDER BY id DESC LIMIT ?";
+
+/// Sorts after every delivery id (`~` after every letter and digit).
+const AFTER_EVERY_ID: &str = "dlv_~";
+
 impl SqliteStore {
     pub(in crate::store) async fn list_dead_letters(
         &self,
@@ -15,18 +24,13 @@ impl SqliteStore {
         before: Option<&DeliveryId>,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, message_id, event_name, call, attempts, created_at, updated_at FROM deliveries WHERE integration_id = ",
-        );
-        q.push_bind(integration_id)
-            .push(" AND state = ")
-            .push_bind(DeliveryState::Dead);
-        if let Some(before) = before {
-            q.push(" AND id < ").push_bind(before);
-        }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.read).await?;
+        let rows = sqlx::query(LIST)
+            .bind(integration_id)
+            .bind(DeliveryState::Dead)
+            .bind(before.map_or(AFTER_EVERY_ID, DeliveryId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows
             .iter()
             .map(DeadLetter::from_row)

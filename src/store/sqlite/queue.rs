@@ -17,6 +17,19 @@ use crate::store::logs::LogRecord;
 use crate::store::queue::{Finish, Leased};
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
+/// Takes the oldest due deliveries of one integration: lease expiry, token, now;
+/// integration, `pending`, now; how many.
+pub(super) const LEASE: &str = "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
+     WHERE id IN (
+         SELECT id FROM deliveries
+         WHERE integration_id = ? AND state = ? AND available_at <= ?
+         ORDER BY available_at LIMIT ?)
+     RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token, created_at";
+
+/// When an integration's next delivery is due: integration, `pending`.
+pub(super) const NEXT_DUE: &str =
+    "SELECT MIN(available_at) FROM deliveries WHERE integration_id = ? AND state = ?";
+
 impl SqliteStore {
     pub(in crate::store) async fn lease(
         &self,
@@ -30,23 +43,16 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    let rows = sqlx::query(
-                        "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
-                         WHERE id IN (
-                             SELECT id FROM deliveries
-                             WHERE integration_id = ? AND state = ? AND available_at <= ?
-                             ORDER BY available_at LIMIT ?)
-                         RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token, created_at",
-                    )
-                    .bind(lease_until)
-                    .bind(&token)
-                    .bind(now)
-                    .bind(&integration_id)
-                    .bind(DeliveryState::Pending)
-                    .bind(now)
-                    .bind(limit as i64)
-                    .fetch_all(&mut *conn)
-                    .await?;
+                    let rows = sqlx::query(LEASE)
+                        .bind(lease_until)
+                        .bind(&token)
+                        .bind(now)
+                        .bind(&integration_id)
+                        .bind(DeliveryState::Pending)
+                        .bind(now)
+                        .bind(limit as i64)
+                        .fetch_all(&mut *conn)
+                        .await?;
                     let mut leased = rows
                         .iter()
                         .map(Leased::from_row)
@@ -154,12 +160,10 @@ impl SqliteStore {
         &self,
         integration_id: &IntegrationId,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(available_at) FROM deliveries WHERE integration_id = ? AND state = ?",
-        )
-        .bind(integration_id)
-        .bind(DeliveryState::Pending)
-        .fetch_one(&self.read)
-        .await?)
+        Ok(sqlx::query_scalar(NEXT_DUE)
+            .bind(integration_id)
+            .bind(DeliveryState::Pending)
+            .fetch_one(&self.read)
+            .await?)
     }
 }

@@ -21,7 +21,7 @@ const CHUNK: i64 = 5000;
 /// for a predicate that matches its own (`NOT IN ('pending', 'dead')`) as written,
 /// and SQLite compares bound values with a partial index's predicate only at the top
 /// level (`state = ?`), not inside `NOT IN (...)`.
-static FINISHED_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
+pub(super) static FINISHED_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state NOT IN ('{}', '{}') AND updated_at < ? LIMIT {CHUNK})",
         DeliveryState::Pending,
