@@ -126,11 +126,6 @@ impl<C: Copy> Blueprint<C> {
         compile::compile(doc, calls)
     }
 
-    /// Whether some mapping takes events named `name`.
-    pub fn subscribes(&self, name: &str) -> bool {
-        self.by_event.contains_key(name)
-    }
-
     /// Maps one event. `config` is the integration's non-secret config (`config.` paths).
     pub fn map(&self, event: &Value, config: &Value) -> Mapped<C> {
         evaluate::map(self, event, config)

@@ -92,10 +92,6 @@ impl Path {
         self.root
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// The value at the path, if there is one.
     pub fn lookup<'a>(&self, scope: &Scope<'a>) -> Option<&'a Value> {
         let mut value = match self.root {

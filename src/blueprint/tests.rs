@@ -86,7 +86,15 @@ fn unsubscribed_and_non_track_events_are_not_mapped() {
         map(&bp, json!({"type": "identify", "event": "purchase"})),
         Mapped::NotSubscribed
     );
-    assert!(bp.subscribes("purchase") && bp.subscribes("order_completed"));
+    for name in ["purchase", "order_completed"] {
+        assert!(
+            matches!(
+                map(&bp, json!({"type": "track", "event": name})),
+                Mapped::Failed { .. }
+            ),
+            "{name} is taken (and fails: it carries nothing to map)"
+        );
+    }
 }
 
 #[test]

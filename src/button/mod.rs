@@ -19,7 +19,6 @@ pub mod hints {
     pub const MISSING_FIELDS: &str = "400 Bad Request: missing required fields. Ensure order_id and total are mapped in the blueprint.";
     pub const WRONG_APPLICATION: &str =
         "Wrong application: verify the application ID matches the property you are tracking.";
-    pub const NOT_ATTRIBUTED: &str = "Conversions not attributed: capture the Button referral token from the landing page URL and include it in events.";
 }
 
 /// What an answer means for the delivery.

@@ -2,8 +2,6 @@
 //! its default blueprint, the Button calls a blueprint may target, and the step from a
 //! blueprint's output to a typed Button call.
 
-use std::sync::OnceLock;
-
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -113,14 +111,6 @@ pub const CALLS: &[CallSpec<CallKind>] = &[
 
 /// The default blueprint, as written (served and stored as is, so it reads as written).
 pub const DEFAULT_BLUEPRINT: &str = include_str!("button_blueprint.json");
-
-/// The default blueprint document every Button integration starts with.
-pub fn default_blueprint() -> &'static Value {
-    static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| {
-        serde_json::from_str(DEFAULT_BLUEPRINT).expect("the default blueprint is valid JSON")
-    })
-}
 
 pub fn entry() -> CatalogEntry {
     CatalogEntry {
@@ -236,8 +226,8 @@ mod tests {
 
     #[test]
     fn the_default_blueprint_compiles_against_buttons_calls() {
-        crate::blueprint::Blueprint::compile(default_blueprint(), CALLS)
-            .expect("default blueprint compiles");
+        let doc: Value = serde_json::from_str(DEFAULT_BLUEPRINT).unwrap();
+        crate::blueprint::Blueprint::compile(&doc, CALLS).expect("default blueprint compiles");
     }
 
     #[test]

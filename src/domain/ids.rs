@@ -66,8 +66,6 @@ macro_rules! prefixed_id {
         pub struct $name(Arc<str>);
 
         impl $name {
-            pub const PREFIX: &'static str = $prefix;
-
             /// A new id, greater than every id this thread made before.
             #[allow(clippy::new_without_default)]
             pub fn new() -> Self {

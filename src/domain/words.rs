@@ -12,22 +12,19 @@ pub struct UnknownWord {
 }
 
 /// Declares a vocabulary enum: `words! { pub enum Name { Variant = "text", ... } }`.
-/// It derives serde (the same text) and the OpenAPI schema, and gives `ALL`,
-/// `as_str`, `FromStr` and `Display`.
+/// It derives serde (the same text) and gives `ALL`, `as_str`, `FromStr`, `Display`
+/// and the OpenAPI schema (a string, one of the words, with the enum's doc).
 macro_rules! words {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         pub enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $word:literal, )+
+            $( $(#[doc = $vdoc:literal])* $variant:ident = $word:literal, )+
         }
     ) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash,
-            serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-        )]
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
+            $( $(#[doc = $vdoc])* #[serde(rename = $word)] $variant, )+
         }
 
         impl $name {
@@ -60,7 +57,65 @@ macro_rules! words {
                 f.write_str(self.as_str())
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::domain::words::schema(&[$($doc),*], Self::ALL.iter().map(|w| w.as_str()))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
+/// A vocabulary's OpenAPI schema: a string that is one of `words`, described by the
+/// enum's doc lines.
+pub fn schema<'a>(
+    doc: &[&str],
+    words: impl Iterator<Item = &'a str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let description = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join("\n");
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description((!description.is_empty()).then_some(description))
+        .enum_values(Some(words.collect::<Vec<_>>()))
+        .into()
+}
+
 pub(crate) use words;
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+
+    use crate::domain::{LaneCondition, Outcome};
+
+    /// The words a schema lists, as JSON.
+    fn listed<T: PartialSchema>() -> serde_json::Value {
+        let RefOr::T(Schema::Object(object)) = T::schema() else {
+            panic!("a vocabulary's schema is an inline object")
+        };
+        serde_json::to_value(object.enum_values).unwrap()
+    }
+
+    #[test]
+    fn the_schema_lists_the_words_as_they_are_written() {
+        assert_eq!(
+            listed::<Outcome>(),
+            serde_json::to_value(Outcome::ALL).unwrap()
+        );
+        assert_eq!(
+            listed::<LaneCondition>(),
+            serde_json::json!([
+                "active",
+                "rate_limited",
+                "auth_failed",
+                "paused",
+                "disabled"
+            ])
+        );
+    }
+}

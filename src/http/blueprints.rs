@@ -14,8 +14,7 @@ use super::extract::{AdminDocument, AdminJson};
 use super::integrations::find;
 use crate::blueprint::Issue;
 use crate::button::CallKind;
-use crate::domain::FieldError;
-use crate::domain::words::words;
+use crate::domain::{FieldError, Outcome};
 use crate::ingest;
 use crate::live_logs::RequestView;
 use crate::mapping::{self, Prepared};
@@ -92,19 +91,48 @@ pub async fn reset_blueprint(
     Ok(Json(updated.blueprint_doc.clone()))
 }
 
-words! {
-    /// What the blueprint makes of an event.
-    pub enum PreviewOutcome {
-        /// A request to send.
-        Request = "request",
-        /// Kept from Button (no marketing consent).
-        Filtered = "filtered",
-        /// The event lacks what the request needs.
-        MappingFailed = "mapping_failed",
-        /// No mapping of the blueprint takes the event.
-        NotSubscribed = "not_subscribed",
+/// What the blueprint makes of an event: a request to send, the outcome Live Logs
+/// would record instead of sending (`filtered`, `mapping_failed`), or no mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewOutcome {
+    Request,
+    Recorded(Outcome),
+    NotSubscribed,
+}
+
+impl PreviewOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Recorded(outcome) => outcome.as_str(),
+            Self::NotSubscribed => "not_subscribed",
+        }
     }
 }
+
+impl Serialize for PreviewOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for PreviewOutcome {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let words = [
+            Self::Request,
+            Self::Recorded(Outcome::Filtered),
+            Self::Recorded(Outcome::MappingFailed),
+            Self::NotSubscribed,
+        ];
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(words.map(Self::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for PreviewOutcome {}
 
 /// What the blueprint makes of an event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,7 +164,7 @@ impl PreviewResult {
                 );
             }
             Prepared::Filtered { reason, .. } => {
-                result.outcome = PreviewOutcome::Filtered;
+                result.outcome = PreviewOutcome::Recorded(Outcome::Filtered);
                 result.reason = Some(reason.clone());
             }
             Prepared::Request { request, warnings } => {
@@ -147,7 +175,7 @@ impl PreviewResult {
             Prepared::Failed {
                 errors, warnings, ..
             } => {
-                result.outcome = PreviewOutcome::MappingFailed;
+                result.outcome = PreviewOutcome::Recorded(Outcome::MappingFailed);
                 result.errors = errors.clone();
                 result.warnings = warnings.clone();
             }

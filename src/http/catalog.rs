@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminJson, List};
 use super::integrations::IntegrationView;
 use crate::catalog::{self, CatalogEntry};
-use crate::integrations;
+use crate::integrations::{self, request};
 
 /// The catalog entries.
 #[utoipa::path(get, path = "/v1/admin/integration-catalog", tag = "catalog",
@@ -38,29 +38,11 @@ pub async fn get_catalog_entry(
         .ok_or_else(|| ApiError::not_found("catalog entry", key))
 }
 
-/// The install request of the product page. (The schema documents the body; the body
-/// is read by [`integrations::parse_install`], which names every bad field at once.)
-#[derive(utoipa::ToSchema)]
-#[schema(example = json!({"name": "Button", "variant": "default",
-    "config": {"application_id": "app-abc123def456", "api_key": "your_api_key"}, "delivery_mode": "server_side"}))]
-pub struct InstallRequest {
-    /// Display name; defaults to the entry's name.
-    pub name: Option<String>,
-    /// A variant key of the entry; defaults to `default`.
-    pub variant: Option<String>,
-    /// `application_id` (`^app-[0-9a-zA-Z]+$`) and `api_key` (secret).
-    #[schema(value_type = Object)]
-    pub config: serde_json::Value,
-    /// `server_side`, the only mode Button supports.
-    pub delivery_mode: Option<String>,
-    pub enabled: Option<bool>,
-}
-
 /// Installs a catalog entry: creates an integration with the entry's default blueprint.
 #[utoipa::path(post, path = "/v1/admin/integration-catalog/{key}/install", tag = "catalog",
     security(("admin_token" = [])),
     params(("key" = String, Path, description = "Catalog key, e.g. `button`")),
-    request_body = InstallRequest,
+    request_body = request::InstallRequest,
     responses(
         (status = 201, description = "The new integration; secrets shown as ***", body = IntegrationView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),

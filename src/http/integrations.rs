@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminJson, List, Params};
 use crate::domain::clock::{now_ms, rfc3339, to_ms};
 use crate::domain::{IntegrationId, LaneCondition, LaneState, Outcome};
-use crate::integrations::{self, Integration, MASK};
+use crate::integrations::{self, Integration, MASK, request};
 
 /// The integration a path names, or 404 (a malformed id names none).
 pub fn find(state: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
@@ -112,26 +112,11 @@ pub async fn get_integration(
     Ok(Json(IntegrationView::of(&integration)))
 }
 
-/// A partial update: any of these fields. (The schema documents the body; the body is
-/// read by [`integrations::parse_update`], which names every bad field at once.)
-#[derive(ToSchema)]
-#[schema(example = json!({"name": "Button (web)", "enabled": true, "config": {"api_key": "new_key"}}))]
-pub struct UpdateRequest {
-    pub name: Option<String>,
-    pub enabled: Option<bool>,
-    /// `application_id` and/or `api_key` (rotation). A new api_key resumes a lane
-    /// paused by a 401.
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<Value>,
-    /// `server_side`, the only mode Button supports.
-    pub delivery_mode: Option<String>,
-}
-
 /// Renames, enables or disables, changes the application ID, or rotates the API key.
 #[utoipa::path(patch, path = "/v1/admin/integrations/{id}", tag = "integrations",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    request_body = UpdateRequest,
+    request_body = request::UpdateRequest,
     responses((status = 200, body = IntegrationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_integration(
@@ -236,7 +221,7 @@ pub async fn integration_stats(
     let integration = find(&state, &id)?;
     let id = &integration.id;
     let now = now_ms();
-    let depth = state.store.queue_depth(id, now).await?;
+    let depth = state.store.queue_depth(id).await?;
     let mut outcomes: BTreeMap<&'static str, i64> =
         Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
     for (outcome, count) in state.store.outcome_counts(id).await? {

@@ -30,12 +30,100 @@ pub struct Update {
     pub api_key: Option<SecretString>,
 }
 
-/// The keys an install request may have (the OpenAPI schema documents the same).
-pub const INSTALL_KEYS: &[&str] = &["name", "variant", "config", "delivery_mode", "enabled"];
-/// The keys an update request may have.
-pub const UPDATE_KEYS: &[&str] = &["name", "enabled", "config", "delivery_mode"];
+/// A key a request may carry: what the parser accepts and the OpenAPI schema shows,
+/// from this one list.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Whether a request must carry it.
+    pub required: bool,
+    pub about: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Boolean,
+    /// The integration's config: the [`CONFIG`] keys.
+    Config,
+}
+
+const fn key(name: &'static str, kind: Kind, required: bool, about: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        required,
+        about,
+    }
+}
+
+/// An install request's keys.
+pub const INSTALL: &[Key] = &[
+    key(
+        "name",
+        Kind::String,
+        false,
+        "Display name; defaults to the entry's name.",
+    ),
+    key(
+        "variant",
+        Kind::String,
+        false,
+        "A variant key of the entry; defaults to `default`.",
+    ),
+    key("config", Kind::Config, true, "The integration's config."),
+    key(
+        "delivery_mode",
+        Kind::String,
+        false,
+        "`server_side`, the only mode Button supports.",
+    ),
+    key(
+        "enabled",
+        Kind::Boolean,
+        false,
+        "Whether events go to it; defaults to true.",
+    ),
+];
+
+/// A partial update's keys: any of them.
+pub const UPDATE: &[Key] = &[
+    key("name", Kind::String, false, "A new display name."),
+    key("enabled", Kind::Boolean, false, "Enable or disable it."),
+    key(
+        "config",
+        Kind::Config,
+        false,
+        "`application_id` and/or `api_key` (rotation); a new api_key resumes a lane paused by a 401. `\"api_key\": \"***\"` (as read) keeps the key.",
+    ),
+    key(
+        "delivery_mode",
+        Kind::String,
+        false,
+        "`server_side`, the only mode Button supports.",
+    ),
+];
+
 /// The keys of `config`.
-pub const CONFIG_KEYS: &[&str] = &["application_id", "api_key"];
+pub const CONFIG: &[Key] = &[
+    key(
+        "application_id",
+        Kind::String,
+        true,
+        "Your Button application ID from Settings > Applications (`^app-[0-9a-zA-Z]+$`).",
+    ),
+    key(
+        "api_key",
+        Kind::String,
+        true,
+        "Your Button API key from Settings > API Keys; secret: stored encrypted, shown as `***`.",
+    ),
+];
+
+fn names(keys: &[Key]) -> Vec<&'static str> {
+    keys.iter().map(|k| k.name).collect()
+}
 
 /// Collects every problem of a request body before answering.
 #[derive(Default)]
@@ -187,7 +275,7 @@ pub fn parse_install(entry: &CatalogEntry, body: &Value) -> Result<Install, Vec<
     let Some(obj) = as_object(body, &mut p, "body") else {
         return Err(p.0);
     };
-    p.unknown_keys(obj, "", INSTALL_KEYS);
+    p.unknown_keys(obj, "", &names(INSTALL));
     let name = p
         .name(obj.get("name"))
         .unwrap_or_else(|| entry.name.to_owned());
@@ -226,7 +314,7 @@ pub fn parse_install(entry: &CatalogEntry, body: &Value) -> Result<Install, Vec<
         ),
         Some(config) => {
             if let Some(config) = as_object(config, &mut p, "config") {
-                p.unknown_keys(config, "config.", CONFIG_KEYS);
+                p.unknown_keys(config, "config.", &names(CONFIG));
                 application_id = p.application_id(config.get("application_id"), true);
                 api_key = p.api_key(config.get("api_key"), true);
             }
@@ -248,7 +336,7 @@ pub fn parse_update(entry: &CatalogEntry, body: &Value) -> Result<Update, Vec<Fi
     let Some(obj) = as_object(body, &mut p, "body") else {
         return Err(p.0);
     };
-    p.unknown_keys(obj, "", UPDATE_KEYS);
+    p.unknown_keys(obj, "", &names(UPDATE));
     let name = p.name(obj.get("name"));
     p.delivery_mode(entry, obj.get("delivery_mode"));
     let enabled = match obj.get("enabled") {
@@ -263,7 +351,7 @@ pub fn parse_update(entry: &CatalogEntry, body: &Value) -> Result<Update, Vec<Fi
     if let Some(config) = obj.get("config")
         && let Some(config) = as_object(config, &mut p, "config")
     {
-        p.unknown_keys(config, "config.", CONFIG_KEYS);
+        p.unknown_keys(config, "config.", &names(CONFIG));
         application_id = p.application_id(config.get("application_id"), false);
         api_key = p.api_key(config.get("api_key"), false);
     }
@@ -273,4 +361,61 @@ pub fn parse_update(entry: &CatalogEntry, body: &Value) -> Result<Update, Vec<Fi
         application_id,
         api_key,
     })
+}
+
+/// The install request of the product page, as the OpenAPI document shows it (from
+/// [`INSTALL`]).
+pub struct InstallRequest;
+
+/// A partial update, as the OpenAPI document shows it (from [`UPDATE`]).
+pub struct UpdateRequest;
+
+mod schema {
+    use serde_json::json;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{CONFIG, InstallRequest, Key, Kind, UPDATE, UpdateRequest};
+
+    fn object(keys: &[Key], partial: bool) -> ObjectBuilder {
+        let mut schema = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+        for key in keys {
+            let property = match key.kind {
+                Kind::String => ObjectBuilder::new().schema_type(SchemaType::from(Type::String)),
+                Kind::Boolean => ObjectBuilder::new().schema_type(SchemaType::from(Type::Boolean)),
+                Kind::Config => object(CONFIG, partial),
+            };
+            schema = schema.property(key.name, property.description(Some(key.about)));
+            if key.required && !partial {
+                schema = schema.required(key.name);
+            }
+        }
+        schema
+    }
+
+    impl PartialSchema for InstallRequest {
+        fn schema() -> RefOr<Schema> {
+            object(super::INSTALL, false)
+                .examples([json!({"name": "Button", "variant": "default",
+                    "config": {"application_id": "app-abc123def456", "api_key": "your_api_key"},
+                    "delivery_mode": "server_side"})])
+                .into()
+        }
+    }
+
+    impl ToSchema for InstallRequest {}
+
+    impl PartialSchema for UpdateRequest {
+        fn schema() -> RefOr<Schema> {
+            object(UPDATE, true)
+                .examples([json!({"name": "Button (web)", "enabled": true,
+                    "config": {"api_key": "new_key"}})])
+                .into()
+        }
+    }
+
+    impl ToSchema for UpdateRequest {}
 }

@@ -23,7 +23,6 @@ pub struct Leased {
     pub body: Option<Vec<u8>>,
     pub warnings: Option<String>,
     pub lease_token: LeaseToken,
-    pub created_at: i64,
 }
 
 /// What became of a leased delivery, with the live-log entry that records it.

@@ -8,7 +8,6 @@ use crate::domain::{IntegrationId, Outcome};
 pub struct QueueDepth {
     /// Deliveries waiting or in flight.
     pub pending: i64,
-    pub in_flight: i64,
     pub oldest_pending_at: Option<i64>,
     pub dead: i64,
 }
@@ -25,9 +24,8 @@ impl Store {
     pub async fn queue_depth(
         &self,
         integration_id: &IntegrationId,
-        now: i64,
     ) -> Result<QueueDepth, StoreError> {
-        on_backend!(self.backend, db => db.queue_depth(integration_id, now).await)
+        on_backend!(self.backend, db => db.queue_depth(integration_id).await)
     }
 
     /// Pending count and oldest pending creation time of every integration with a queue.

@@ -24,7 +24,7 @@ pub(super) const LEASE: &str = "UPDATE deliveries SET available_at = ?, lease_to
          SELECT id FROM deliveries
          WHERE integration_id = ? AND state = ? AND available_at <= ?
          ORDER BY available_at LIMIT ?)
-     RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token, created_at";
+     RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token";
 
 /// When an integration's next delivery is due: integration, `pending`.
 pub(super) const NEXT_DUE: &str =

@@ -136,7 +136,6 @@ impl<'r> FromRow<'r, SqliteRow> for Leased {
             body: row.try_get("body")?,
             warnings: row.try_get("warnings")?,
             lease_token: row.try_get("lease_token")?,
-            created_at: row.try_get("created_at")?,
         })
     }
 }

@@ -11,15 +11,11 @@ impl SqliteStore {
     pub(in crate::store) async fn queue_depth(
         &self,
         integration_id: &IntegrationId,
-        now: i64,
     ) -> Result<QueueDepth, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS pending,
-                    COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND available_at > ? THEN 1 ELSE 0 END), 0) AS in_flight,
-                    MIN(created_at) AS oldest
+            "SELECT COUNT(*) AS queued, MIN(created_at) AS oldest
              FROM deliveries WHERE integration_id = ? AND state = ?",
         )
-        .bind(now)
         .bind(integration_id)
         .bind(DeliveryState::Pending)
         .fetch_one(&self.read)
@@ -32,8 +28,7 @@ impl SqliteStore {
         .fetch_one(&self.read)
         .await?;
         Ok(QueueDepth {
-            pending: row.try_get("pending")?,
-            in_flight: row.try_get("in_flight")?,
+            pending: row.try_get("queued")?,
             oldest_pending_at: row.try_get("oldest")?,
             dead,
         })
@@ -41,7 +36,7 @@ impl SqliteStore {
 
     pub(in crate::store) async fn all_queue_depths(&self) -> Result<Vec<PendingCount>, StoreError> {
         let rows = sqlx::query(
-            "SELECT integration_id, COUNT(*) AS pending, MIN(created_at) AS oldest
+            "SELECT integration_id, COUNT(*) AS queued, MIN(created_at) AS oldest
              FROM deliveries WHERE state = ? GROUP BY integration_id",
         )
         .bind(DeliveryState::Pending)
@@ -51,7 +46,7 @@ impl SqliteStore {
             .map(|r| {
                 Ok(PendingCount {
                     integration_id: r.try_get("integration_id")?,
-                    pending: r.try_get("pending")?,
+                    pending: r.try_get("queued")?,
                     oldest_pending_at: r.try_get("oldest")?,
                 })
             })
