@@ -16,7 +16,7 @@ use crate::delivery::Delivery;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryState, FieldError};
 use crate::integrations::{Integration, Registry};
-use crate::live_logs::{Hub, LogEntry};
+use crate::live_logs::Hub;
 use crate::mapping;
 use crate::metrics::Metrics;
 use crate::records::{self, EventRef};
@@ -194,7 +194,7 @@ impl Ingest {
             let kept: Vec<_> = record
                 .deliveries
                 .iter()
-                .filter(|d| written.deliveries.contains(&d.id))
+                .filter(|d| written.deliveries.contains(&d.parcel.id))
                 .collect();
             // Nothing new: the event was known, or every integration it goes to had
             // this messageId already (the event row may have aged out first).
@@ -207,8 +207,9 @@ impl Ingest {
                 match d.state {
                     DeliveryState::Pending => {
                         result.deliveries_queued += 1;
-                        if woken.insert(d.integration_id.clone()) {
-                            self.delivery.notify(&d.integration_id);
+                        let to = &d.parcel.integration_id;
+                        if woken.insert(to.clone()) {
+                            self.delivery.notify(to);
                         }
                     }
                     DeliveryState::Filtered => result.filtered += 1,
@@ -222,7 +223,7 @@ impl Ingest {
             }) {
                 self.metrics.delivery(&log.integration_id, log.outcome);
                 if watched {
-                    self.hub.publish(LogEntry::from_record(log, None));
+                    self.hub.publish(log, None);
                 }
             }
         }

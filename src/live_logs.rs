@@ -1,27 +1,28 @@
-//! Live Logs: the immutable record of every attempt, filtering and mapping failure,
-//! as the API shows it, and the live tail that fans new entries out to subscribers.
-//! A slow subscriber never slows delivery: it has a bounded buffer, and when it falls
-//! behind it is told how many entries it missed.
+//! Live Logs: the immutable record of every attempt, filtering and mapping failure (one
+//! [`LogRecord`], stored as written and shown as stored), and the live tail that fans
+//! new entries out to subscribers. A slow subscriber never slows delivery: it has a
+//! bounded buffer, and when it falls behind it is told how many entries it missed.
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use crate::blueprint::Issue;
-use crate::button::{Attempt, CallKind, Client, PreparedRequest};
-use crate::domain::clock::rfc3339;
+use crate::button::{Attempt, CallKind, PreparedRequest};
+use crate::domain::clock;
 use crate::domain::{DeliveryId, IntegrationId, LogId, Outcome};
-use crate::store::logs::{LogFilter, LogRecord, LogRow};
 
-/// One live-log entry.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LogEntry {
+/// One live-log entry, as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LogRecord {
     /// Newer entries have greater ids.
     pub id: LogId,
-    pub time: String,
+    #[serde(rename = "time", serialize_with = "clock::serialize_rfc3339")]
+    #[schema(value_type = String, example = "2024-05-01T10:00:00.123Z")]
+    pub created_at: i64,
     pub integration_id: IntegrationId,
     pub delivery_id: Option<DeliveryId>,
     pub message_id: Option<String>,
@@ -32,21 +33,31 @@ pub struct LogEntry {
     pub attempt: Option<i64>,
     pub outcome: Outcome,
     /// Button's status line, e.g. `200 OK`.
-    pub status: Option<String>,
+    #[serde(rename = "status")]
+    pub status_line: Option<String>,
     pub status_code: Option<i64>,
     pub latency_ms: Option<f64>,
     pub error: Option<String>,
     /// What to do about it, from the product page's troubleshooting table.
     pub hint: Option<String>,
     pub warnings: Vec<Issue>,
-    pub next_attempt_at: Option<String>,
+    #[serde(serialize_with = "clock::serialize_rfc3339_opt")]
+    #[schema(value_type = Option<String>)]
+    pub next_attempt_at: Option<i64>,
     /// Whether this came from Test Event.
     pub test: bool,
-    /// The request sent (or to be sent), credentials redacted.
-    pub request: Option<RequestView>,
     /// Button's answer, cut to a bound.
     pub response: Option<ResponseView>,
-    /// The event as received (only when one entry is fetched).
+}
+
+/// An entry with the request its delivery sends, and (when one entry is fetched) the
+/// event as received.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogEntry {
+    #[serde(flatten)]
+    pub record: LogRecord,
+    /// The request sent (or to be sent), credentials redacted.
+    pub request: Option<RequestView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub event: Option<Value>,
@@ -63,7 +74,7 @@ pub struct RequestView {
     pub body: Value,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseView {
     #[schema(value_type = Object)]
     pub headers: Map<String, Value>,
@@ -108,51 +119,18 @@ fn body_value(body: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-impl LogEntry {
-    pub fn from_record(record: &LogRecord, request: Option<RequestView>) -> Self {
-        Self {
-            id: record.id.clone(),
-            time: rfc3339(record.created_at),
-            integration_id: record.integration_id.clone(),
-            delivery_id: record.delivery_id.clone(),
-            message_id: record.message_id.clone(),
-            event_name: record.event_name.clone(),
-            call: record.call,
-            attempt: record.attempt,
-            outcome: record.outcome,
-            status: record.status_line.clone(),
-            status_code: record.status_code,
-            latency_ms: record.latency_ms,
-            error: record.error.clone(),
-            hint: record.hint.clone(),
-            warnings: record
-                .warnings
-                .as_deref()
-                .and_then(|w| serde_json::from_str(w).ok())
-                .unwrap_or_default(),
-            next_attempt_at: record.next_attempt_at.map(rfc3339),
-            test: record.test,
-            request,
-            response: record
-                .response
-                .as_deref()
-                .and_then(|r| serde_json::from_str(r).ok()),
-            event: None,
-        }
-    }
+/// Which entries a list or a live tail shows.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub outcome: Option<Outcome>,
+    pub event_name: Option<String>,
+    pub message_id: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub test: Option<bool>,
+}
 
-    pub fn from_row(row: &LogRow, client: &Client) -> Self {
-        let request = client
-            .stored_request(row.record.call, row.url.as_deref(), row.body.as_deref())
-            .map(|r| RequestView::of(&r));
-        let mut entry = Self::from_record(&row.record, request);
-        entry.event = row
-            .event
-            .as_deref()
-            .and_then(|e| serde_json::from_str(e).ok());
-        entry
-    }
-
+impl LogRecord {
     /// Whether the entry passes a live-tail filter.
     pub fn matches(&self, integration_id: &IntegrationId, filter: &LogFilter) -> bool {
         self.integration_id == *integration_id
@@ -182,10 +160,14 @@ impl Hub {
         }
     }
 
-    /// Publishes entries that are already committed. Never waits.
-    pub fn publish(&self, entry: LogEntry) {
+    /// Publishes an entry that is already committed. Never waits.
+    pub fn publish(&self, record: &LogRecord, request: Option<RequestView>) {
         if self.sender.receiver_count() > 0 {
-            let _ = self.sender.send(Arc::new(entry));
+            let _ = self.sender.send(Arc::new(LogEntry {
+                record: record.clone(),
+                request,
+                event: None,
+            }));
         }
     }
 

@@ -16,7 +16,7 @@ use crate::domain::words::words;
 use crate::domain::{DeliveryState, FieldError, LogId, Outcome, TestEventId};
 use crate::ingest;
 use crate::integrations::Integration;
-use crate::live_logs::{Hub, LogEntry, RequestView, ResponseView};
+use crate::live_logs::{Hub, RequestView, ResponseView};
 use crate::mapping::{self, Prepared};
 use crate::metrics::Metrics;
 use crate::records::{self, EventRef};
@@ -24,11 +24,10 @@ use crate::store::ingest::{IngestRecord, NewEvent};
 use crate::store::{Store, StoreError};
 
 words! {
-    /// How delivery would treat Button's answer.
+    /// How delivery would treat Button's answer: `delivered`, `retryable` (a test is
+    /// not retried) or `terminal`.
     pub enum Treatment {
-        Delivered = "delivered",
-        Retryable = "retryable",
-        Terminal = "terminal",
+        Delivered = "delivered", Retryable = "retryable", Terminal = "terminal",
     }
 }
 
@@ -121,7 +120,7 @@ impl TestEvents {
             .ok_or(TestEventError::NotSubscribed)?;
         // What a lane would send: the request as stored with the delivery.
         let request = self.client.stored_request(
-            Some(delivery.call),
+            delivery.parcel.call,
             delivery.url.as_deref(),
             delivery.body.as_deref(),
         );
@@ -135,13 +134,12 @@ impl TestEvents {
                 } else {
                     Outcome::Failed
                 };
-                let log =
-                    records::attempt(&delivery.attempted(), 1, outcome, Ok(&answered), None, now);
+                let log = records::attempt(&delivery.parcel, 1, outcome, Ok(&answered), None, now);
                 answer = Some(answered);
                 log
             }
             (None, None) => records::attempt(
-                &delivery.attempted(),
+                &delivery.parcel,
                 1,
                 Outcome::Failed,
                 Err(records::INCOMPLETE_REQUEST),
@@ -184,7 +182,7 @@ impl TestEvents {
         };
         self.store.ingest(vec![record]).await?;
         self.metrics.delivery(&integration.id, log.outcome);
-        self.hub.publish(LogEntry::from_record(&log, request_view));
+        self.hub.publish(&log, request_view);
         tracing::info!(integration_id = %integration.id, message_id = %result.message_id, outcome = %result.outcome, status = result.status_code, "test event");
         Ok(result)
     }

@@ -8,15 +8,14 @@ use super::model::{Activity, ActivityName, Order};
 use crate::domain::words::words;
 
 words! {
-    /// A Button API call, by the name blueprints, Live Logs and metrics use.
+    /// A Button API call, by the name blueprints, Live Logs and metrics use:
+    /// `order.create` (`POST /v1/order` on the Orders API), or an activity
+    /// (`add-to-cart`, `product-viewed`, `cart-viewed`) on the application's
+    /// activity host.
     pub enum CallKind {
-        /// `POST /v1/order` on the Orders API.
         OrderCreate = "order.create",
-        /// Activity `add-to-cart` on the application's activity host.
         ActivityAddToCart = "activity.add-to-cart",
-        /// Activity `product-viewed`.
         ActivityProductViewed = "activity.product-viewed",
-        /// Activity `cart-viewed`.
         ActivityCartViewed = "activity.cart-viewed",
     }
 }

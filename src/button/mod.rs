@@ -116,22 +116,18 @@ mod tests {
 
     #[test]
     fn success_and_conflict_on_create_are_delivered() {
-        assert_eq!(
-            verdict("order.create", 200, "{}").classification,
-            Classification::Delivered
-        );
-        assert_eq!(
-            verdict("order.create", 202, "").classification,
-            Classification::Delivered
-        );
-        assert_eq!(
-            verdict("order.create", 409, "").classification,
-            Classification::Delivered
-        );
-        assert_eq!(
-            verdict("activity.add-to-cart", 409, "").classification,
-            Classification::Terminal
-        );
+        for (call, status, expected) in [
+            ("order.create", 200, Classification::Delivered),
+            ("order.create", 202, Classification::Delivered),
+            ("order.create", 409, Classification::Delivered),
+            ("activity.add-to-cart", 409, Classification::Terminal),
+        ] {
+            assert_eq!(
+                verdict(call, status, "{}").classification,
+                expected,
+                "{call} {status}"
+            );
+        }
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::button::{Attempt, PreparedRequest};
 use crate::domain::clock::{now_ms, to_ms};
 use crate::domain::{IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
 use crate::integrations::Integration;
-use crate::live_logs::RequestView;
+use crate::live_logs::{LogRecord, RequestView};
 use crate::records;
-use crate::store::queue::{Finish, Leased};
+use crate::store::queue::{Finish, LeaseAsk, Leased};
 
 enum Gate {
     Open,
@@ -89,7 +89,7 @@ impl Lane {
             Some(i) if !i.enabled => LaneCondition::Disabled,
             Some(i) if i.lane_state != LaneState::Active => i.lane_state.into(),
             _ if held.is_some() => LaneCondition::RateLimited,
-            _ => LaneCondition::Active,
+            _ => LaneCondition::Set(LaneState::Active),
         };
         LaneStatus {
             condition,
@@ -137,7 +137,6 @@ impl Lane {
     /// slot, until the integration is deleted or the service stops. Leases held when
     /// the lane closes are given back at once.
     pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-        let lease_ms = shared.settings.lease_duration.as_millis() as i64;
         let poll = shared.settings.poll_interval;
         let ahead = shared.settings.lease_batch.min(self.concurrency * 2).max(1);
         let mut ready: VecDeque<Leased> = VecDeque::new();
@@ -156,12 +155,13 @@ impl Lane {
                 Some(Gate::Open) => {}
             }
             if ready.is_empty() {
-                let now = now_ms();
+                let ask = LeaseAsk {
+                    limit: ahead,
+                    lease_for: shared.settings.lease_duration,
+                    token: LeaseToken::new(),
+                };
                 self.leasing.store(true, Ordering::Release);
-                let leased = shared
-                    .store
-                    .lease(&self.id, ahead, now, now + lease_ms, &LeaseToken::new())
-                    .await;
+                let leased = shared.store.lease(&self.id, &ask).await;
                 if let Ok(leased) = &leased {
                     self.waiting.store(leased.len(), Ordering::Release);
                 }
@@ -214,7 +214,10 @@ impl Lane {
         if ready.is_empty() {
             return;
         }
-        let leases: Vec<_> = ready.drain(..).map(|j| (j.id, j.lease_token)).collect();
+        let leases: Vec<_> = ready
+            .drain(..)
+            .map(|j| (j.parcel.id, j.lease_token))
+            .collect();
         let due = at.map(to_ms).unwrap_or_else(now_ms);
         if let Err(e) = shared.store.release(leases, due).await {
             tracing::warn!(integration_id = %self.id, error = %e, "could not give back leased deliveries; they return when their lease expires");
@@ -240,16 +243,17 @@ impl Lane {
 /// One attempt of one leased delivery, and what follows from its answer.
 async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: OwnedSemaphorePermit) {
     let number = job.attempts + 1;
-    let Some(integration) = shared.registry.get(&job.integration_id) else {
+    let parcel = &job.parcel;
+    let Some(integration) = shared.registry.get(&parcel.integration_id) else {
         return; // Deleted meanwhile: its deliveries went with it.
     };
     let Some(request) =
         shared
             .client
-            .stored_request(job.call, job.url.as_deref(), job.body.as_deref())
+            .stored_request(parcel.call, job.url.as_deref(), job.body.as_deref())
     else {
         let log = records::attempt(
-            &job.attempted(),
+            parcel,
             number,
             Outcome::Failed,
             Err(records::INCOMPLETE_REQUEST),
@@ -273,7 +277,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         .metrics
         .attempt_duration
         .get_or_create(&crate::metrics::IntegrationLabels {
-            integration: job.integration_id.to_string(),
+            integration: parcel.integration_id.to_string(),
         })
         .observe(answer.latency.as_secs_f64());
 
@@ -297,10 +301,10 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         );
         if let Err(e) = shared
             .registry
-            .pause_for_auth(&job.integration_id, integration.updated_at, reason)
+            .pause_for_auth(&parcel.integration_id, integration.updated_at, reason)
             .await
         {
-            tracing::error!(integration_id = %job.integration_id, error = %e, "cannot pause the lane");
+            tracing::error!(integration_id = %parcel.integration_id, error = %e, "cannot pause the lane");
         }
     }
 
@@ -310,7 +314,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         .has_subscribers()
         .then(|| RequestView::of(&request));
     let log = records::attempt(
-        &job.attempted(),
+        parcel,
         number,
         decision.outcome(),
         Ok(&answer),
@@ -341,14 +345,9 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
 }
 
 /// The delivery's new state after `decision`, with the entry that records it.
-fn finish(
-    job: &Leased,
-    decision: &Decision,
-    now: SystemTime,
-    log: crate::store::logs::LogRecord,
-) -> Finish {
+fn finish(job: &Leased, decision: &Decision, now: SystemTime, log: LogRecord) -> Finish {
     Finish {
-        delivery_id: job.id.clone(),
+        delivery_id: job.parcel.id.clone(),
         lease_token: job.lease_token.clone(),
         state: decision.state(),
         count_attempt: decision.counts_attempt(),
@@ -358,7 +357,7 @@ fn finish(
 }
 
 /// The one stdout line per attempt: ids, call, outcome, status and latency; never the
-/// payload or a credential.
+/// payload or a credential. Failures are warnings.
 fn log_attempt(
     job: &Leased,
     request: &PreparedRequest,
@@ -366,35 +365,30 @@ fn log_attempt(
     outcome: Outcome,
     answer: &Attempt,
 ) {
+    let parcel = &job.parcel;
     let status = answer.status.map(|s| s.as_u16());
     let latency_ms = answer.latency.as_secs_f64() * 1000.0;
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "delivery",
+                $level,
+                integration_id = %parcel.integration_id,
+                delivery_id = %parcel.id,
+                message_id = %parcel.message_id,
+                call = %request.call,
+                attempt,
+                outcome = outcome.as_str(),
+                status,
+                latency_ms,
+                error = answer.error.as_deref(),
+                hint = answer.hint,
+                "delivery attempt"
+            )
+        };
+    }
     match outcome {
-        Outcome::Delivered | Outcome::RetryScheduled => tracing::info!(
-            target: "delivery",
-            integration_id = %job.integration_id,
-            delivery_id = %job.id,
-            message_id = %job.message_id,
-            call = %request.call,
-            attempt,
-            outcome = outcome.as_str(),
-            status,
-            latency_ms,
-            error = answer.error.as_deref(),
-            "delivery attempt"
-        ),
-        _ => tracing::warn!(
-            target: "delivery",
-            integration_id = %job.integration_id,
-            delivery_id = %job.id,
-            message_id = %job.message_id,
-            call = %request.call,
-            attempt,
-            outcome = outcome.as_str(),
-            status,
-            latency_ms,
-            error = answer.error.as_deref(),
-            hint = answer.hint,
-            "delivery attempt"
-        ),
+        Outcome::Delivered | Outcome::RetryScheduled => line!(tracing::Level::INFO),
+        _ => line!(tracing::Level::WARN),
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::clock::now_ms;
-use crate::live_logs::{Hub, LogEntry, RequestView};
+use crate::live_logs::{Hub, RequestView};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::queue::Finish;
@@ -124,7 +124,7 @@ async fn commit(records: &mut Vec<Record>, store: &Store, hub: &Hub, metrics: &M
         let log = &record.finish.log;
         metrics.delivery(&log.integration_id, log.outcome);
         if watched {
-            hub.publish(LogEntry::from_record(log, record.request));
+            hub.publish(log, record.request);
         }
     }
 }

@@ -29,6 +29,22 @@ pub fn rfc3339(ms: i64) -> String {
     .unwrap_or_default()
 }
 
+/// Serialises a stored time as [`rfc3339`] renders it.
+pub fn serialize_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+/// [`serialize_rfc3339`] for a time that may be absent.
+pub fn serialize_rfc3339_opt<S: serde::Serializer>(
+    ms: &Option<i64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => serialize_rfc3339(ms, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// An RFC 3339 time given by a caller, as stored milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)

@@ -1,78 +1,89 @@
 //! The states and outcomes an event's deliveries go through, each declared once.
 
-use super::words::words;
+use super::words::{worded, words};
 
 words! {
-    /// Where a delivery (one event on its way to one integration) stands in the queue.
+    /// Where a delivery (one event on its way to one integration) stands in the queue:
+    /// - `pending`: waiting to be sent, leased, or waiting for its next attempt;
+    /// - `delivered`: Button has it;
+    /// - `failed`: Button refused it and trying again would not help;
+    /// - `dead`: it used up its attempts (a dead letter, kept for replay);
+    /// - `filtered`: kept from Button (no marketing consent), never sent;
+    /// - `mapping_failed`: the event lacked what the Button request needs, never sent;
+    /// - `discarded`: a dead letter an operator discarded.
     pub enum DeliveryState {
-        /// Waiting to be sent (or leased, or waiting for its next attempt).
-        Pending = "pending",
-        /// Button has it.
-        Delivered = "delivered",
-        /// Button refused it and trying again would not help.
-        Failed = "failed",
-        /// It used up its attempts: a dead letter, kept for replay.
-        Dead = "dead",
-        /// Kept from Button (no marketing consent); never sent.
-        Filtered = "filtered",
-        /// The event lacked what the Button request needs; never sent.
-        MappingFailed = "mapping_failed",
-        /// A dead letter an operator discarded.
-        Discarded = "discarded",
+        Pending = "pending", Delivered = "delivered", Failed = "failed", Dead = "dead",
+        Filtered = "filtered", MappingFailed = "mapping_failed", Discarded = "discarded",
     }
 }
 
 words! {
-    /// What an integration's lane is set to, as stored with the integration.
+    /// What an integration's lane is set to, as stored with the integration:
+    /// - `active`: delivering;
+    /// - `auth_failed`: Button refused the api_key; deliveries wait for a new key or a
+    ///   resume;
+    /// - `paused`: paused by an operator; events keep queueing.
     pub enum LaneState {
-        /// Delivering.
-        Active = "active",
-        /// Button refused the api_key; deliveries wait for a new key or a resume.
-        AuthFailed = "auth_failed",
-        /// Paused by an operator; events keep queueing.
-        Paused = "paused",
+        Active = "active", AuthFailed = "auth_failed", Paused = "paused",
     }
 }
 
-words! {
-    /// What a lane is doing right now (stats and metrics): its stored state, or
-    /// `rate_limited` while Button's `Retry-After` holds it, or `disabled`.
-    pub enum LaneCondition {
-        Active = "active",
-        RateLimited = "rate_limited",
-        AuthFailed = "auth_failed",
-        Paused = "paused",
-        Disabled = "disabled",
+/// What a lane is doing right now (stats and metrics): as its integration's lane is set,
+/// or `rate_limited` while Button's `Retry-After` holds it, or `disabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LaneCondition {
+    Set(LaneState),
+    RateLimited,
+    Disabled,
+}
+
+impl LaneCondition {
+    /// Every condition, in the order metrics list them.
+    pub const ALL: &'static [Self] = &[
+        Self::Set(LaneState::Active),
+        Self::RateLimited,
+        Self::Set(LaneState::AuthFailed),
+        Self::Set(LaneState::Paused),
+        Self::Disabled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Set(state) => state.as_str(),
+            Self::RateLimited => "rate_limited",
+            Self::Disabled => "disabled",
+        }
     }
 }
 
+worded!(
+    LaneCondition,
+    [
+        "What a lane is doing right now: as its integration's lane is set, or",
+        "`rate_limited` while Button's `Retry-After` holds it, or `disabled`."
+    ],
+    serialize
+);
+
 words! {
-    /// What one live-log entry records.
+    /// What one live-log entry records:
+    /// - `delivered`: Button has it (2xx, or `409` on an order it already had);
+    /// - `retry_scheduled`: a transient failure; the next attempt is scheduled;
+    /// - `failed`: Button refused it and trying again would not help;
+    /// - `dead_lettered`: the last allowed attempt failed;
+    /// - `filtered`: kept from Button (no marketing consent);
+    /// - `mapping_failed`: the event lacked what the Button request needs;
+    /// - `paused`: Button refused the api_key; the lane stopped and the delivery waits.
     pub enum Outcome {
-        /// Button has it (2xx, or 409 on an order it already had).
-        Delivered = "delivered",
-        /// A transient failure; the next attempt is scheduled.
-        RetryScheduled = "retry_scheduled",
-        /// Button refused it and trying again would not help.
-        Failed = "failed",
-        /// The last allowed attempt failed.
-        DeadLettered = "dead_lettered",
-        /// Kept from Button (no marketing consent).
-        Filtered = "filtered",
-        /// The event lacked what the Button request needs.
-        MappingFailed = "mapping_failed",
-        /// Button refused the api_key; the lane stopped and this delivery waits.
+        Delivered = "delivered", RetryScheduled = "retry_scheduled", Failed = "failed",
+        DeadLettered = "dead_lettered", Filtered = "filtered", MappingFailed = "mapping_failed",
         Paused = "paused",
     }
 }
 
 impl From<LaneState> for LaneCondition {
     fn from(state: LaneState) -> Self {
-        match state {
-            LaneState::Active => Self::Active,
-            LaneState::AuthFailed => Self::AuthFailed,
-            LaneState::Paused => Self::Paused,
-        }
+        Self::Set(state)
     }
 }
 
@@ -90,6 +101,7 @@ mod tests {
             assert_eq!(o.as_str().parse::<Outcome>(), Ok(*o));
         }
         for l in LaneState::ALL {
+            assert!(LaneCondition::ALL.contains(&LaneCondition::from(*l)), "{l}");
             assert_eq!(LaneCondition::from(*l).as_str(), l.as_str());
         }
     }

@@ -11,20 +11,21 @@ pub struct UnknownWord {
     pub expected: Vec<&'static str>,
 }
 
-/// Declares a vocabulary enum: `words! { pub enum Name { Variant = "text", ... } }`.
-/// It derives serde (the same text) and gives `ALL`, `as_str`, `FromStr`, `Display`
-/// and the OpenAPI schema (a string, one of the words, with the enum's doc).
+/// Declares a vocabulary enum: `words! { pub enum Name { Variant = "text", ... } }`,
+/// with the meaning of each word in the enum's doc (which the OpenAPI document shows).
+/// It derives serde (the same text) and gives `ALL`, `as_str`, `FromStr`, and (through
+/// [`worded!`]) `Display` and the OpenAPI schema.
 macro_rules! words {
     (
         $(#[doc = $doc:literal])*
         pub enum $name:ident {
-            $( $(#[doc = $vdoc:literal])* $variant:ident = $word:literal, )+
+            $( $variant:ident = $word:literal ),+ $(,)?
         }
     ) => {
         $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $( $(#[doc = $vdoc])* #[serde(rename = $word)] $variant, )+
+            $( #[serde(rename = $word)] $variant, )+
         }
 
         impl $name {
@@ -52,6 +53,16 @@ macro_rules! words {
             }
         }
 
+        $crate::domain::words::worded!($name, [$($doc),*]);
+    };
+}
+
+/// For a type whose values are words (`ALL` and `as_str`): `Display`, and the OpenAPI
+/// schema (a string, one of the words, with `doc` as its description). A type that
+/// writes itself as its word but is not declared by [`words!`] (one that takes some of
+/// its words from another vocabulary) gets `Serialize` too with `worded!(T, [doc], serialize)`.
+macro_rules! worded {
+    ($name:ty, [$($doc:expr),*]) => {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -65,6 +76,15 @@ macro_rules! words {
         }
 
         impl utoipa::ToSchema for $name {}
+    };
+    ($name:ty, [$($doc:expr),*], serialize) => {
+        $crate::domain::words::worded!($name, [$($doc),*]);
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
     };
 }
 
@@ -83,7 +103,7 @@ pub fn schema<'a>(
         .into()
 }
 
-pub(crate) use words;
+pub(crate) use {worded, words};
 
 #[cfg(test)]
 mod tests {

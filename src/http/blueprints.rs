@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminDocument, AdminJson};
+use super::extract::AdminJson;
 use super::integrations::find;
 use crate::blueprint::Issue;
 use crate::button::CallKind;
@@ -44,7 +44,7 @@ pub async fn replace_blueprint(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    doc: AdminDocument,
+    doc: AdminJson,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
     let integration = find(&state, &id)?;
     if let Err(errors) = integration.entry.compile(&doc.value) {
@@ -101,6 +101,13 @@ pub enum PreviewOutcome {
 }
 
 impl PreviewOutcome {
+    const ALL: &'static [Self] = &[
+        Self::Request,
+        Self::Recorded(Outcome::Filtered),
+        Self::Recorded(Outcome::MappingFailed),
+        Self::NotSubscribed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Request => "request",
@@ -110,29 +117,14 @@ impl PreviewOutcome {
     }
 }
 
-impl Serialize for PreviewOutcome {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl utoipa::PartialSchema for PreviewOutcome {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        let words = [
-            Self::Request,
-            Self::Recorded(Outcome::Filtered),
-            Self::Recorded(Outcome::MappingFailed),
-            Self::NotSubscribed,
-        ];
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(words.map(Self::as_str)))
-            .into()
-    }
-}
-
-impl ToSchema for PreviewOutcome {}
+crate::domain::words::worded!(
+    PreviewOutcome,
+    [
+        "What the blueprint makes of an event: a request to send, the outcome Live Logs",
+        "would record instead of sending (`filtered`, `mapping_failed`), or no mapping."
+    ],
+    serialize
+);
 
 /// What the blueprint makes of an event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,7 +187,7 @@ impl PreviewResult {
 pub async fn preview(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    AdminJson(event): AdminJson,
+    AdminJson { value: event, .. }: AdminJson,
 ) -> Result<Json<PreviewResult>, ApiError> {
     let integration = find(&state, &id)?;
     ingest::validate(&event).map_err(ApiError::validation)?;
@@ -221,7 +213,7 @@ pub async fn test_event(
     body: Option<AdminJson>,
 ) -> Result<Json<TestEventResult>, ApiError> {
     let integration = find(&state, &id)?;
-    let event = match body.map(|AdminJson(b)| b) {
+    let event = match body.map(|json| json.value) {
         None | Some(Value::Null) => None,
         Some(Value::Object(mut obj)) => {
             let unknown: Vec<FieldError> = obj

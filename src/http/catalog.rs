@@ -55,7 +55,7 @@ pub async fn install(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
-    AdminJson(body): AdminJson,
+    AdminJson { value: body, .. }: AdminJson,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let entry = catalog::entry(&key).ok_or_else(|| ApiError::not_found("catalog entry", key))?;
     let install = integrations::parse_install(entry, &body).map_err(ApiError::validation)?;

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminJson, List, Params};
+use super::extract::{AdminJson, List, Params, with_one_more};
 use super::integrations::find;
 use crate::button::CallKind;
-use crate::domain::clock::{now_ms, rfc3339};
+use crate::domain::clock::rfc3339;
 use crate::domain::{DeliveryId, FieldError};
 use crate::store::dead_letters::{Resolution, Selection};
 
@@ -44,7 +44,7 @@ pub async fn list_dead_letters(
     let page = params.page::<DeliveryId>()?;
     let rows = state
         .store
-        .list_dead_letters(&integration.id, page.after.as_ref(), page.limit + 1)
+        .list_dead_letters(&integration.id, &with_one_more(&page))
         .await?;
     let views = rows
         .into_iter()
@@ -127,21 +127,9 @@ pub async fn replay_dead_letters(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    AdminJson(body): AdminJson,
+    AdminJson { value: body, .. }: AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
-    let integration = find(&state, &id)?;
-    let count = state
-        .store
-        .resolve_dead_letters(
-            &integration.id,
-            selection(body)?,
-            Resolution::Replay,
-            now_ms(),
-        )
-        .await?;
-    state.delivery.notify(&integration.id);
-    tracing::info!(audit = "dead_letters.replayed", integration_id = %id, caller = %caller, count, "dead letters replayed");
-    Ok(Json(DeadLetterResult { count }))
+    resolve(&state, caller, &id, body, Resolution::Replay).await
 }
 
 /// Discards dead letters: they are never sent.
@@ -155,18 +143,30 @@ pub async fn discard_dead_letters(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    AdminJson(body): AdminJson,
+    AdminJson { value: body, .. }: AdminJson,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
-    let integration = find(&state, &id)?;
+    resolve(&state, caller, &id, body, Resolution::Discard).await
+}
+
+async fn resolve(
+    state: &AppState,
+    caller: Caller,
+    id: &str,
+    body: Value,
+    resolution: Resolution,
+) -> Result<Json<DeadLetterResult>, ApiError> {
+    let integration = find(state, id)?;
     let count = state
         .store
-        .resolve_dead_letters(
-            &integration.id,
-            selection(body)?,
-            Resolution::Discard,
-            now_ms(),
-        )
+        .resolve_dead_letters(&integration.id, selection(body)?, resolution)
         .await?;
-    tracing::info!(audit = "dead_letters.discarded", integration_id = %id, caller = %caller, count, "dead letters discarded");
+    let audit = match resolution {
+        Resolution::Replay => {
+            state.delivery.notify(&integration.id);
+            "dead_letters.replayed"
+        }
+        Resolution::Discard => "dead_letters.discarded",
+    };
+    tracing::info!(audit, integration_id = %id, caller = %caller, count, "dead letters resolved");
     Ok(Json(DeadLetterResult { count }))
 }

@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::FieldError;
 use crate::domain::clock::parse_rfc3339;
+use crate::store::Page;
 
 /// Whether the request says its body is JSON (`application/json`, or `+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -67,15 +68,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// The JSON body of an admin request, within `server.max_admin_body_bytes`.
-async fn admin_body(req: Request, state: &AppState) -> Result<(Value, bytes::Bytes), ApiError> {
-    require_json(req.headers())?;
-    let bytes = read_body(req.into_body(), state.settings.server.max_admin_body_bytes).await?;
-    Ok((parse_json(&bytes)?, bytes))
+/// The JSON body of an admin request, within `server.max_admin_body_bytes`: parsed,
+/// and as written (a blueprint is kept as the operator wrote it).
+pub struct AdminJson {
+    pub value: Value,
+    pub text: String,
 }
-
-/// A JSON body of an admin request.
-pub struct AdminJson(pub Value);
 
 impl<S> FromRequest<S> for AdminJson
 where
@@ -85,30 +83,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (value, _) = admin_body(req, &AppState::from_ref(state)).await?;
-        Ok(Self(value))
-    }
-}
-
-/// A JSON document of an admin request, parsed and as written (a blueprint is kept
-/// as the operator wrote it).
-pub struct AdminDocument {
-    pub value: Value,
-    pub text: String,
-}
-
-impl<S> FromRequest<S> for AdminDocument
-where
-    S: Send + Sync,
-    AppState: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (value, bytes) = admin_body(req, &AppState::from_ref(state)).await?;
-        // Valid JSON is valid UTF-8.
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(Self { value, text })
+        require_json(req.headers())?;
+        let limit = AppState::from_ref(state)
+            .settings
+            .server
+            .max_admin_body_bytes;
+        let bytes = read_body(req.into_body(), limit).await?;
+        Ok(Self {
+            value: parse_json(&bytes)?,
+            // Valid JSON is valid UTF-8.
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        })
     }
 }
 
@@ -219,7 +204,7 @@ impl Params {
                 }
             },
         };
-        let after = self
+        let from = self
             .get("cursor")
             .map(|c| {
                 URL_SAFE_NO_PAD
@@ -230,7 +215,7 @@ impl Params {
                     .ok_or_else(|| invalid_param("cursor", "is not a cursor this API gave out"))
             })
             .transpose()?;
-        Ok(Page { limit, after })
+        Ok(Page { from, limit })
     }
 }
 
@@ -246,10 +231,13 @@ pub fn invalid_param(name: &str, message: impl Into<String>) -> ApiError {
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 100;
 
-pub struct Page<K> {
-    pub limit: u32,
-    /// The sort key after which this page starts.
-    pub after: Option<K>,
+/// What to ask the store for a page: one item more than the page shows, so the answer
+/// tells whether there is more.
+pub fn with_one_more<K: Clone>(page: &Page<K>) -> Page<K> {
+    Page {
+        from: page.from.clone(),
+        limit: page.limit + 1,
+    }
 }
 
 /// A page of a list: `{"data": [...], "next_cursor": "...", "has_more": true}`.

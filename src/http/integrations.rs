@@ -93,7 +93,7 @@ pub async fn list_integrations(
     let page = params.page::<IntegrationId>()?;
     let views: Vec<IntegrationView> = state
         .registry
-        .page(page.after.as_ref(), page.limit as usize + 1)
+        .page(page.from.as_ref(), page.limit as usize + 1)
         .iter()
         .map(|i| IntegrationView::of(i))
         .collect();
@@ -123,7 +123,7 @@ pub async fn update_integration(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    AdminJson(body): AdminJson,
+    AdminJson { value: body, .. }: AdminJson,
 ) -> Result<Json<IntegrationView>, ApiError> {
     let current = find(&state, &id)?;
     let update = integrations::parse_update(current.entry, &body).map_err(ApiError::validation)?;

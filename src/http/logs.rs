@@ -14,11 +14,27 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{List, Params};
+use super::extract::{List, Params, with_one_more};
 use super::integrations::find;
+use crate::button::Client;
 use crate::domain::{LogId, Outcome};
-use crate::live_logs::LogEntry;
-use crate::store::logs::LogFilter;
+use crate::live_logs::{LogEntry, LogFilter, RequestView};
+use crate::store::logs::LogRow;
+
+/// An entry as the API shows it: with the request its delivery sends, and the event.
+fn entry(row: LogRow, client: &Client) -> LogEntry {
+    let request = client
+        .stored_request(row.record.call, row.url.as_deref(), row.body.as_deref())
+        .map(|r| RequestView::of(&r));
+    LogEntry {
+        record: row.record,
+        request,
+        event: row
+            .event
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok()),
+    }
+}
 
 fn filter(params: &Params) -> Result<LogFilter, ApiError> {
     Ok(LogFilter {
@@ -56,18 +72,12 @@ pub async fn list_logs(
     let page = params.page::<LogId>()?;
     let rows = state
         .store
-        .list_logs(
-            &integration.id,
-            &filter,
-            page.after.as_ref(),
-            page.limit + 1,
-        )
+        .list_logs(&integration.id, &filter, &with_one_more(&page))
         .await?;
-    let entries = rows
-        .iter()
-        .map(|r| LogEntry::from_row(r, &state.client))
-        .collect();
-    Ok(Json(List::page(entries, page.limit, |e| e.id.clone())))
+    let entries = rows.into_iter().map(|r| entry(r, &state.client)).collect();
+    Ok(Json(List::page(entries, page.limit, |e| {
+        e.record.id.clone()
+    })))
 }
 
 /// One live-log entry, with the event as received.
@@ -87,7 +97,7 @@ pub async fn get_log(
         .get_log(&integration.id, &parsed)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(LogEntry::from_row(&row, &state.client)))
+    Ok(Json(entry(row, &state.client)))
 }
 
 /// A live tail of the integration's entries as Server-Sent Events (`event: log`, the
@@ -108,11 +118,11 @@ pub async fn stream_logs(
     let id = find(&state, &id)?.id.clone();
     let filter = filter(&params)?;
     let stream = BroadcastStream::new(state.hub.subscribe()).filter_map(move |entry| match entry {
-        Ok(entry) if entry.matches(&id, &filter) => {
+        Ok(entry) if entry.record.matches(&id, &filter) => {
             let data = serde_json::to_string(&*entry).unwrap_or_default();
             Some(Ok(Event::default()
                 .event("log")
-                .id(entry.id.as_str())
+                .id(entry.record.id.as_str())
                 .data(data)))
         }
         Ok(_) => None,

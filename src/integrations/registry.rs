@@ -134,7 +134,7 @@ impl Registry {
             updated_at: now,
         };
         let integration = Arc::new(open(&row, &self.cipher)?);
-        self.store.insert_integration(row).await?;
+        self.store.save_integration(row).await?;
         self.publish(&integration.id, Some(integration.clone()));
         Ok(integration)
     }
@@ -250,7 +250,7 @@ impl Registry {
         // Strictly increasing: updated_at doubles as the integration's version.
         row.updated_at = now_ms().max(row.updated_at + 1);
         let integration = Arc::new(open(&row, &self.cipher)?);
-        self.store.update_integration(row).await?;
+        self.store.save_integration(row).await?;
         self.publish(&integration.id, Some(integration.clone()));
         Ok(integration)
     }

@@ -1,7 +1,7 @@
 //! Dead letters: deliveries that used up their attempts, kept for inspection, replay
 //! (with a fresh attempt budget) or discarding.
 
-use super::{Store, StoreError, on_backend};
+use super::{Page, Store, StoreError, on_backend};
 use crate::button::CallKind;
 use crate::domain::{DeliveryId, IntegrationId};
 
@@ -35,24 +35,22 @@ pub enum Resolution {
 }
 
 impl Store {
-    /// Dead letters of one integration, newest first, older than `before`.
+    /// Dead letters of one integration, newest first (a page starts below its key).
     pub async fn list_dead_letters(
         &self,
         integration_id: &IntegrationId,
-        before: Option<&DeliveryId>,
-        limit: u32,
+        page: &Page<DeliveryId>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        on_backend!(self.backend, db => db.list_dead_letters(integration_id, before, limit).await)
+        on_backend!(self.backend, db => db.list_dead_letters(integration_id, page).await)
     }
 
-    /// Replays or discards dead letters. Answers how many moved.
+    /// Replays or discards dead letters, now. Answers how many moved.
     pub async fn resolve_dead_letters(
         &self,
         integration_id: &IntegrationId,
         selection: Selection,
         resolution: Resolution,
-        now: i64,
     ) -> Result<u64, StoreError> {
-        on_backend!(self.backend, db => db.resolve_dead_letters(integration_id, selection, resolution, now).await)
+        on_backend!(self.backend, db => db.resolve_dead_letters(integration_id, selection, resolution).await)
     }
 }

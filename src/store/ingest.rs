@@ -4,10 +4,10 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::logs::LogRecord;
+use super::queue::Parcel;
 use super::{Backend, Store, StoreError, on_backend};
-use crate::button::CallKind;
-use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
+use crate::domain::{DeliveryId, DeliveryState};
+use crate::live_logs::LogRecord;
 
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -18,22 +18,15 @@ pub struct NewEvent {
     pub payload: String,
 }
 
-/// One event queued for one integration.
+/// One event for one integration: queued, or ended at once (filtered, unmappable).
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub id: DeliveryId,
-    pub integration_id: IntegrationId,
-    pub message_id: String,
-    pub event_name: String,
-    pub call: CallKind,
+    pub parcel: Parcel,
     pub state: DeliveryState,
-    /// Where the request goes; with `call` and `body` it is the whole request (method,
-    /// headers and credentials follow from the call).
+    /// Where the request goes; with the call and `body` it is the whole request
+    /// (method, headers and credentials follow from the call).
     pub url: Option<String>,
     pub body: Option<Vec<u8>>,
-    /// JSON array of `{field, message, hint}`.
-    pub warnings: Option<String>,
-    pub test: bool,
     pub created_at: i64,
 }
 

@@ -25,13 +25,10 @@ pub struct IntegrationRow {
 }
 
 impl Store {
-    pub async fn insert_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
-        on_backend!(self.backend, db => db.insert_integration(row).await)
-    }
-
-    /// Replaces every mutable column of the integration with `row`'s.
-    pub async fn update_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
-        on_backend!(self.backend, db => db.update_integration(row).await)
+    /// Writes a new integration, or a change to one (its id, entry, variant, delivery
+    /// mode and creation time never change).
+    pub async fn save_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
+        on_backend!(self.backend, db => db.save_integration(row).await)
     }
 
     /// Deletes the integration with its queue, dead letters and live logs. Answers

@@ -1,34 +1,9 @@
-//! Live-log rows: written in the same transaction as the queue change they record, and
-//! read newest first with filters.
+//! Live-log entries: written in the same transaction as the queue change they record,
+//! and read newest first with filters.
 
-use super::{Store, StoreError, on_backend};
-use crate::button::CallKind;
-use crate::domain::{DeliveryId, IntegrationId, LogId, Outcome};
-
-/// One immutable live-log row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogRecord {
-    pub id: LogId,
-    pub integration_id: IntegrationId,
-    pub delivery_id: Option<DeliveryId>,
-    pub message_id: Option<String>,
-    pub event_name: Option<String>,
-    pub call: Option<CallKind>,
-    pub attempt: Option<i64>,
-    pub outcome: Outcome,
-    pub status_code: Option<i64>,
-    pub status_line: Option<String>,
-    pub latency_ms: Option<f64>,
-    pub error: Option<String>,
-    pub hint: Option<String>,
-    /// JSON array of `{field, message, hint}`.
-    pub warnings: Option<String>,
-    pub next_attempt_at: Option<i64>,
-    /// JSON `{headers, body, truncated}`.
-    pub response: Option<String>,
-    pub test: bool,
-    pub created_at: i64,
-}
+use super::{Page, Store, StoreError, on_backend};
+use crate::domain::{IntegrationId, LogId};
+use crate::live_logs::{LogFilter, LogRecord};
 
 /// A log row with what it refers to: the request its delivery sends and, when asked
 /// for, the event as received.
@@ -40,27 +15,15 @@ pub struct LogRow {
     pub event: Option<String>,
 }
 
-/// Which entries a list (or a live tail) shows.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    pub outcome: Option<Outcome>,
-    pub event_name: Option<String>,
-    pub message_id: Option<String>,
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    pub test: Option<bool>,
-}
-
 impl Store {
-    /// Entries of one integration, newest first, older than `before`.
+    /// Entries of one integration, newest first (a page starts below its key).
     pub async fn list_logs(
         &self,
         integration_id: &IntegrationId,
         filter: &LogFilter,
-        before: Option<&LogId>,
-        limit: u32,
+        page: &Page<LogId>,
     ) -> Result<Vec<LogRow>, StoreError> {
-        on_backend!(self.backend, db => db.list_logs(integration_id, filter, before, limit).await)
+        on_backend!(self.backend, db => db.list_logs(integration_id, filter, page).await)
     }
 
     /// One entry, with the event as received.

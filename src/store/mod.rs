@@ -85,6 +85,14 @@ impl Store {
     }
 }
 
+/// Which part of a list to read: up to `limit` items past `from`, the sort key of the
+/// last item of the page before (in the list's own order).
+#[derive(Debug, Clone)]
+pub struct Page<K> {
+    pub from: Option<K>,
+    pub limit: u32,
+}
+
 /// Most bound parameters in one statement. SQLite allows 32766 (and PostgreSQL
 /// 65535); a few thousand keeps each multi-row statement's text (and its cached
 /// preparation) small while still writing hundreds of rows at a time.

@@ -2,27 +2,51 @@
 //! transaction as the event, leased by the integration's lane with an expiry, and
 //! finished with its live-log entry in one transaction.
 
-use super::logs::LogRecord;
+use std::time::Duration;
+
 use super::{Store, StoreError, on_backend};
+use crate::blueprint::Issue;
 use crate::button::CallKind;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
+use crate::live_logs::LogRecord;
 
-/// A delivery taken by a lane: it belongs to the taker until its lease expires.
+/// A delivery's identity and what it carries: the event (by messageId and name), the
+/// integration it goes to, the Button call and the mapping's warnings. Written at
+/// ingest, read back with every lease, and named in every live-log entry about it.
 #[derive(Debug, Clone)]
-pub struct Leased {
+pub struct Parcel {
     pub id: DeliveryId,
     pub integration_id: IntegrationId,
     pub message_id: String,
     pub event_name: String,
-    /// With `url` and `body`, the request to send (always there for a queued delivery;
-    /// a row without them fails instead of being sent).
+    /// Always written; read as optional so that a row without one fails alone.
     pub call: Option<CallKind>,
+    pub warnings: Vec<Issue>,
+    /// Sent by Test Event.
+    pub test: bool,
+}
+
+/// A delivery taken by a lane: it belongs to the taker until its lease expires.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub parcel: Parcel,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// With the call and `body`, the request to send (always there for a queued
+    /// delivery; a row without them fails instead of being sent).
     pub url: Option<String>,
     pub body: Option<Vec<u8>>,
-    pub warnings: Option<String>,
     pub lease_token: LeaseToken,
+}
+
+/// What a lane asks for when it leases.
+#[derive(Debug, Clone)]
+pub struct LeaseAsk {
+    /// Most deliveries to take.
+    pub limit: usize,
+    /// How long they belong to the lane.
+    pub lease_for: Duration,
+    pub token: LeaseToken,
 }
 
 /// What became of a leased delivery, with the live-log entry that records it.
@@ -40,17 +64,13 @@ pub struct Finish {
 }
 
 impl Store {
-    /// Leases up to `limit` due deliveries of one integration until `lease_until`,
-    /// oldest first.
+    /// Leases due deliveries of one integration, oldest first.
     pub async fn lease(
         &self,
         integration_id: &IntegrationId,
-        limit: usize,
-        now: i64,
-        lease_until: i64,
-        token: &LeaseToken,
+        ask: &LeaseAsk,
     ) -> Result<Vec<Leased>, StoreError> {
-        on_backend!(self.backend, db => db.lease(integration_id, limit, now, lease_until, token).await)
+        on_backend!(self.backend, db => db.lease(integration_id, ask).await)
     }
 
     /// Records what became of leased deliveries, with their live-log entries. A

@@ -4,9 +4,10 @@
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::SqliteStore;
+use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
-use crate::store::StoreError;
 use crate::store::dead_letters::{DeadLetter, Resolution, Selection};
+use crate::store::{Page, StoreError};
 
 /// An integration's dead letters, newest first, before an id: integration, `dead`,
 /// before, how many.
@@ -21,14 +22,17 @@ impl SqliteStore {
     pub(in crate::store) async fn list_dead_letters(
         &self,
         integration_id: &IntegrationId,
-        before: Option<&DeliveryId>,
-        limit: u32,
+        page: &Page<DeliveryId>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(LIST)
             .bind(integration_id)
             .bind(DeliveryState::Dead)
-            .bind(before.map_or(AFTER_EVERY_ID, DeliveryId::as_str))
-            .bind(i64::from(limit))
+            .bind(
+                page.from
+                    .as_ref()
+                    .map_or(AFTER_EVERY_ID, DeliveryId::as_str),
+            )
+            .bind(i64::from(page.limit))
             .fetch_all(&self.read)
             .await?;
         Ok(rows
@@ -42,7 +46,6 @@ impl SqliteStore {
         integration_id: &IntegrationId,
         selection: Selection,
         resolution: Resolution,
-        now: i64,
     ) -> Result<u64, StoreError> {
         if matches!(&selection, Selection::Ids(ids) if ids.is_empty()) {
             return Ok(0);
@@ -51,6 +54,7 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    let now = now_ms();
                     let mut q: QueryBuilder<Sqlite> =
                         QueryBuilder::new("UPDATE deliveries SET state = ");
                     match resolution {

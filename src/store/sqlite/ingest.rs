@@ -13,10 +13,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
-use super::rows::{Insert, insert};
+use super::rows::{Insert, insert, warnings_text};
 use crate::domain::{DeliveryId, IntegrationId};
+use crate::live_logs::LogRecord;
 use crate::store::ingest::{IngestRecord, NewDelivery, NewEvent, Written};
-use crate::store::logs::LogRecord;
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 impl SqliteStore {
@@ -75,19 +75,19 @@ impl Insert for DeliveryRow<'_> {
     ];
 
     fn bind(self, b: &mut Separated<'_, Sqlite, &'static str>) {
-        let d = self.delivery;
-        b.push_bind(&d.id)
-            .push_bind(&d.integration_id)
-            .push_bind(&d.message_id)
-            .push_bind(&d.event_name)
-            .push_bind(d.call)
+        let (d, p) = (self.delivery, &self.delivery.parcel);
+        b.push_bind(&p.id)
+            .push_bind(&p.integration_id)
+            .push_bind(&p.message_id)
+            .push_bind(&p.event_name)
+            .push_bind(p.call)
             .push_bind(d.state)
             .push_bind(0_i64)
             .push_bind(d.created_at)
             .push_bind(&d.url)
             .push_bind(self.body)
-            .push_bind(&d.warnings)
-            .push_bind(d.test)
+            .push_bind(warnings_text(&p.warnings))
+            .push_bind(p.test)
             .push_bind(d.created_at)
             .push_bind(d.created_at);
     }
@@ -128,13 +128,13 @@ async fn write(
     // writer, so this check cannot race them).
     let ids: Vec<&IntegrationId> = records
         .iter()
-        .flat_map(|r| r.deliveries.iter().map(|d| &d.integration_id))
+        .flat_map(|r| r.deliveries.iter().map(|d| &d.parcel.integration_id))
         .collect();
     let existing = existing_integrations(conn, &ids).await?;
     let candidates: Vec<&NewDelivery> = records
         .iter()
         .flat_map(|r| r.deliveries.iter())
-        .filter(|d| existing.contains(&d.integration_id))
+        .filter(|d| existing.contains(&d.parcel.integration_id))
         .collect();
     let stored = stored_deliveries(conn, &candidates).await?;
     let stored: HashSet<(&IntegrationId, &str)> =
@@ -143,16 +143,16 @@ async fn write(
     let written: HashSet<DeliveryId> = candidates
         .iter()
         .filter(|d| {
-            let key = (&d.integration_id, d.message_id.as_str());
+            let key = (&d.parcel.integration_id, d.parcel.message_id.as_str());
             !stored.contains(&key) && seen.insert(key)
         })
-        .map(|d| d.id.clone())
+        .map(|d| d.parcel.id.clone())
         .collect();
     drop((seen, stored, candidates));
     let deliveries: Vec<DeliveryRow> = records
         .iter_mut()
         .flat_map(|r| r.deliveries.iter_mut())
-        .filter(|d| written.contains(&d.id))
+        .filter(|d| written.contains(&d.parcel.id))
         .map(|d| {
             let body = d.body.take();
             DeliveryRow { delivery: d, body }
@@ -176,8 +176,8 @@ async fn write(
                 deliveries: r
                     .deliveries
                     .iter()
-                    .filter(|d| written.contains(&d.id))
-                    .map(|d| d.id.clone())
+                    .filter(|d| written.contains(&d.parcel.id))
+                    .map(|d| d.parcel.id.clone())
                     .collect(),
             };
             (r, outcome)
@@ -217,12 +217,13 @@ async fn stored_deliveries(
 ) -> Result<Vec<(IntegrationId, String)>, StoreError> {
     let mut by_integration: Vec<(&IntegrationId, Vec<&str>)> = Vec::new();
     for d in deliveries {
+        let p = &d.parcel;
         match by_integration
             .iter_mut()
-            .find(|(i, _)| *i == &d.integration_id)
+            .find(|(i, _)| *i == &p.integration_id)
         {
-            Some((_, ids)) => ids.push(&d.message_id),
-            None => by_integration.push((&d.integration_id, vec![&d.message_id])),
+            Some((_, ids)) => ids.push(&p.message_id),
+            None => by_integration.push((&p.integration_id, vec![&p.message_id])),
         }
     }
     let mut stored = Vec::new();
@@ -279,16 +280,18 @@ mod tests {
             payload: "{}".into(),
         });
         let delivery = NewDelivery {
-            id: DeliveryId::new(),
-            integration_id: IntegrationId::new(),
-            message_id: "m".into(),
-            event_name: "purchase".into(),
-            call: CallKind::OrderCreate,
+            parcel: crate::store::queue::Parcel {
+                id: DeliveryId::new(),
+                integration_id: IntegrationId::new(),
+                message_id: "m".into(),
+                event_name: "purchase".into(),
+                call: Some(CallKind::OrderCreate),
+                warnings: Vec::new(),
+                test: false,
+            },
             state: DeliveryState::Pending,
             url: None,
             body: None,
-            warnings: None,
-            test: false,
             created_at: 0,
         };
         binds_every_column(DeliveryRow {

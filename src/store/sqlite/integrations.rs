@@ -5,10 +5,19 @@ use std::collections::HashSet;
 use sqlx::{FromRow, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
-use super::rows::{Insert, insert};
+use super::rows::Insert;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::integrations::IntegrationRow;
+
+/// The columns a change to an integration never rewrites.
+const FIXED: [&str; 5] = [
+    "id",
+    "catalog_key",
+    "variant",
+    "delivery_mode",
+    "created_at",
+];
 
 fn select() -> String {
     format!(
@@ -18,42 +27,26 @@ fn select() -> String {
 }
 
 impl SqliteStore {
-    pub(in crate::store) async fn insert_integration(
+    pub(in crate::store) async fn save_integration(
         &self,
         row: IntegrationRow,
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    insert(conn, vec![&row]).await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    pub(in crate::store) async fn update_integration(
-        &self,
-        row: IntegrationRow,
-    ) -> Result<(), StoreError> {
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE integrations SET name = ?, enabled = ?, config = ?, secrets = ?, blueprint = ?, lane_state = ?, lane_reason = ?, updated_at = ?
-                         WHERE id = ?",
-                    )
-                    .bind(&row.name)
-                    .bind(row.enabled)
-                    .bind(&row.config)
-                    .bind(&row.secrets)
-                    .bind(&row.blueprint)
-                    .bind(row.lane_state)
-                    .bind(&row.lane_reason)
-                    .bind(row.updated_at)
-                    .bind(&row.id)
-                    .execute(&mut *conn)
-                    .await?;
+                    let mut q = QueryBuilder::<Sqlite>::new(format!(
+                        "INSERT INTO integrations ({}) ",
+                        <&IntegrationRow as Insert>::COLUMNS.join(", ")
+                    ));
+                    q.push_values([&row], |mut values, row| row.bind(&mut values));
+                    q.push(" ON CONFLICT (id) DO UPDATE SET ");
+                    let mut set = q.separated(", ");
+                    for column in <&IntegrationRow as Insert>::COLUMNS {
+                        if !FIXED.contains(column) {
+                            set.push(format_args!("{column} = excluded.{column}"));
+                        }
+                    }
+                    q.build().execute(&mut *conn).await?;
                     Ok(())
                 })
             })

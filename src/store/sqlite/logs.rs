@@ -7,8 +7,9 @@ use super::SqliteStore;
 use super::rows::insert;
 use crate::domain::clock::from_ms;
 use crate::domain::{IntegrationId, LogId, Outcome};
-use crate::store::StoreError;
-use crate::store::logs::{LogFilter, LogRecord, LogRow};
+use crate::live_logs::{LogFilter, LogRecord};
+use crate::store::logs::LogRow;
+use crate::store::{Page, StoreError};
 
 /// An entry's columns with its delivery's request, `l` and `d` in the queries below.
 const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.url, d.body";
@@ -78,13 +79,12 @@ impl SqliteStore {
         &self,
         integration_id: &IntegrationId,
         filter: &LogFilter,
-        before: Option<&LogId>,
-        limit: u32,
+        page: &Page<LogId>,
     ) -> Result<Vec<LogRow>, StoreError> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(SELECT);
         q.push(", NULL AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id WHERE l.integration_id = ")
             .push_bind(integration_id);
-        if let Some(before) = before {
+        if let Some(before) = &page.from {
             q.push(" AND l.id < ").push_bind(before);
         }
         if let Some(outcome) = filter.outcome {
@@ -107,7 +107,7 @@ impl SqliteStore {
             q.push(" AND l.test = ").push_bind(test);
         }
         q.push(" ORDER BY l.id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+            .push_bind(i64::from(page.limit));
         let rows = q.build().fetch_all(&self.read).await?;
         Ok(rows
             .iter()
@@ -155,7 +155,7 @@ mod tests {
             latency_ms: None,
             error: None,
             hint: None,
-            warnings: None,
+            warnings: Vec::new(),
             next_attempt_at: None,
             response: None,
             test: false,

@@ -12,9 +12,10 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
+use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
-use crate::store::logs::LogRecord;
-use crate::store::queue::{Finish, Leased};
+use crate::live_logs::LogRecord;
+use crate::store::queue::{Finish, LeaseAsk, Leased};
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
@@ -24,7 +25,7 @@ pub(super) const LEASE: &str = "UPDATE deliveries SET available_at = ?, lease_to
          SELECT id FROM deliveries
          WHERE integration_id = ? AND state = ? AND available_at <= ?
          ORDER BY available_at LIMIT ?)
-     RETURNING id, integration_id, message_id, event_name, call, attempts, url, body, warnings, lease_token";
+     RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token";
 
 /// When an integration's next delivery is due: integration, `pending`.
 pub(super) const NEXT_DUE: &str =
@@ -34,23 +35,22 @@ impl SqliteStore {
     pub(in crate::store) async fn lease(
         &self,
         integration_id: &IntegrationId,
-        limit: usize,
-        now: i64,
-        lease_until: i64,
-        token: &LeaseToken,
+        ask: &LeaseAsk,
     ) -> Result<Vec<Leased>, StoreError> {
-        let (integration_id, token) = (integration_id.clone(), token.clone());
+        let (integration_id, ask) = (integration_id.clone(), ask.clone());
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    // The time of the writer's turn: what is due then is taken.
+                    let now = now_ms();
                     let rows = sqlx::query(LEASE)
-                        .bind(lease_until)
-                        .bind(&token)
+                        .bind(now + ask.lease_for.as_millis() as i64)
+                        .bind(&ask.token)
                         .bind(now)
                         .bind(&integration_id)
                         .bind(DeliveryState::Pending)
                         .bind(now)
-                        .bind(limit as i64)
+                        .bind(ask.limit as i64)
                         .fetch_all(&mut *conn)
                         .await?;
                     let mut leased = rows
@@ -58,7 +58,7 @@ impl SqliteStore {
                         .map(Leased::from_row)
                         .collect::<Result<Vec<_>, _>>()?;
                     // RETURNING gives no order; serve the oldest first.
-                    leased.sort_by(|a, b| a.id.cmp(&b.id));
+                    leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
                     Ok(leased)
                 })
             })

@@ -6,11 +6,24 @@ use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use crate::blueprint::Issue;
+use crate::live_logs::LogRecord;
 use crate::store::dead_letters::DeadLetter;
 use crate::store::integrations::IntegrationRow;
-use crate::store::logs::{LogRecord, LogRow};
-use crate::store::queue::Leased;
+use crate::store::logs::LogRow;
+use crate::store::queue::{Leased, Parcel};
 use crate::store::{MAX_BINDS, StoreError, pieces};
+
+/// Warnings as stored: a JSON array, or NULL for none.
+pub(super) fn warnings_text(warnings: &[Issue]) -> Option<String> {
+    (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("issues serialise"))
+}
+
+/// Stored warnings read back (unreadable ones are dropped rather than failing the row).
+fn warnings_of(text: Option<String>) -> Vec<Issue> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
 
 /// A record written with multi-row `INSERT`s.
 pub(super) trait Insert {
@@ -77,9 +90,13 @@ impl Insert for &LogRecord {
             .push_bind(self.latency_ms)
             .push_bind(&self.error)
             .push_bind(&self.hint)
-            .push_bind(&self.warnings)
+            .push_bind(warnings_text(&self.warnings))
             .push_bind(self.next_attempt_at)
-            .push_bind(&self.response)
+            .push_bind(
+                self.response
+                    .as_ref()
+                    .map(|r| serde_json::to_string(r).expect("a response view serialises")),
+            )
             .push_bind(self.test)
             .push_bind(self.created_at);
     }
@@ -101,9 +118,11 @@ impl<'r> FromRow<'r, SqliteRow> for LogRecord {
             latency_ms: row.try_get("latency_ms")?,
             error: row.try_get("error")?,
             hint: row.try_get("hint")?,
-            warnings: row.try_get("warnings")?,
+            warnings: warnings_of(row.try_get("warnings")?),
             next_attempt_at: row.try_get("next_attempt_at")?,
-            response: row.try_get("response")?,
+            response: row
+                .try_get::<Option<String>, _>("response")?
+                .and_then(|r| serde_json::from_str(&r).ok()),
             test: row.try_get("test")?,
             created_at: row.try_get("created_at")?,
         })
@@ -123,7 +142,7 @@ impl<'r> FromRow<'r, SqliteRow> for LogRow {
     }
 }
 
-impl<'r> FromRow<'r, SqliteRow> for Leased {
+impl<'r> FromRow<'r, SqliteRow> for Parcel {
     fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
@@ -131,10 +150,19 @@ impl<'r> FromRow<'r, SqliteRow> for Leased {
             message_id: row.try_get("message_id")?,
             event_name: row.try_get("event_name")?,
             call: row.try_get("call")?,
+            warnings: warnings_of(row.try_get("warnings")?),
+            test: row.try_get("test")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, SqliteRow> for Leased {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            parcel: Parcel::from_row(row)?,
             attempts: row.try_get("attempts")?,
             url: row.try_get("url")?,
             body: row.try_get("body")?,
-            warnings: row.try_get("warnings")?,
             lease_token: row.try_get("lease_token")?,
         })
     }
