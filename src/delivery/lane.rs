@@ -3,7 +3,7 @@
 //! failing or paused integration never delays another.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,10 +32,13 @@ pub struct Lane {
     wake: Notify,
     /// Button asked us (`Retry-After`) not to call before this.
     hold: Mutex<Option<(Instant, SystemTime)>>,
-    /// Deliveries leased and not yet started.
+    /// Deliveries leased and not yet started. With `leasing` and `leases`, these let
+    /// `Delivery::settled` see the lane at rest; the lane's loop does not read them.
     waiting: AtomicUsize,
     /// A lease is being taken (its deliveries are not yet counted in `waiting`).
     leasing: AtomicBool,
+    /// Leases that took deliveries, ever.
+    leases: AtomicU64,
 }
 
 /// What a lane is doing, for stats and metrics.
@@ -56,6 +59,7 @@ impl Lane {
             hold: Mutex::new(None),
             waiting: AtomicUsize::new(0),
             leasing: AtomicBool::new(false),
+            leases: AtomicU64::new(0),
         })
     }
 
@@ -107,6 +111,11 @@ impl Lane {
         self.leasing.load(Ordering::Acquire)
             || self.in_flight() > 0
             || self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// How many leases have taken deliveries so far.
+    pub fn leases_taken(&self) -> u64 {
+        self.leases.load(Ordering::Acquire)
     }
 
     /// Whether the lane may not send now (paused, disabled, held, or deleted).
@@ -164,6 +173,9 @@ impl Lane {
                 let leased = shared.store.lease(&self.id, &ask).await;
                 if let Ok(leased) = &leased {
                     self.waiting.store(leased.len(), Ordering::Release);
+                    if !leased.is_empty() {
+                        self.leases.fetch_add(1, Ordering::AcqRel);
+                    }
                 }
                 self.leasing.store(false, Ordering::Release);
                 match leased {
@@ -368,6 +380,9 @@ fn log_attempt(
     let parcel = &job.parcel;
     let status = answer.status.map(|s| s.as_u16());
     let latency_ms = answer.latency.as_secs_f64() * 1000.0;
+    let succeeded = matches!(outcome, Outcome::Delivered | Outcome::RetryScheduled);
+    // What to do about it, on the lines of failures.
+    let hint = answer.hint.filter(|_| !succeeded);
     macro_rules! line {
         ($level:expr) => {
             tracing::event!(
@@ -382,13 +397,14 @@ fn log_attempt(
                 status,
                 latency_ms,
                 error = answer.error.as_deref(),
-                hint = answer.hint,
+                hint,
                 "delivery attempt"
             )
         };
     }
-    match outcome {
-        Outcome::Delivered | Outcome::RetryScheduled => line!(tracing::Level::INFO),
-        _ => line!(tracing::Level::WARN),
+    if succeeded {
+        line!(tracing::Level::INFO)
+    } else {
+        line!(tracing::Level::WARN)
     }
 }

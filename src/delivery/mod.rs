@@ -142,36 +142,32 @@ impl Delivery {
     /// `deadline` came first. Lets a test (or a tool) see delivery settle instead of
     /// sleeping for a while and hoping it did.
     pub async fn settled(&self, id: &IntegrationId, deadline: Instant) -> bool {
-        loop {
-            if self.is_settled(id).await {
-                return true;
+        let settled = async {
+            while !self.is_settled(id).await {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
+        tokio::time::timeout_at(deadline, settled).await.is_ok()
     }
 
     async fn is_settled(&self, id: &IntegrationId) -> bool {
         let Some(lane) = self.lanes().get(id).cloned() else {
             return true; // No lane: nothing of it is delivered.
         };
+        // A lease taken while this looks would move a due delivery out of sight
+        // (its lease expiry is its new due time): the count tells.
+        let leases = lane.leases_taken();
         if lane.busy() {
             return false;
         }
         // Outcomes handed over before this point are committed after it.
         self.shared.recorder.flush().await;
-        if lane.busy() {
-            return false;
-        }
-        if lane.closed(&self.shared) {
-            return true;
-        }
-        match self.shared.store.next_due(id).await {
-            Ok(due) => due.is_none_or(|due| due > now_ms()),
-            Err(_) => false,
-        }
+        let nothing_due = lane.closed(&self.shared)
+            || match self.shared.store.next_due(id).await {
+                Ok(due) => due.is_none_or(|due| due > now_ms()),
+                Err(_) => false,
+            };
+        nothing_due && !lane.busy() && lane.leases_taken() == leases
     }
 
     /// Stops leasing, gives back leases not started, lets attempts in flight finish

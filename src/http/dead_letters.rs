@@ -85,10 +85,17 @@ fn selection(body: Value) -> Result<Selection, ApiError> {
     let bad = |field: String, message: String| {
         ApiError::validation(vec![FieldError::new(field, "invalid_value", message)])
     };
-    if !body.is_object() {
+    let Some(obj) = body.as_object() else {
         return Err(bad(
             "body".into(),
             "send {\"ids\": [...]} or {\"all\": true}".into(),
+        ));
+    };
+    // `null` is not "absent": `{"ids": null, "all": true}` is refused, not read as all.
+    if let Some((key, _)) = obj.iter().find(|(_, v)| v.is_null()) {
+        return Err(bad(
+            key.clone(),
+            "must not be null: send a non-empty {\"ids\": [...]} or {\"all\": true}".into(),
         ));
     }
     let selection: DeadLetterSelection = serde_path_to_error::deserialize(body)
@@ -160,13 +167,14 @@ async fn resolve(
         .store
         .resolve_dead_letters(&integration.id, selection(body)?, resolution)
         .await?;
-    let audit = match resolution {
+    match resolution {
         Resolution::Replay => {
             state.delivery.notify(&integration.id);
-            "dead_letters.replayed"
+            tracing::info!(audit = "dead_letters.replayed", integration_id = %id, caller = %caller, count, "dead letters replayed");
         }
-        Resolution::Discard => "dead_letters.discarded",
-    };
-    tracing::info!(audit, integration_id = %id, caller = %caller, count, "dead letters resolved");
+        Resolution::Discard => {
+            tracing::info!(audit = "dead_letters.discarded", integration_id = %id, caller = %caller, count, "dead letters discarded");
+        }
+    }
     Ok(Json(DeadLetterResult { count }))
 }

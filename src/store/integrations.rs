@@ -26,7 +26,9 @@ pub struct IntegrationRow {
 
 impl Store {
     /// Writes a new integration, or a change to one (its id, entry, variant, delivery
-    /// mode and creation time never change).
+    /// mode and creation time never change). A change to an integration deleted
+    /// meanwhile would bring it back: the registry, the one caller, serialises every
+    /// save and delete, and saves only what it has just read.
     pub async fn save_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
         on_backend!(self.backend, db => db.save_integration(row).await)
     }

@@ -22,9 +22,20 @@ pub fn captured_logs() -> String {
 
 /// Waits (up to 10 s) until some captured log line passes `line`.
 pub async fn wait_for_log_line(line: impl Fn(&str) -> bool) -> bool {
+    wait_for_log_line_after(0, line).await
+}
+
+/// How much has been logged so far: lines logged later come after this offset.
+pub fn log_offset() -> usize {
+    log_buffer().lock().unwrap().len()
+}
+
+/// Waits (up to 10 s) until a line logged after `offset` passes `line`.
+pub async fn wait_for_log_line_after(offset: usize, line: impl Fn(&str) -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if captured_logs().lines().any(&line) {
+        let logged = captured_logs();
+        if logged.get(offset..).unwrap_or_default().lines().any(&line) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

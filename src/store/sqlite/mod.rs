@@ -38,7 +38,9 @@ pub(super) struct SqliteStore {
 fn migrator() -> Migrator {
     // The initial migration is kept byte for byte as first applied: sqlx checks each
     // applied migration's checksum, so an edit (even to a comment) would stop every
-    // existing database from opening. Schema changes come as new files.
+    // existing database from opening. Schema changes come as new files. Its comments
+    // on the states a column holds are history: `crate::domain::states` defines them,
+    // and the plan test below holds its partial indexes to those definitions.
     Migrator::with_migrations(vec![Migration::new(
         1,
         Cow::Borrowed("initial"),

@@ -149,7 +149,11 @@ impl<'r> FromRow<'r, SqliteRow> for Parcel {
             integration_id: row.try_get("integration_id")?,
             message_id: row.try_get("message_id")?,
             event_name: row.try_get("event_name")?,
-            call: row.try_get("call")?,
+            // A call this version does not know fails that delivery alone (as a
+            // request it cannot send) rather than every lease of its lane.
+            call: row
+                .try_get::<Option<&str>, _>("call")?
+                .and_then(|c| c.parse().ok()),
             warnings: warnings_of(row.try_get("warnings")?),
             test: row.try_get("test")?,
         })

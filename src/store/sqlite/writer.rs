@@ -18,8 +18,8 @@ use crate::store::StoreError;
 
 /// One write, as the writer sees it.
 trait Operation: Send {
-    /// Runs the write on `conn` and keeps its result. `Err` means it must be rolled
-    /// back (the error is a copy: the operation keeps the original for its caller).
+    /// Runs the write on `conn` and keeps its result. `Err` (a copy of the write's
+    /// error) means it must be rolled back.
     fn run<'c>(
         &'c mut self,
         conn: &'c mut SqliteConnection,
