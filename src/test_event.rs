@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::blueprint::{self, Issue};
 use crate::button::{Classification, Client};
 use crate::domain::clock::now_ms;
-use crate::domain::words::words;
+use crate::domain::words::worded;
 use crate::domain::{DeliveryState, FieldError, LogId, Outcome, TestEventId};
 use crate::ingest;
 use crate::integrations::Integration;
@@ -23,13 +23,36 @@ use crate::records::{self, EventRef};
 use crate::store::ingest::{IngestRecord, NewEvent};
 use crate::store::{Store, StoreError};
 
-words! {
-    /// How delivery would treat Button's answer: `delivered`, `retryable` (a test is
-    /// not retried) or `terminal`.
-    pub enum Treatment {
-        Delivered = "delivered", Retryable = "retryable", Terminal = "terminal",
+/// How delivery would treat Button's answer: as delivered, retryable (a test is not
+/// retried) or terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Treatment {
+    Delivered,
+    Retryable,
+    Terminal,
+}
+
+impl Treatment {
+    const ALL: &'static [Self] = &[Self::Delivered, Self::Retryable, Self::Terminal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            // The outcome Live Logs records for it.
+            Self::Delivered => Outcome::Delivered.as_str(),
+            Self::Retryable => "retryable",
+            Self::Terminal => "terminal",
+        }
     }
 }
+
+worded!(
+    Treatment,
+    [
+        "How delivery would treat Button's answer: `delivered`, `retryable` (a test is not",
+        "retried) or `terminal`."
+    ],
+    serialize
+);
 
 impl From<Classification> for Treatment {
     fn from(c: Classification) -> Self {
