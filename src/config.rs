@@ -52,6 +52,11 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// Runs pending migrations at start-up; when false, start-up refuses a database
+    /// whose migrations are not all applied (`button-delivery migrate` applies them).
+    pub migrate_on_start: bool,
+    /// PostgreSQL: connections of this replica's pool.
+    pub max_connections: u32,
     pub read_connections: u32,
     pub synchronous: Synchronous,
     pub max_batch_ops: usize,
@@ -62,6 +67,15 @@ pub struct DatabaseSettings {
     /// answers 503).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+}
+
+/// The databases the service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// One embedded file, one process.
+    Sqlite,
+    /// Any number of replicas on one database.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -196,13 +210,16 @@ impl Settings {
         if self.server.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::setting("server.data_dir", "must not be empty"));
         }
-        let url = self.database_url();
-        if !url.starts_with("sqlite:") {
+        if self.database_kind().is_none() {
             return Err(ConfigError::setting(
                 "database.url",
-                "only sqlite: URLs are supported by this version (PostgreSQL support is planned)",
+                "must start with sqlite: (the embedded default) or postgres:",
             ));
         }
+        positive(
+            "database.max_connections",
+            u64::from(self.database.max_connections),
+        )?;
         positive(
             "database.read_connections",
             self.database.read_connections as u64,
@@ -273,6 +290,18 @@ impl Settings {
                 format!("{e} (expected host:port, e.g. 0.0.0.0:8084)"),
             )
         })
+    }
+
+    /// Which database `database.url` names.
+    pub fn database_kind(&self) -> Option<DatabaseKind> {
+        let url = self.database.url.trim_start();
+        if url.starts_with("sqlite:") {
+            Some(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(DatabaseKind::Postgres)
+        } else {
+            None
+        }
     }
 
     /// The database URL with `{data_dir}` filled in.

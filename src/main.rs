@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use button_delivery::config::Settings;
 use button_delivery::startup::Application;
+use button_delivery::store::Store;
 use button_delivery::telemetry;
 
 /// mimalloc: the service allocates many small, short-lived buffers per event (JSON
@@ -29,8 +30,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck(&settings);
+    match std::env::args().nth(1).as_deref() {
+        Some("healthcheck") => return healthcheck(&settings),
+        Some("migrate") => return migrate(&settings),
+        _ => {}
     }
     // The log writer outlives the runtime, so the last lines of every task get out.
     let _flush_logs_on_exit = telemetry::init(&settings.log);
@@ -53,6 +56,30 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `button-delivery migrate`: applies the database's pending migrations and stops, for
+/// operators who run them as a step of their own (with `database.migrate_on_start`
+/// false, replicas then refuse a database that lacks one).
+fn migrate(settings: &Settings) -> ExitCode {
+    let kind = settings
+        .database_kind()
+        .expect("the settings were validated");
+    let runtime = tokio::runtime::Runtime::new().expect("the runtime starts");
+    match runtime.block_on(Store::migrate(
+        kind,
+        &settings.database_url(),
+        &settings.database,
+    )) {
+        Ok(applied) => {
+            println!("migrations: {applied} applied; the database is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrations failed: {e}");
             ExitCode::FAILURE
         }
     }

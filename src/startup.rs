@@ -12,9 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::button::{self, ClientConfig};
-use crate::config::Settings;
+use crate::config::{DatabaseKind, Settings};
 use crate::delivery::Delivery;
-use crate::domain::clock::now_ms;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::integrations::Registry;
@@ -70,41 +69,43 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
+/// `url` without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
     stop: watch::Sender<bool>,
-    data_dir_lock: std::fs::File,
+    data_dir_lock: Option<std::fs::File>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let secrets = Secrets::resolve(&settings)?;
-        let data_dir_lock = lock_data_dir(&settings.server.data_dir)?;
+        let kind = settings
+            .database_kind()
+            .expect("the settings were validated");
+        // The embedded store belongs to one process; replicas share PostgreSQL.
+        let data_dir_lock = match kind {
+            DatabaseKind::Sqlite => Some(lock_data_dir(&settings.server.data_dir)?),
+            DatabaseKind::Postgres => None,
+        };
         let url = settings.database_url();
-        let store = Store::open(&url, &settings.database)
+        let store = Store::open(kind, &url, &settings.database)
             .await
             .map_err(|source| StartError::Store {
-                url: url.clone(),
+                url: redact_url(&url),
                 source,
             })?;
-        // The embedded store belongs to this process alone: leases a previous run held
-        // when it stopped (or crashed) can be taken back at once.
-        let released =
-            store
-                .release_all_leases(now_ms())
-                .await
-                .map_err(|source| StartError::Store {
-                    url: url.clone(),
-                    source,
-                })?;
-        if released > 0 {
-            tracing::warn!(
-                deliveries = released,
-                "took back deliveries leased by a previous run that did not finish them"
-            );
-        }
         let registry = Arc::new(Registry::load(store.clone(), secrets.cipher.clone()).await?);
         let client = button::Client::new(ClientConfig {
             orders_base_url: settings.button.orders_base_url.clone(),

@@ -25,7 +25,15 @@ impl StoreError {
 
 /// SQLite primary result codes that mean the store cannot take writes now: BUSY,
 /// LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB.
-const UNAVAILABLE_CODES: [i64; 8] = [5, 6, 8, 10, 11, 13, 14, 26];
+const SQLITE_UNAVAILABLE: [i64; 8] = [5, 6, 8, 10, 11, 13, 14, 26];
+
+/// PostgreSQL SQLSTATE classes and codes that mean the same: a serialization failure
+/// or deadlock (40), a lock not granted in time (55P03), a dropped connection (08),
+/// insufficient resources such as a full disk (53), an administrator's or a
+/// timeout's cancel (57), a read-only transaction (25006).
+fn postgres_unavailable(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57")) || code == "55P03" || code == "25006"
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -34,11 +42,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Decode(_)
             | sqlx::Error::ColumnNotFound(_) => Self::Corrupt(e.to_string()),
             sqlx::Error::Database(db) => {
-                let primary = db
-                    .code()
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .map(|c| c & 0xff);
-                if primary.is_some_and(|c| UNAVAILABLE_CODES.contains(&c)) {
+                let code = db.code().unwrap_or_default();
+                let unavailable = match code.parse::<i64>() {
+                    Ok(sqlite) => SQLITE_UNAVAILABLE.contains(&(sqlite & 0xff)),
+                    Err(_) => postgres_unavailable(&code),
+                };
+                if unavailable {
                     Self::Unavailable(e.to_string())
                 } else {
                     Self::Rejected(e.to_string())

@@ -2,7 +2,7 @@
 //! and read newest first with filters.
 
 use super::{Page, Store, StoreError, on_backend};
-use crate::domain::{IntegrationId, LogId};
+use crate::domain::{IntegrationId, LogId, Outcome};
 use crate::live_logs::{LogFilter, LogRecord};
 
 /// A log row with what it refers to: the request its delivery sends and, when asked
@@ -33,5 +33,35 @@ impl Store {
         id: &LogId,
     ) -> Result<Option<LogRow>, StoreError> {
         on_backend!(self.backend, db => db.get_log(integration_id, id).await)
+    }
+}
+
+/// What a write of `records` adds to the counts: entries per (integration, outcome)
+/// and per integration, each in the order of its key, so that concurrent writers
+/// update the counting rows in the same order.
+pub(super) struct Tally<'a> {
+    pub outcomes: Vec<((&'a IntegrationId, Outcome), i64)>,
+    pub entries: Vec<(&'a IntegrationId, i64)>,
+}
+
+impl<'a> Tally<'a> {
+    pub(super) fn of(records: &[&'a LogRecord]) -> Self {
+        let mut outcomes: std::collections::BTreeMap<(&IntegrationId, &str), (Outcome, i64)> =
+            Default::default();
+        let mut entries: std::collections::BTreeMap<&IntegrationId, i64> = Default::default();
+        for r in records {
+            outcomes
+                .entry((&r.integration_id, r.outcome.as_str()))
+                .or_insert((r.outcome, 0))
+                .1 += 1;
+            *entries.entry(&r.integration_id).or_default() += 1;
+        }
+        Self {
+            outcomes: outcomes
+                .into_iter()
+                .map(|((id, _), (outcome, n))| ((id, outcome), n))
+                .collect(),
+            entries: entries.into_iter().collect(),
+        }
     }
 }

@@ -32,11 +32,15 @@ pub mod queue;
 pub mod retention;
 pub mod stats;
 
+mod columns;
+mod postgres;
+mod rows;
 mod sqlite;
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseKind, DatabaseSettings};
 pub use error::StoreError;
 use ingest::Committer;
+use postgres::PgStore;
 use sqlite::SqliteStore;
 
 /// The single database of the service.
@@ -50,6 +54,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Runs `$body` with `$db` bound to the database behind `$backend`.
@@ -57,21 +62,51 @@ macro_rules! on_backend {
     ($backend:expr, $db:ident => $body:expr) => {
         match &$backend {
             $crate::store::Backend::Sqlite($db) => $body,
+            $crate::store::Backend::Postgres($db) => $body,
         }
     };
 }
 pub(crate) use on_backend;
 
 impl Store {
-    /// Opens (creating if needed) the database at `url`, runs the migrations and starts
-    /// the writer.
-    pub async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let sqlite = SqliteStore::open(url, settings).await?;
-        let committer = Committer::start(Backend::Sqlite(sqlite.clone()), sqlite.commit_path());
-        Ok(Self {
-            backend: Backend::Sqlite(sqlite),
-            committer,
-        })
+    /// Opens the `kind` database at `url` (creating an embedded one if needed) and
+    /// brings its schema up to date.
+    pub async fn open(
+        kind: DatabaseKind,
+        url: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<Self, StoreError> {
+        let (backend, commit_path) = match kind {
+            DatabaseKind::Sqlite => {
+                let db = SqliteStore::open(url, settings).await?;
+                let path = db.commit_path();
+                (Backend::Sqlite(db), path)
+            }
+            DatabaseKind::Postgres => {
+                let db = PgStore::open(url, settings).await?;
+                let path = db.commit_path();
+                (Backend::Postgres(db), path)
+            }
+        };
+        let committer = Committer::start(backend.clone(), commit_path);
+        Ok(Self { backend, committer })
+    }
+
+    /// Applies the pending migrations of the database at `url` and stops (`button-delivery
+    /// migrate`). Answers how many were applied.
+    pub async fn migrate(
+        kind: DatabaseKind,
+        url: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<usize, StoreError> {
+        match kind {
+            DatabaseKind::Postgres => PgStore::migrate(url).await,
+            DatabaseKind::Sqlite => {
+                // The embedded store migrates whenever it opens.
+                Self::open(kind, url, settings).await?.close().await;
+                Ok(0)
+            }
+        }
     }
 
     /// Readiness: the database answers a query.

@@ -94,13 +94,6 @@ impl Store {
         on_backend!(self.backend, db => db.release(leases, available_at).await)
     }
 
-    /// Makes every leased delivery due now. Only for a store no other process uses (the
-    /// embedded SQLite file at start-up): leases held by a previous, crashed run of
-    /// this process would otherwise wait for their expiry.
-    pub async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
-        on_backend!(self.backend, db => db.release_all_leases(now).await)
-    }
-
     /// When the integration's next pending delivery falls due, if it has one.
     pub async fn next_due(
         &self,

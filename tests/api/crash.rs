@@ -24,7 +24,7 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let admin = random_secret("admin-");
     let ingest = random_secret("ingest-");
-    let mut env = crate::helpers::test_env(&dir, &fake, &admin, &ingest);
+    let mut env = crate::helpers::test_env(&dir, &fake, &admin, &ingest).await;
     env.push(("BUTTON_DELIVERY__LANE_CONCURRENCY".into(), "8".into()));
     let http = client();
 

@@ -710,7 +710,6 @@ async fn a_graceful_restart_finishes_attempts_in_flight_without_duplicates() {
 
 #[tokio::test]
 async fn a_store_that_refuses_writes_gets_503_and_loses_nothing_accepted() {
-    use sqlx::Connection;
     let app = TestApp::spawn_with(&[("BUTTON_DATABASE__BUSY_TIMEOUT", "300ms")]).await;
     let id = app.install().await;
     app.fake
@@ -720,13 +719,8 @@ async fn a_store_that_refuses_writes_gets_503_and_loses_nothing_accepted() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // Another process takes the database's write lock and holds it.
-    let url = format!("sqlite://{}/button-delivery.db", app.dir.path().display());
-    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let locked_at = crate::helpers::log_offset();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let lock = app.lock_store().await;
     let started = Instant::now();
     let (status, body) = app.send_event(purchase("during")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -748,8 +742,7 @@ async fn a_store_that_refuses_writes_gets_503_and_loses_nothing_accepted() {
         .await,
         "delivery never met the locked store"
     );
-    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
-    drop(locker);
+    lock.release().await;
 
     app.fake.clear_rules();
     let (status, _) = app.send_event(purchase("after")).await;

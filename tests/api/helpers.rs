@@ -120,13 +120,73 @@ pub struct TestApp {
     delivery: Option<Arc<Delivery>>,
 }
 
-/// Settings a test may change, as environment pairs.
-pub fn test_env(
+/// The PostgreSQL server tests run on, from `BUTTON_TEST_POSTGRES_URL` (for example
+/// `postgres://postgres@127.0.0.1:5432/postgres`); unset, they run on the embedded
+/// SQLite store. Each service then gets a database of its own.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("BUTTON_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+pub fn on_postgres() -> bool {
+    postgres_server().is_some()
+}
+
+/// Creates a fresh database on `server` and answers its URL. The first call also drops
+/// the databases earlier test runs left behind (named after processes that are gone).
+pub async fn fresh_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("BUTTON_TEST_POSTGRES_URL={server} is not reachable: {e}"));
+    SWEPT
+        .get_or_init(|| async {
+            let names: Vec<String> = sqlx::query_scalar(
+                r"SELECT datname FROM pg_database WHERE datname LIKE 'bdtest\_%'",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            for name in names {
+                let pid = name.split('_').nth(1).unwrap_or_default();
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await;
+                }
+            }
+        })
+        .await;
+    let name = format!(
+        "bdtest_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(server).expect("a postgres:// URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Settings a test may change, as environment pairs (with a fresh database of its own
+/// when the tests run on PostgreSQL).
+pub async fn test_env(
     dir: &TempDir,
     fake: &FakeButton,
     admin: &str,
     ingest: &str,
 ) -> Vec<(String, String)> {
+    let database = match postgres_server() {
+        Some(server) => Some(fresh_postgres_database(&server).await),
+        None => None,
+    };
     [
         ("BUTTON_SERVER__LISTEN", "127.0.0.1:0".to_owned()),
         ("BUTTON_SERVER__DATA_DIR", dir.path().display().to_string()),
@@ -150,6 +210,7 @@ pub fn test_env(
         ("BUTTON_LIVE_LOGS__PRUNE_INTERVAL", "1h".into()),
     ]
     .into_iter()
+    .chain(database.map(|url| ("BUTTON_DATABASE__URL", url)))
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
@@ -173,7 +234,7 @@ impl TestApp {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let admin_token = random_secret("admin-");
         let ingest_token = random_secret("ingest-");
-        let mut env = test_env(&dir, &fake, &admin_token, &ingest_token);
+        let mut env = test_env(&dir, &fake, &admin_token, &ingest_token).await;
         for (k, v) in overrides {
             env.retain(|(key, _)| key != k);
             env.push((k.to_string(), v.to_string()));
@@ -375,6 +436,121 @@ impl TestApp {
         );
     }
 
+    /// The PostgreSQL database of this service, if it runs on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "BUTTON_DATABASE__URL")
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Rows in one of the store's tables.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self.postgres_url() {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                n
+            }
+            None => {
+                let url = format!(
+                    "sqlite://{}/button-delivery.db?mode=ro",
+                    self.dir.path().display()
+                );
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Everything the store holds, as bytes to search: the database files, or on
+    /// PostgreSQL every row of every table as text (byte columns written out as the
+    /// bytes they hold).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        match self.postgres_url() {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let mut bytes = Vec::new();
+                for table in [
+                    "integrations",
+                    "events",
+                    "deliveries",
+                    "live_logs",
+                    "lane_holds",
+                ] {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT t::text FROM {table} t"
+                    )))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                    bytes.extend(rows.concat().into_bytes());
+                }
+                for (table, column) in [
+                    ("integrations", "secrets"),
+                    ("deliveries", "body"),
+                    ("deliveries", "message_id"),
+                ] {
+                    let cells: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                        format!("SELECT {column} FROM {table}"),
+                    ))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                    bytes.extend(cells.into_iter().flatten().flatten());
+                }
+                pool.close().await;
+                bytes
+            }
+            None => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.to_string_lossy().contains(".db") {
+                        bytes.extend(std::fs::read(&path).unwrap());
+                    }
+                }
+                bytes
+            }
+        }
+    }
+
+    /// Takes the store's write lock from another connection (as another process
+    /// would) and holds it until the answer is dropped or released.
+    pub async fn lock_store(&self) -> StoreLock {
+        use sqlx::Connection;
+        match self.postgres_url() {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("LOCK TABLE events, deliveries IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                StoreLock::Postgres(conn)
+            }
+            None => {
+                let url = format!("sqlite://{}/button-delivery.db", self.dir.path().display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                StoreLock::Sqlite(conn)
+            }
+        }
+    }
+
     /// The integration's queue depth (pending deliveries, due or scheduled).
     pub async fn queue_depth(&self, integration: &str) -> i64 {
         let stats = self
@@ -395,6 +571,25 @@ impl TestApp {
                 "a secret ({}...) appears in the logs",
                 &secret[..8.min(secret.len())]
             );
+        }
+    }
+}
+
+/// A store lock held by a test (see [`TestApp::lock_store`]).
+pub enum StoreLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl StoreLock {
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
         }
     }
 }

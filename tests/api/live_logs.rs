@@ -310,19 +310,10 @@ async fn retention_drops_entries_events_and_finished_deliveries_past_their_age()
     app.wait_logs(&id, "outcome=delivered", 3, WAIT).await;
     // Everything ages past max_age (1 s); the pruner, every 200 ms, removes the
     // entries, then the finished deliveries, then the events.
-    let url = format!(
-        "sqlite://{}/button-delivery.db?mode=ro",
-        app.dir.path().display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     for table in ["live_logs", "deliveries", "events"] {
         loop {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
+            let n = app.count_rows(table).await;
             if n == 0 {
                 break;
             }

@@ -131,7 +131,7 @@ async fn a_full_run_of_the_binary_logs_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let admin = random_secret("admin-");
     let ingest = random_secret("ingest-");
-    let env = crate::helpers::test_env(&dir, &fake, &admin, &ingest);
+    let env = crate::helpers::test_env(&dir, &fake, &admin, &ingest).await;
     let process = Process::start(&env);
     process.wait_ready().await;
     let client = crate::helpers::client();
@@ -243,14 +243,8 @@ async fn the_api_key_is_not_stored_in_clear() {
     )
     .await;
     app.shutdown().await;
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains(".db") {
-            bytes.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    assert!(bytes.len() > 4096, "the database was read");
+    let bytes = app.stored_bytes().await;
+    assert!(bytes.len() > 1024, "the database was read");
     let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(
         contains("app-abc123def456"),
@@ -272,7 +266,7 @@ async fn admin_and_ingest_tokens_are_generated_owner_only_when_not_configured() 
     let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("fresh");
-    let mut env = crate::helpers::test_env(&dir, &fake, "", "");
+    let mut env = crate::helpers::test_env(&dir, &fake, "", "").await;
     env.retain(|(k, _)| !k.starts_with("BUTTON_AUTH") && k != "BUTTON_SERVER__DATA_DIR");
     env.push(("BUTTON_SERVER__DATA_DIR".into(), data.display().to_string()));
     let process = Process::start(&env);
@@ -335,7 +329,7 @@ async fn invalid_configuration_stops_start_up_naming_the_setting() {
 async fn the_healthcheck_subcommand_reports_the_local_service() {
     let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token");
+    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token").await;
     let process = Process::start(&env);
     process.wait_ready().await;
     let check = |port: u16| {
@@ -354,9 +348,14 @@ async fn the_healthcheck_subcommand_reports_the_local_service() {
 
 #[tokio::test]
 async fn a_second_service_on_the_same_data_directory_refuses_to_start() {
+    if crate::helpers::on_postgres() {
+        // The data-directory lock is the embedded store's: replicas share PostgreSQL
+        // (the multi-replica tests run several on one database).
+        return;
+    }
     let fake = fake_button::FakeButton::start(fake_button::Config::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token");
+    let env = crate::helpers::test_env(&dir, &fake, "a-token", "i-token").await;
     let first = Process::start(&env);
     first.wait_ready().await;
     let second = Command::new(env!("CARGO_BIN_EXE_button-delivery"))

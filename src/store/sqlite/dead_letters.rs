@@ -1,12 +1,13 @@
 //! Dead letters on SQLite: listed newest first by id, replayed or discarded in one
 //! statement.
 
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
 use crate::store::dead_letters::{DeadLetter, Resolution, Selection};
+use crate::store::rows;
 use crate::store::{Page, StoreError};
 
 /// An integration's dead letters, newest first, before an id: integration, `dead`,
@@ -37,7 +38,7 @@ impl SqliteStore {
             .await?;
         Ok(rows
             .iter()
-            .map(DeadLetter::from_row)
+            .map(rows::dead_letter)
             .collect::<Result<_, _>>()?)
     }
 

@@ -7,16 +7,16 @@
 
 use std::collections::HashSet;
 
-use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
-use super::rows::{Insert, insert, warnings_text};
+use super::rows::insert;
 use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
-use crate::store::ingest::{IngestRecord, NewDelivery, NewEvent, Written};
+use crate::store::ingest::{IngestRecord, NewDelivery, Written};
+use crate::store::rows::{DeliveryRow, EventRow};
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 impl SqliteStore {
@@ -27,69 +27,6 @@ impl SqliteStore {
         self.writer
             .write(move |conn| Box::pin(async move { write(conn, records).await }))
             .await
-    }
-}
-
-/// An event to insert, with its payload moved out of the record.
-struct EventRow<'a> {
-    event: &'a NewEvent,
-    payload: String,
-}
-
-impl Insert for EventRow<'_> {
-    const TABLE: &'static str = "events";
-    const COLUMNS: &'static [&'static str] =
-        &["message_id", "event_name", "received_at", "payload"];
-
-    fn bind(self, b: &mut Separated<'_, Sqlite, &'static str>) {
-        b.push_bind(&self.event.message_id)
-            .push_bind(&self.event.event_name)
-            .push_bind(self.event.received_at)
-            .push_bind(self.payload);
-    }
-}
-
-/// A delivery to insert, with its body moved out of the record.
-struct DeliveryRow<'a> {
-    delivery: &'a NewDelivery,
-    body: Option<Vec<u8>>,
-}
-
-impl Insert for DeliveryRow<'_> {
-    const TABLE: &'static str = "deliveries";
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "integration_id",
-        "message_id",
-        "event_name",
-        "call",
-        "state",
-        "attempts",
-        "available_at",
-        "url",
-        "body",
-        "warnings",
-        "test",
-        "created_at",
-        "updated_at",
-    ];
-
-    fn bind(self, b: &mut Separated<'_, Sqlite, &'static str>) {
-        let (d, p) = (self.delivery, &self.delivery.parcel);
-        b.push_bind(&p.id)
-            .push_bind(&p.integration_id)
-            .push_bind(&p.message_id)
-            .push_bind(&p.event_name)
-            .push_bind(p.call)
-            .push_bind(d.state)
-            .push_bind(0_i64)
-            .push_bind(d.created_at)
-            .push_bind(&d.url)
-            .push_bind(self.body)
-            .push_bind(warnings_text(&p.warnings))
-            .push_bind(p.test)
-            .push_bind(d.created_at)
-            .push_bind(d.created_at);
     }
 }
 
@@ -257,46 +194,5 @@ fn expect_rows(table: &str, inserted: u64, expected: usize) -> Result<(), StoreE
         Err(StoreError::Unavailable(format!(
             "{table}: {inserted} rows inserted where {expected} were expected"
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::button::CallKind;
-    use crate::domain::DeliveryState;
-    use crate::store::sqlite::rows::tests::binds_every_column;
-
-    #[test]
-    fn every_insert_binds_every_column() {
-        let event = NewEvent {
-            message_id: "m".into(),
-            event_name: None,
-            received_at: 0,
-            payload: String::new(),
-        };
-        binds_every_column(EventRow {
-            event: &event,
-            payload: "{}".into(),
-        });
-        let delivery = NewDelivery {
-            parcel: crate::store::queue::Parcel {
-                id: DeliveryId::new(),
-                integration_id: IntegrationId::new(),
-                message_id: "m".into(),
-                event_name: "purchase".into(),
-                call: Some(CallKind::OrderCreate),
-                warnings: Vec::new(),
-                test: false,
-            },
-            state: DeliveryState::Pending,
-            url: None,
-            body: None,
-            created_at: 0,
-        };
-        binds_every_column(DeliveryRow {
-            delivery: &delivery,
-            body: None,
-        });
     }
 }

@@ -2,22 +2,13 @@
 
 use std::collections::HashSet;
 
-use sqlx::{FromRow, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
-use super::rows::Insert;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::integrations::IntegrationRow;
-
-/// The columns a change to an integration never rewrites.
-const FIXED: [&str; 5] = [
-    "id",
-    "catalog_key",
-    "variant",
-    "delivery_mode",
-    "created_at",
-];
+use crate::store::rows::{self, FIXED_INTEGRATION_COLUMNS, Insert};
 
 fn select() -> String {
     format!(
@@ -42,7 +33,7 @@ impl SqliteStore {
                     q.push(" ON CONFLICT (id) DO UPDATE SET ");
                     let mut set = q.separated(", ");
                     for column in <&IntegrationRow as Insert>::COLUMNS {
-                        if !FIXED.contains(column) {
+                        if !FIXED_INTEGRATION_COLUMNS.contains(column) {
                             set.push(format_args!("{column} = excluded.{column}"));
                         }
                     }
@@ -71,7 +62,7 @@ impl SqliteStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.as_ref().map(IntegrationRow::from_row).transpose()?)
+        Ok(row.as_ref().map(rows::integration_row).transpose()?)
     }
 
     pub(in crate::store) async fn all_integrations(
@@ -82,7 +73,7 @@ impl SqliteStore {
             .await?;
         Ok(rows
             .iter()
-            .map(IntegrationRow::from_row)
+            .map(rows::integration_row)
             .collect::<Result<_, _>>()?)
     }
 }
@@ -127,30 +118,4 @@ pub(super) async fn existing_integrations(
     rows.iter()
         .map(|r| Ok(r.try_get::<IntegrationId, _>(0)?))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::LaneState;
-    use crate::store::sqlite::rows::tests::binds_every_column;
-
-    #[test]
-    fn an_integration_binds_every_column() {
-        binds_every_column(&IntegrationRow {
-            id: IntegrationId::new(),
-            catalog_key: "button".into(),
-            name: "Button".into(),
-            variant: "default".into(),
-            delivery_mode: "server_side".into(),
-            enabled: true,
-            config: "{}".into(),
-            secrets: Vec::new(),
-            blueprint: "{}".into(),
-            lane_state: LaneState::Active,
-            lane_reason: None,
-            created_at: 0,
-            updated_at: 0,
-        });
-    }
 }

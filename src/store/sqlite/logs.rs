@@ -1,14 +1,15 @@
 //! Live-log rows on SQLite: inserted with the lifetime outcome counts and the
 //! per-integration entry counts kept current, and read newest first.
 
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::rows::insert;
 use crate::domain::clock::from_ms;
-use crate::domain::{IntegrationId, LogId, Outcome};
+use crate::domain::{IntegrationId, LogId};
 use crate::live_logs::{LogFilter, LogRecord};
-use crate::store::logs::LogRow;
+use crate::store::logs::{LogRow, Tally};
+use crate::store::rows;
 use crate::store::{Page, StoreError};
 
 /// An entry's columns with its delivery's request, `l` and `d` in the queries below.
@@ -20,16 +21,8 @@ pub(super) async fn insert_logs(
     records: &[&LogRecord],
 ) -> Result<(), StoreError> {
     insert(conn, records.to_vec()).await?;
-    let mut counts: Vec<((&IntegrationId, Outcome), i64)> = Vec::new();
-    for r in records {
-        let key = (&r.integration_id, r.outcome);
-        match counts.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((key, 1)),
-        }
-    }
-    let mut entries: Vec<(&IntegrationId, i64)> = Vec::new();
-    for ((integration_id, outcome), n) in counts {
+    let tally = Tally::of(records);
+    for ((integration_id, outcome), n) in tally.outcomes {
         sqlx::query(
             "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES (?, ?, ?)
              ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count",
@@ -39,12 +32,8 @@ pub(super) async fn insert_logs(
         .bind(n)
         .execute(&mut *conn)
         .await?;
-        match entries.iter_mut().find(|(i, _)| *i == integration_id) {
-            Some((_, total)) => *total += n,
-            None => entries.push((integration_id, n)),
-        }
     }
-    for (integration_id, n) in entries {
+    for (integration_id, n) in tally.entries {
         add_entries(conn, integration_id, n).await?;
     }
     Ok(())
@@ -109,10 +98,7 @@ impl SqliteStore {
         q.push(" ORDER BY l.id DESC LIMIT ")
             .push_bind(i64::from(page.limit));
         let rows = q.build().fetch_all(&self.read).await?;
-        Ok(rows
-            .iter()
-            .map(LogRow::from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(rows::log_row).collect::<Result<_, _>>()?)
     }
 
     pub(in crate::store) async fn get_log(
@@ -129,37 +115,6 @@ impl SqliteStore {
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.as_ref().map(LogRow::from_row).transpose()?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::DeliveryId;
-    use crate::store::sqlite::rows::tests::binds_every_column;
-
-    #[test]
-    fn a_live_log_entry_binds_every_column() {
-        binds_every_column(&LogRecord {
-            id: LogId::new(),
-            integration_id: IntegrationId::new(),
-            delivery_id: Some(DeliveryId::new()),
-            message_id: None,
-            event_name: None,
-            call: None,
-            attempt: None,
-            outcome: Outcome::Delivered,
-            status_code: None,
-            status_line: None,
-            latency_ms: None,
-            error: None,
-            hint: None,
-            warnings: Vec::new(),
-            next_attempt_at: None,
-            response: None,
-            test: false,
-            created_at: 0,
-        });
+        Ok(row.as_ref().map(rows::log_row).transpose()?)
     }
 }

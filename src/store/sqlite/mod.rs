@@ -3,7 +3,6 @@
 //! connection that writes; a background connection checkpoints the write-ahead log.
 //! One file per concern holds its SQL, beside the store's file of the same name.
 
-mod columns;
 mod dead_letters;
 mod ingest;
 mod integrations;
@@ -24,6 +23,7 @@ use sqlx::{SqlSafeStr, SqlitePool};
 
 use super::StoreError;
 use crate::config::{DatabaseSettings, Synchronous};
+use crate::domain::clock::now_ms;
 use writer::Writer;
 
 #[derive(Clone)]
@@ -97,13 +97,21 @@ impl SqliteStore {
         let (stop_checkpoints, stopping) = tokio::sync::watch::channel(false);
         tokio::spawn(checkpoints(checkpoint_pool.clone(), stopping));
         let writer = Writer::start(write_pool.clone(), settings.max_batch_ops);
-        Ok(Self {
+        let store = Self {
             read,
             write_pool,
             checkpoint_pool,
             stop_checkpoints,
             writer,
-        })
+        };
+        let released = store.release_all_leases(now_ms()).await?;
+        if released > 0 {
+            tracing::warn!(
+                deliveries = released,
+                "took back deliveries leased by a previous run that did not finish them"
+            );
+        }
+        Ok(store)
     }
 
     /// Where work on the commit path runs: the writer's own thread.

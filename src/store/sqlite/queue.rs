@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
 use super::integrations::existing_integrations;
@@ -16,6 +16,7 @@ use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
 use crate::store::queue::{Finish, LeaseAsk, Leased};
+use crate::store::rows;
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
@@ -55,7 +56,7 @@ impl SqliteStore {
                         .await?;
                     let mut leased = rows
                         .iter()
-                        .map(Leased::from_row)
+                        .map(rows::leased)
                         .collect::<Result<Vec<_>, _>>()?;
                     // RETURNING gives no order; serve the oldest first.
                     leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
@@ -139,7 +140,10 @@ impl SqliteStore {
             .await
     }
 
-    pub(in crate::store) async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
+    /// Makes every leased delivery due now: the embedded file belongs to this process
+    /// alone, so leases a previous run held when it stopped (or crashed) are taken
+    /// back at once instead of waiting for their expiry.
+    pub(super) async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {

@@ -1,0 +1,83 @@
+//! Dead letters on PostgreSQL: listed newest first by id, replayed or discarded in one
+//! statement.
+
+use std::sync::LazyLock;
+
+use sqlx::{Postgres, QueryBuilder};
+
+use super::PgStore;
+use crate::domain::clock::now_ms;
+use crate::domain::{DeliveryId, DeliveryState, IntegrationId};
+use crate::store::dead_letters::{DeadLetter, Resolution, Selection};
+use crate::store::{Page, StoreError, rows};
+
+/// An integration's dead letters, newest first, before an id: integration, before,
+/// how many. `dead` is written from its word (see the module doc of `postgres`).
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, message_id, event_name, call, attempts, created_at, updated_at
+         FROM deliveries WHERE integration_id = $1 AND state = '{}' AND id < $2
+         ORDER BY id DESC LIMIT $3",
+        DeliveryState::Dead
+    )
+});
+
+/// Sorts after every delivery id (`~` after every letter and digit).
+const AFTER_EVERY_ID: &str = "dlv_~";
+
+impl PgStore {
+    pub(in crate::store) async fn list_dead_letters(
+        &self,
+        integration_id: &IntegrationId,
+        page: &Page<DeliveryId>,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(LIST.as_str()))
+            .bind(integration_id)
+            .bind(
+                page.from
+                    .as_ref()
+                    .map_or(AFTER_EVERY_ID, DeliveryId::as_str),
+            )
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(rows::dead_letter)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) async fn resolve_dead_letters(
+        &self,
+        integration_id: &IntegrationId,
+        selection: Selection,
+        resolution: Resolution,
+    ) -> Result<u64, StoreError> {
+        if matches!(&selection, Selection::Ids(ids) if ids.is_empty()) {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE deliveries SET state = ");
+        match resolution {
+            Resolution::Replay => {
+                q.push_bind(DeliveryState::Pending)
+                    .push(", attempts = 0, lease_token = NULL, available_at = ")
+                    .push_bind(now);
+            }
+            Resolution::Discard => {
+                q.push_bind(DeliveryState::Discarded);
+            }
+        }
+        q.push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE state = ")
+            .push_bind(DeliveryState::Dead)
+            .push(" AND integration_id = ")
+            .push_bind(integration_id);
+        if let Selection::Ids(ids) = selection {
+            let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            q.push(" AND id = ANY(").push_bind(ids).push(")");
+        }
+        Ok(q.build().execute(&self.pool).await?.rows_affected())
+    }
+}

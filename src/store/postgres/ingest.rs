@@ -1,0 +1,112 @@
+//! Ingest's write on PostgreSQL, in one transaction. Other replicas write at the same
+//! time, so nothing is found first: each insert skips what is already stored
+//! (`ON CONFLICT DO NOTHING`) and returns what it wrote. The integrations the
+//! deliveries go to are locked for share until the commit, so a delete on another
+//! replica waits for it (or wins, and they take nothing).
+
+use std::collections::HashSet;
+
+use sqlx::{PgConnection, Row};
+
+use super::PgStore;
+use super::integrations::existing_integrations;
+use super::logs::insert_logs;
+use super::rows::insert;
+use crate::domain::{DeliveryId, IntegrationId};
+use crate::live_logs::LogRecord;
+use crate::store::StoreError;
+use crate::store::ingest::{IngestRecord, Written};
+use crate::store::rows::{DeliveryRow, EventRow};
+
+impl PgStore {
+    pub(in crate::store) async fn ingest(
+        &self,
+        records: Vec<IngestRecord>,
+    ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let written = write(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+async fn write(
+    conn: &mut PgConnection,
+    mut records: Vec<IngestRecord>,
+) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
+    // Events: new if this write stored it, and only for its first record.
+    let events: Vec<EventRow> = records
+        .iter_mut()
+        .map(|r| {
+            let payload = std::mem::take(&mut r.event.payload);
+            EventRow {
+                event: &r.event,
+                payload,
+            }
+        })
+        .collect();
+    let (stored, _) = insert(
+        conn,
+        events,
+        " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+    )
+    .await?;
+    let mut stored_now: HashSet<Vec<u8>> = stored
+        .iter()
+        .map(|row| row.try_get::<Vec<u8>, _>(0))
+        .collect::<Result<_, _>>()?;
+    let new_event: Vec<bool> = records
+        .iter()
+        .map(|r| stored_now.remove(r.event.message_id.as_bytes()))
+        .collect();
+
+    // Deliveries: an event reaches each integration once (the unique index decides,
+    // here or on any replica); an integration deleted meanwhile takes nothing.
+    let ids: Vec<&IntegrationId> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter().map(|d| &d.parcel.integration_id))
+        .collect();
+    let existing = existing_integrations(conn, &ids).await?;
+    let deliveries: Vec<DeliveryRow> = records
+        .iter_mut()
+        .flat_map(|r| r.deliveries.iter_mut())
+        .filter(|d| existing.contains(&d.parcel.integration_id))
+        .map(|d| {
+            let body = d.body.take();
+            DeliveryRow { delivery: d, body }
+        })
+        .collect();
+    let (inserted, _) = insert(
+        conn,
+        deliveries,
+        " ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING id",
+    )
+    .await?;
+    let written: HashSet<DeliveryId> = inserted
+        .iter()
+        .map(|row| row.try_get::<DeliveryId, _>(0))
+        .collect::<Result<_, _>>()?;
+
+    let logs: Vec<&LogRecord> = records
+        .iter()
+        .flat_map(|r| r.logs.iter())
+        .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
+        .collect();
+    insert_logs(conn, &logs).await?;
+    Ok(records
+        .into_iter()
+        .zip(new_event)
+        .map(|(r, new_event)| {
+            let outcome = Written {
+                new_event,
+                deliveries: r
+                    .deliveries
+                    .iter()
+                    .filter(|d| written.contains(&d.parcel.id))
+                    .map(|d| d.parcel.id.clone())
+                    .collect(),
+            };
+            (r, outcome)
+        })
+        .collect())
+}

@@ -1,0 +1,123 @@
+//! Integration rows on PostgreSQL. Every change is announced on the
+//! `button_integrations` channel when it commits, so the other replicas reload it.
+
+use std::collections::HashSet;
+
+use sqlx::{PgConnection, Row};
+
+use super::PgStore;
+use super::rows::insert;
+use crate::domain::IntegrationId;
+use crate::store::StoreError;
+use crate::store::integrations::IntegrationRow;
+use crate::store::rows::{self, FIXED_INTEGRATION_COLUMNS, Insert};
+
+/// The channel that announces integration changes (payload: the integration's id).
+pub(super) const CHANGES: &str = "button_integrations";
+
+fn select() -> String {
+    format!(
+        "SELECT {} FROM integrations",
+        <&IntegrationRow as Insert>::COLUMNS.join(", ")
+    )
+}
+
+async fn announce(conn: &mut PgConnection, id: &IntegrationId) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    pub(in crate::store) async fn save_integration(
+        &self,
+        row: IntegrationRow,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<String> = <&IntegrationRow as Insert>::COLUMNS
+            .iter()
+            .filter(|c| !FIXED_INTEGRATION_COLUMNS.contains(c))
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        insert(
+            &mut tx,
+            vec![&row],
+            &format!(" ON CONFLICT (id) DO UPDATE SET {}", changes.join(", ")),
+        )
+        .await?;
+        announce(&mut tx, &row.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn delete_integration(
+        &self,
+        id: &IntegrationId,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM integrations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for sql in [
+            "DELETE FROM deliveries WHERE integration_id = $1",
+            "DELETE FROM live_logs WHERE integration_id = $1",
+            "DELETE FROM outcome_counts WHERE integration_id = $1",
+            "DELETE FROM live_log_counts WHERE integration_id = $1",
+            "DELETE FROM lane_holds WHERE integration_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        announce(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(gone > 0)
+    }
+
+    pub(in crate::store) async fn get_integration(
+        &self,
+        id: &IntegrationId,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE id = $1", select())))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(rows::integration_row).transpose()?)
+    }
+
+    pub(in crate::store) async fn all_integrations(
+        &self,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY id", select())))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(rows::integration_row)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// Which of `ids` name integrations that exist, locked for share until the
+/// transaction ends (a delete elsewhere waits for it).
+pub(super) async fn existing_integrations(
+    conn: &mut PgConnection,
+    ids: &[&IntegrationId],
+) -> Result<HashSet<IntegrationId>, StoreError> {
+    let mut wanted: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = sqlx::query("SELECT id FROM integrations WHERE id = ANY($1) ORDER BY id FOR SHARE")
+        .bind(wanted)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<IntegrationId, _>(0)?))
+        .collect()
+}

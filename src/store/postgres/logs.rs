@@ -1,0 +1,118 @@
+//! Live-log rows on PostgreSQL: inserted with the lifetime outcome counts and the
+//! per-integration entry counts kept current, and read newest first.
+
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::PgStore;
+use super::rows::insert;
+use crate::domain::clock::from_ms;
+use crate::domain::{IntegrationId, LogId};
+use crate::live_logs::{LogFilter, LogRecord};
+use crate::store::logs::{LogRow, Tally};
+use crate::store::{Page, StoreError, rows};
+
+/// An entry's columns with its delivery's request, `l` and `d` in the queries below.
+const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.url, d.body";
+
+/// Inserts `records` and adds them to the lifetime outcome counts and the entry counts.
+pub(super) async fn insert_logs(
+    conn: &mut PgConnection,
+    records: &[&LogRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    insert(conn, records.to_vec(), "").await?;
+    let tally = Tally::of(records);
+    for ((integration_id, outcome), n) in tally.outcomes {
+        sqlx::query(
+            "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES ($1, $2, $3)
+             ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count",
+        )
+        .bind(integration_id)
+        .bind(outcome)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (integration_id, n) in tally.entries {
+        add_entries(conn, integration_id, n).await?;
+    }
+    Ok(())
+}
+
+/// Keeps `live_log_counts` (entries stored per integration) current, so retention by
+/// count never has to count.
+pub(super) async fn add_entries(
+    conn: &mut PgConnection,
+    integration_id: &IntegrationId,
+    n: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO live_log_counts (integration_id, entries) VALUES ($1, $2)
+         ON CONFLICT (integration_id) DO UPDATE SET entries = live_log_counts.entries + excluded.entries",
+    )
+    .bind(integration_id)
+    .bind(n)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    pub(in crate::store) async fn list_logs(
+        &self,
+        integration_id: &IntegrationId,
+        filter: &LogFilter,
+        page: &Page<LogId>,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
+        q.push(", NULL AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id WHERE l.integration_id = ")
+            .push_bind(integration_id);
+        if let Some(before) = &page.from {
+            q.push(" AND l.id < ").push_bind(before);
+        }
+        if let Some(outcome) = filter.outcome {
+            q.push(" AND l.outcome = ").push_bind(outcome);
+        }
+        if let Some(name) = &filter.event_name {
+            q.push(" AND l.event_name = ").push_bind(name.as_bytes());
+        }
+        if let Some(message_id) = &filter.message_id {
+            q.push(" AND l.message_id = ")
+                .push_bind(message_id.as_bytes());
+        }
+        if let Some(since) = filter.since_ms {
+            q.push(" AND l.id >= ")
+                .push_bind(LogId::floor_at(from_ms(since)));
+        }
+        if let Some(until) = filter.until_ms {
+            q.push(" AND l.id < ")
+                .push_bind(LogId::floor_at(from_ms(until.saturating_add(1))));
+        }
+        if let Some(test) = filter.test {
+            q.push(" AND l.test = ").push_bind(test);
+        }
+        q.push(" ORDER BY l.id DESC LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(rows::log_row).collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) async fn get_log(
+        &self,
+        integration_id: &IntegrationId,
+        id: &LogId,
+    ) -> Result<Option<LogRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT}, e.payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id
+             LEFT JOIN events e ON e.message_id = l.message_id
+             WHERE l.integration_id = $1 AND l.id = $2"
+        )))
+        .bind(integration_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(rows::log_row).transpose()?)
+    }
+}

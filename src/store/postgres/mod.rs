@@ -1,0 +1,134 @@
+//! The PostgreSQL backend: any number of replicas of the service on one database. Every
+//! write is its own transaction on a pool (PostgreSQL takes concurrent writers and
+//! groups their commits itself); ingest still gathers concurrent requests into one
+//! transaction through the store's committer. Deliveries are leased with
+//! `FOR UPDATE SKIP LOCKED`, so no two replicas hold one. One file per concern, beside
+//! the store's file of the same name.
+//!
+//! Two statement habits differ from SQLite's. Words a partial index serves (`pending`,
+//! `dead`) are written into the statement from the enum, not bound: after its first
+//! executions PostgreSQL may plan a prepared statement once for any value, and such a
+//! generic plan cannot use an index whose predicate names one value. And every text is
+//! bound through [`rows`], which keeps U+0000 out of TEXT (an event's own strings go
+//! to BYTEA).
+
+mod dead_letters;
+mod ingest;
+mod integrations;
+mod logs;
+mod queue;
+mod retention;
+mod rows;
+mod stats;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::StoreError;
+use crate::config::DatabaseSettings;
+
+#[derive(Clone)]
+pub(super) struct PgStore {
+    pool: PgPool,
+}
+
+pub(super) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        include_str!("../../../migrations/postgres/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl PgStore {
+    /// Connects; applies pending migrations when `settings.migrate_on_start` (replicas
+    /// starting together take turns on an advisory lock), else refuses a database
+    /// that lacks one.
+    pub(super) async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        // A write that waits longer than busy_timeout for a lock fails (ingest then
+        // answers 503, as with a locked SQLite file) instead of waiting without end.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("button-delivery")
+            .statement_cache_capacity(256)
+            .options([(
+                "lock_timeout",
+                format!("{}ms", settings.busy_timeout.as_millis()),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let migrator = migrator();
+        if settings.migrate_on_start {
+            migrator
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
+        } else {
+            check_migrated(&migrator, &pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// `button-delivery migrate`: applies pending migrations and stops.
+    pub(super) async fn migrate(url: &str) -> Result<usize, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        let migrator = migrator();
+        let pending = pending(&migrator, &pool).await?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
+        pool.close().await;
+        Ok(pending)
+    }
+
+    /// Where work on the commit path runs: any of the runtime's workers.
+    pub(super) fn commit_path(&self) -> tokio::runtime::Handle {
+        tokio::runtime::Handle::current()
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// How many of `migrator`'s migrations the database has not applied.
+async fn pending(migrator: &Migrator, pool: &PgPool) -> Result<usize, StoreError> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    Ok(migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
+}
+
+/// Refuses a database with migrations still to apply.
+async fn check_migrated(migrator: &Migrator, pool: &PgPool) -> Result<(), StoreError> {
+    match pending(migrator, pool).await? {
+        0 => Ok(()),
+        n => Err(StoreError::Unavailable(format!(
+            "the database lacks {n} migration(s): run `button-delivery migrate` (or set database.migrate_on_start)"
+        ))),
+    }
+}
