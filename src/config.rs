@@ -389,7 +389,12 @@ mod tests {
                 "delivery.lease_duration",
             ),
             ("BUTTON_LOG__FORMAT", "xml", "log.format"),
-            ("BUTTON_DATABASE__URL", "postgres://x", "database.url"),
+            ("BUTTON_DATABASE__URL", "mysql://x", "database.url"),
+            (
+                "BUTTON_DATABASE__MAX_CONNECTIONS",
+                "0",
+                "database.max_connections",
+            ),
             (
                 "BUTTON_DELIVERY__LANE_CONCURRENCY",
                 "0",

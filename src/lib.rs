@@ -22,6 +22,7 @@ pub mod live_logs;
 pub mod mapping;
 pub mod metrics;
 pub mod records;
+pub mod replicas;
 pub mod secrets;
 pub mod startup;
 pub mod store;

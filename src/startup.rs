@@ -19,6 +19,7 @@ use crate::ingest::Ingest;
 use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
+use crate::replicas::Follower;
 use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::store::retention::PrunePolicy;
@@ -141,6 +142,19 @@ impl Application {
         };
         let (stop, stopping) = watch::channel(false);
         tokio::spawn(prune(store.clone(), settings.clone(), stopping.clone()));
+        Follower {
+            store: store.clone(),
+            registry: registry.clone(),
+            delivery: delivery.clone(),
+            hub: hub.clone(),
+            client: client.clone(),
+        }
+        .start(stopping.clone())
+        .await
+        .map_err(|source| StartError::Store {
+            url: redact_url(&url),
+            source,
+        })?;
         let addr = settings.listen_addr()?;
         let listener = TcpListener::bind(addr)
             .await

@@ -79,6 +79,14 @@ impl Lane {
         }
     }
 
+    /// Holds the lane until `until` (a hold another replica heard from Button).
+    pub fn hold_until(&self, until: SystemTime) {
+        if let Ok(left) = until.duration_since(SystemTime::now()) {
+            self.hold_for(left);
+            self.wake();
+        }
+    }
+
     fn hold_for(&self, d: Duration) {
         let until = (Instant::now() + d, SystemTime::now() + d);
         let mut hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
@@ -303,6 +311,13 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     );
     if let Some(until) = decision.hold_lane_until() {
         lane.hold_for(remaining(until, now));
+        // Every other replica's lane holds too.
+        let (store, id) = (shared.store.clone(), parcel.integration_id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.hold_lane(&id, to_ms(until)).await {
+                tracing::warn!(integration_id = %id, error = %e, "cannot tell the other replicas of Button's Retry-After");
+            }
+        });
     }
     if decision == Decision::PauseLane {
         // The key is wrong for every event: hold the lane instead of spending each

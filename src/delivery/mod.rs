@@ -131,6 +131,14 @@ impl Delivery {
         }
     }
 
+    /// Holds the integration's lane until `until`: Button's `Retry-After`, heard by
+    /// another replica.
+    pub fn hold(&self, id: &IntegrationId, until: std::time::SystemTime) {
+        if let Some(lane) = self.lanes().get(id) {
+            lane.hold_until(until);
+        }
+    }
+
     pub fn lane_status(&self, id: &IntegrationId) -> Option<LaneStatus> {
         let lane = self.lanes().get(id).cloned()?;
         Some(lane.status(self.shared.registry.get(id).as_deref()))

@@ -1,7 +1,9 @@
 //! The registry: every integration, opened (config parsed, secrets decrypted, blueprint
 //! compiled) and kept in memory for ingest and delivery. Every change goes to the store
 //! first, then replaces the in-memory value, then is announced to whoever watches (the
-//! delivery lanes).
+//! delivery lanes). A change is written only over the version it read (`updated_at`),
+//! so two replicas changing one integration at once never lose either change; a
+//! change another replica made is [`reload`](Registry::reload)ed.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -28,6 +30,10 @@ pub type Snapshot = Arc<BTreeMap<IntegrationId, Arc<Integration>>>;
 pub enum LoadError {
     #[error("integration {id}: {message}")]
     Invalid { id: IntegrationId, message: String },
+    #[error(
+        "auth.encryption_key cannot open the api_key stored for integration {0}: every replica, and every restart, needs the key the integrations were stored with"
+    )]
+    WrongKey(IntegrationId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -134,9 +140,96 @@ impl Registry {
             updated_at: now,
         };
         let integration = Arc::new(open(&row, &self.cipher)?);
-        self.store.save_integration(row).await?;
+        self.store.insert_integration(row).await?;
         self.publish(&integration.id, Some(integration.clone()));
         Ok(integration)
+    }
+
+    /// Reads the integration, lets `edit` change it, and writes the change unless
+    /// someone (here or on another replica) changed it meanwhile; then it reads it
+    /// again and retries. An `edit` answering false leaves it as it is (`None`).
+    async fn change(
+        &self,
+        id: &IntegrationId,
+        mut edit: impl FnMut(&mut IntegrationRow) -> bool,
+    ) -> Result<Option<Arc<Integration>>, RegistryError> {
+        let _changing = self.changing.lock().await;
+        loop {
+            let mut row = self.row(id).await?;
+            let seen = row.updated_at;
+            if !edit(&mut row) {
+                return Ok(None);
+            }
+            // Strictly increasing: updated_at doubles as the integration's version.
+            row.updated_at = now_ms().max(seen + 1);
+            let integration = Arc::new(open(&row, &self.cipher)?);
+            if self.store.update_integration(row, seen).await? {
+                self.publish(id, Some(integration.clone()));
+                return Ok(Some(integration));
+            }
+        }
+    }
+
+    /// Like [`change`](Self::change), for an edit that always applies.
+    async fn apply(
+        &self,
+        id: &IntegrationId,
+        mut edit: impl FnMut(&mut IntegrationRow),
+    ) -> Result<Arc<Integration>, RegistryError> {
+        let changed = self
+            .change(id, |row| {
+                edit(row);
+                true
+            })
+            .await?;
+        Ok(changed.expect("an edit that always applies changes it"))
+    }
+
+    /// Brings this replica's copy of an integration up to date with the store (after
+    /// another replica announced a change to it). Answers whether it changed here.
+    pub async fn reload(&self, id: &IntegrationId) -> Result<bool, RegistryError> {
+        let _changing = self.changing.lock().await;
+        let held = self.get(id);
+        match self.store.get_integration(id).await? {
+            Some(row) if held.as_ref().map(|i| i.updated_at) != Some(row.updated_at) => {
+                let integration = Arc::new(open(&row, &self.cipher)?);
+                self.publish(id, Some(integration));
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None if held.is_some() => {
+                self.publish(id, None);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// [`reload`](Self::reload)s every integration (a safety net for announcements
+    /// missed while a connection was down). Answers how many changed here.
+    pub async fn reload_all(&self) -> Result<usize, RegistryError> {
+        let stored: Vec<IntegrationId> = self
+            .store
+            .all_integrations()
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        let held: Vec<IntegrationId> = self.snapshot().keys().cloned().collect();
+        let mut ids: Vec<IntegrationId> = stored.into_iter().chain(held).collect();
+        ids.sort();
+        ids.dedup();
+        let mut changed = 0;
+        for id in ids {
+            match self.reload(&id).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(integration_id = %id, error = %e, "cannot reload the integration")
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// Applies a partial update. A new api_key also clears an `auth_failed` lane: the
@@ -146,28 +239,31 @@ impl Registry {
         id: &IntegrationId,
         update: Update,
     ) -> Result<Arc<Integration>, RegistryError> {
-        let _changing = self.changing.lock().await;
-        let mut row = self.row(id).await?;
-        if let Some(name) = update.name {
-            row.name = name;
-        }
-        if let Some(enabled) = update.enabled {
-            row.enabled = enabled;
-        }
-        if let Some(application_id) = update.application_id {
-            let mut config: Map<String, Value> =
-                serde_json::from_str(&row.config).unwrap_or_default();
-            config.insert("application_id".into(), Value::String(application_id));
-            row.config = Value::Object(config).to_string();
-        }
-        if let Some(api_key) = &update.api_key {
-            row.secrets = self.seal(&row.id, api_key);
-            if row.lane_state == LaneState::AuthFailed {
-                row.lane_state = LaneState::Active;
-                row.lane_reason = None;
+        self.apply(id, |row| {
+            if let Some(name) = &update.name {
+                row.name = name.clone();
             }
-        }
-        self.save(row).await
+            if let Some(enabled) = update.enabled {
+                row.enabled = enabled;
+            }
+            if let Some(application_id) = &update.application_id {
+                let mut config: Map<String, Value> =
+                    serde_json::from_str(&row.config).unwrap_or_default();
+                config.insert(
+                    "application_id".into(),
+                    Value::String(application_id.clone()),
+                );
+                row.config = Value::Object(config).to_string();
+            }
+            if let Some(api_key) = &update.api_key {
+                row.secrets = self.seal(&row.id, api_key);
+                if row.lane_state == LaneState::AuthFailed {
+                    row.lane_state = LaneState::Active;
+                    row.lane_reason = None;
+                }
+            }
+        })
+        .await
     }
 
     /// Replaces the blueprint document (already compiled by the caller), kept as
@@ -177,10 +273,7 @@ impl Registry {
         id: &IntegrationId,
         doc: &str,
     ) -> Result<Arc<Integration>, RegistryError> {
-        let _changing = self.changing.lock().await;
-        let mut row = self.row(id).await?;
-        row.blueprint = doc.to_owned();
-        self.save(row).await
+        self.apply(id, |row| row.blueprint = doc.to_owned()).await
     }
 
     /// Marks the lane `auth_failed` after Button refused the api_key, unless the
@@ -192,41 +285,40 @@ impl Registry {
         seen_updated_at: i64,
         reason: String,
     ) -> Result<Option<Arc<Integration>>, RegistryError> {
-        let _changing = self.changing.lock().await;
-        match self.store.get_integration(id).await? {
-            Some(mut row)
-                if row.updated_at == seen_updated_at && row.lane_state != LaneState::AuthFailed =>
-            {
-                row.lane_state = LaneState::AuthFailed;
-                row.lane_reason = Some(reason);
-                self.save(row).await.map(Some)
-            }
-            _ => Ok(None),
+        let paused = self
+            .change(id, |row| {
+                let pause =
+                    row.updated_at == seen_updated_at && row.lane_state != LaneState::AuthFailed;
+                if pause {
+                    row.lane_state = LaneState::AuthFailed;
+                    row.lane_reason = Some(reason.clone());
+                }
+                pause
+            })
+            .await;
+        match paused {
+            // Deleted meanwhile: nothing to pause.
+            Err(RegistryError::NotFound(_)) => Ok(None),
+            other => other,
         }
     }
 
     /// Clears an `auth_failed` or `paused` lane so its deliveries go out again.
     pub async fn resume(&self, id: &IntegrationId) -> Result<Arc<Integration>, RegistryError> {
-        self.set_lane(id, LaneState::Active, None).await
+        self.apply(id, |row| {
+            row.lane_state = LaneState::Active;
+            row.lane_reason = None;
+        })
+        .await
     }
 
     /// Holds the lane: events keep queueing, nothing is sent until a resume.
     pub async fn pause(&self, id: &IntegrationId) -> Result<Arc<Integration>, RegistryError> {
-        self.set_lane(id, LaneState::Paused, Some("paused by an operator".into()))
-            .await
-    }
-
-    async fn set_lane(
-        &self,
-        id: &IntegrationId,
-        state: LaneState,
-        reason: Option<String>,
-    ) -> Result<Arc<Integration>, RegistryError> {
-        let _changing = self.changing.lock().await;
-        let mut row = self.row(id).await?;
-        row.lane_state = state;
-        row.lane_reason = reason;
-        self.save(row).await
+        self.apply(id, |row| {
+            row.lane_state = LaneState::Paused;
+            row.lane_reason = Some("paused by an operator".into());
+        })
+        .await
     }
 
     /// Deletes the integration with its queue, dead letters and live logs.
@@ -244,15 +336,6 @@ impl Registry {
             .get_integration(id)
             .await?
             .ok_or_else(|| RegistryError::NotFound(id.clone()))
-    }
-
-    async fn save(&self, mut row: IntegrationRow) -> Result<Arc<Integration>, RegistryError> {
-        // Strictly increasing: updated_at doubles as the integration's version.
-        row.updated_at = now_ms().max(row.updated_at + 1);
-        let integration = Arc::new(open(&row, &self.cipher)?);
-        self.store.save_integration(row).await?;
-        self.publish(&integration.id, Some(integration.clone()));
-        Ok(integration)
     }
 
     fn seal(&self, id: &IntegrationId, api_key: &SecretString) -> Vec<u8> {
@@ -274,7 +357,7 @@ fn open(row: &IntegrationRow, cipher: &SecretCipher) -> Result<Integration, Load
         serde_json::from_str(&row.config).map_err(|e| invalid(format!("config: {e}")))?;
     let secrets = cipher
         .decrypt(&row.secrets, row.id.as_str())
-        .map_err(invalid)?;
+        .map_err(|_| LoadError::WrongKey(row.id.clone()))?;
     let secrets: Value =
         serde_json::from_slice(&secrets).map_err(|_| invalid("secrets are not JSON".into()))?;
     let api_key = secrets

@@ -25,12 +25,19 @@ pub struct IntegrationRow {
 }
 
 impl Store {
-    /// Writes a new integration, or a change to one (its id, entry, variant, delivery
-    /// mode and creation time never change). A change to an integration deleted
-    /// meanwhile would bring it back: the registry, the one caller, serialises every
-    /// save and delete, and saves only what it has just read.
-    pub async fn save_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
-        on_backend!(self.backend, db => db.save_integration(row).await)
+    pub async fn insert_integration(&self, row: IntegrationRow) -> Result<(), StoreError> {
+        on_backend!(self.backend, db => db.insert_integration(row).await)
+    }
+
+    /// Writes a change to an integration read at version `seen` (its `updated_at`),
+    /// unless it changed or went meanwhile, here or on another replica. Answers
+    /// whether it was written.
+    pub async fn update_integration(
+        &self,
+        row: IntegrationRow,
+        seen: i64,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self.backend, db => db.update_integration(row, seen).await)
     }
 
     /// Deletes the integration with its queue, dead letters and live logs. Answers

@@ -23,6 +23,7 @@
 //!   (`sqlite/`, one file per concern) and what they share is the records and the
 //!   vocabulary ([`crate::domain`]) they store.
 
+pub mod changes;
 pub mod dead_letters;
 pub mod error;
 pub mod ingest;

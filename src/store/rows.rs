@@ -245,14 +245,44 @@ impl Insert for &IntegrationRow {
     }
 }
 
-/// The columns a change to an integration never rewrites.
-pub(super) const FIXED_INTEGRATION_COLUMNS: [&str; 5] = [
-    "id",
-    "catalog_key",
-    "variant",
-    "delivery_mode",
-    "created_at",
+/// What a change to an integration rewrites (its id, entry, variant, delivery mode and
+/// creation time never change), bound by [`bind_integration_change`] in this order.
+const CHANGEABLE: [&str; 8] = [
+    "name",
+    "enabled",
+    "config",
+    "secrets",
+    "blueprint",
+    "lane_state",
+    "lane_reason",
+    "updated_at",
 ];
+
+/// The start of the statement that writes a change to an integration:
+/// `... FROM (VALUES (` the changed values; the caller closes it with
+/// [`INTEGRATION_CHANGE_WHERE`] and its condition.
+pub(super) fn integration_change_head() -> String {
+    let set: Vec<String> = CHANGEABLE
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{column} = v.column{}", i + 1))
+        .collect();
+    format!("UPDATE integrations SET {} FROM (", set.join(", "))
+}
+
+/// Closes [`integration_change_head`]'s values and starts its condition.
+pub(super) const INTEGRATION_CHANGE_WHERE: &str = ") AS v WHERE integrations.id = ";
+
+pub(super) fn bind_integration_change(row: &IntegrationRow, b: &mut impl Values) {
+    b.text(Some(&row.name));
+    b.flag(row.enabled);
+    b.text(Some(&row.config));
+    b.bytes(Some(row.secrets.clone()));
+    b.text(Some(&row.blueprint));
+    b.text(Some(row.lane_state.as_str()));
+    b.text(row.lane_reason.as_deref());
+    b.int(Some(row.updated_at));
+}
 
 pub(super) fn integration_row(c: &impl Cells) -> Result<IntegrationRow, sqlx::Error> {
     Ok(IntegrationRow {
@@ -378,6 +408,33 @@ pub(super) mod tests {
             T::TABLE,
             count.0,
             T::COLUMNS.len()
+        );
+    }
+
+    #[test]
+    fn an_integration_change_binds_every_column_it_sets() {
+        let row = IntegrationRow {
+            id: crate::domain::IntegrationId::new(),
+            catalog_key: "button".into(),
+            name: "Button".into(),
+            variant: "default".into(),
+            delivery_mode: "server_side".into(),
+            enabled: true,
+            config: "{}".into(),
+            secrets: Vec::new(),
+            blueprint: "{}".into(),
+            lane_state: crate::domain::LaneState::Active,
+            lane_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut count = Count::default();
+        bind_integration_change(&row, &mut count);
+        assert_eq!(count.0, CHANGEABLE.len());
+        assert!(
+            CHANGEABLE
+                .iter()
+                .all(|c| <&IntegrationRow as Insert>::COLUMNS.contains(c))
         );
     }
 

@@ -24,7 +24,7 @@ impl PgStore {
         records: Vec<IngestRecord>,
     ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let written = write(&mut tx, records).await?;
+        let written = write(&mut tx, &self.replica, records).await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -32,6 +32,7 @@ impl PgStore {
 
 async fn write(
     conn: &mut PgConnection,
+    replica: &str,
     mut records: Vec<IngestRecord>,
 ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
     // Events: new if this write stored it, and only for its first record.
@@ -92,7 +93,7 @@ async fn write(
         .flat_map(|r| r.logs.iter())
         .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
         .collect();
-    insert_logs(conn, &logs).await?;
+    insert_logs(conn, replica, &logs).await?;
     Ok(records
         .into_iter()
         .zip(new_event)

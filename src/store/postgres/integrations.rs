@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::PgStore;
 use super::rows::insert;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::integrations::IntegrationRow;
-use crate::store::rows::{self, FIXED_INTEGRATION_COLUMNS, Insert};
+use crate::store::rows::{self, Insert};
 
 /// The channel that announces integration changes (payload: the integration's id).
 pub(super) const CHANGES: &str = "button_integrations";
@@ -32,25 +32,37 @@ async fn announce(conn: &mut PgConnection, id: &IntegrationId) -> Result<(), Sto
 }
 
 impl PgStore {
-    pub(in crate::store) async fn save_integration(
+    pub(in crate::store) async fn insert_integration(
         &self,
         row: IntegrationRow,
     ) -> Result<(), StoreError> {
-        let changes: Vec<String> = <&IntegrationRow as Insert>::COLUMNS
-            .iter()
-            .filter(|c| !FIXED_INTEGRATION_COLUMNS.contains(c))
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
         let mut tx = self.pool.begin().await?;
-        insert(
-            &mut tx,
-            vec![&row],
-            &format!(" ON CONFLICT (id) DO UPDATE SET {}", changes.join(", ")),
-        )
-        .await?;
+        insert(&mut tx, vec![&row], "").await?;
         announce(&mut tx, &row.id).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(in crate::store) async fn update_integration(
+        &self,
+        row: IntegrationRow,
+        seen: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut q = QueryBuilder::<Postgres>::new(rows::integration_change_head());
+        q.push_values([&row], |mut values, row| {
+            rows::bind_integration_change(row, &mut values)
+        });
+        q.push(rows::INTEGRATION_CHANGE_WHERE)
+            .push_bind(&row.id)
+            .push(" AND integrations.updated_at = ")
+            .push_bind(seen);
+        let written = q.build().execute(&mut *tx).await?.rows_affected() == 1;
+        if written {
+            announce(&mut tx, &row.id).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     pub(in crate::store) async fn delete_integration(

@@ -4,6 +4,7 @@
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::PgStore;
+use super::changes::announce_logs;
 use super::rows::insert;
 use crate::domain::clock::from_ms;
 use crate::domain::{IntegrationId, LogId};
@@ -14,15 +15,18 @@ use crate::store::{Page, StoreError, rows};
 /// An entry's columns with its delivery's request, `l` and `d` in the queries below.
 const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.url, d.body";
 
-/// Inserts `records` and adds them to the lifetime outcome counts and the entry counts.
+/// Inserts `records`, adds them to the lifetime outcome counts and the entry counts,
+/// and announces them to the other replicas (`replica` is this one).
 pub(super) async fn insert_logs(
     conn: &mut PgConnection,
+    replica: &str,
     records: &[&LogRecord],
 ) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
     insert(conn, records.to_vec(), "").await?;
+    announce_logs(conn, replica, records).await?;
     let tally = Tally::of(records);
     for ((integration_id, outcome), n) in tally.outcomes {
         sqlx::query(
@@ -114,5 +118,20 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(rows::log_row).transpose()?)
+    }
+    /// Entries by id (those other replicas wrote, for this replica's live tail).
+    pub(in crate::store) async fn logs_by_id(
+        &self,
+        ids: &[LogId],
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(LogId::as_str).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT}, NULL AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id
+             WHERE l.id = ANY($1) ORDER BY l.id"
+        )))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(rows::log_row).collect::<Result<_, _>>()?)
     }
 }

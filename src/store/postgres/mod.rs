@@ -12,6 +12,7 @@
 //! bound through [`rows`], which keeps U+0000 out of TEXT (an event's own strings go
 //! to BYTEA).
 
+mod changes;
 mod dead_letters;
 mod ingest;
 mod integrations;
@@ -29,12 +30,16 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use std::sync::Arc;
+
 use super::StoreError;
 use crate::config::DatabaseSettings;
 
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    /// This replica, as its announcements name it (so that it skips its own).
+    replica: Arc<str>,
 }
 
 pub(super) fn migrator() -> Migrator {
@@ -76,7 +81,10 @@ impl PgStore {
         } else {
             check_migrated(&migrator, &pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            replica: format!("{:016x}", rand::random::<u64>()).into(),
+        })
     }
 
     /// `button-delivery migrate`: applies pending migrations and stops.

@@ -99,7 +99,7 @@ impl PgStore {
             .map(|f| &f.log)
             .filter(|l| existing.contains(&l.integration_id))
             .collect();
-        insert_logs(&mut tx, &logs).await?;
+        insert_logs(&mut tx, &self.replica, &logs).await?;
         tx.commit().await?;
         Ok((finishes, lost))
     }

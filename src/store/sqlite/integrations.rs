@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
+use super::rows::insert;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::integrations::IntegrationRow;
-use crate::store::rows::{self, FIXED_INTEGRATION_COLUMNS, Insert};
+use crate::store::rows::{self, Insert};
 
 fn select() -> String {
     format!(
@@ -18,27 +19,37 @@ fn select() -> String {
 }
 
 impl SqliteStore {
-    pub(in crate::store) async fn save_integration(
+    pub(in crate::store) async fn insert_integration(
         &self,
         row: IntegrationRow,
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    let mut q = QueryBuilder::<Sqlite>::new(format!(
-                        "INSERT INTO integrations ({}) ",
-                        <&IntegrationRow as Insert>::COLUMNS.join(", ")
-                    ));
-                    q.push_values([&row], |mut values, row| row.bind(&mut values));
-                    q.push(" ON CONFLICT (id) DO UPDATE SET ");
-                    let mut set = q.separated(", ");
-                    for column in <&IntegrationRow as Insert>::COLUMNS {
-                        if !FIXED_INTEGRATION_COLUMNS.contains(column) {
-                            set.push(format_args!("{column} = excluded.{column}"));
-                        }
-                    }
-                    q.build().execute(&mut *conn).await?;
+                    insert(conn, vec![&row]).await?;
                     Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn update_integration(
+        &self,
+        row: IntegrationRow,
+        seen: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut q = QueryBuilder::<Sqlite>::new(rows::integration_change_head());
+                    q.push_values([&row], |mut values, row| {
+                        rows::bind_integration_change(row, &mut values)
+                    });
+                    q.push(rows::INTEGRATION_CHANGE_WHERE)
+                        .push_bind(&row.id)
+                        .push(" AND integrations.updated_at = ")
+                        .push_bind(seen);
+                    Ok(q.build().execute(&mut *conn).await?.rows_affected() == 1)
                 })
             })
             .await

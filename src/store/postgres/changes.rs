@@ -1,0 +1,177 @@
+//! Announcements on PostgreSQL: `NOTIFY` on three channels, sent inside the transaction
+//! of the change (so only committed changes are announced), heard by a listener
+//! connection of each replica.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
+use super::PgStore;
+use super::integrations::CHANGES;
+use crate::domain::{IntegrationId, LogId};
+use crate::live_logs::LogRecord;
+use crate::store::StoreError;
+use crate::store::changes::Change;
+
+/// Lane holds: `<integration id>:<until ms>`.
+const HOLDS: &str = "button_lane_holds";
+/// Committed live-log entries: `<replica>|<log id>,<log id>,...`.
+const LOGS: &str = "button_live_logs";
+/// A notification's payload must stay under 8,000 bytes.
+const MAX_PAYLOAD: usize = 7_000;
+
+impl PgStore {
+    pub(in crate::store) async fn follow_changes(
+        &self,
+    ) -> Result<mpsc::Receiver<Change>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([CHANGES, HOLDS, LOGS]).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let replica = self.replica.clone();
+        tokio::spawn(async move {
+            loop {
+                // The listener holds one of the pool's connections: it must end when
+                // the follower does, or closing the pool would wait for it forever.
+                let heard = tokio::select! {
+                    heard = listener.try_recv() => heard,
+                    () = tx.closed() => return,
+                };
+                let change = match heard {
+                    Ok(Some(note)) => read(note.channel(), note.payload(), &replica),
+                    // The connection was lost; the listener is connected again.
+                    Ok(None) => Some(Change::Missed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot hear other replicas' announcements; trying again");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = tx.closed() => return,
+                        }
+                        None
+                    }
+                };
+                if let Some(change) = change
+                    && tx.send(change).await.is_err()
+                {
+                    return; // Nobody follows any more.
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    pub(in crate::store) async fn hold_lane(
+        &self,
+        integration_id: &IntegrationId,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO lane_holds (integration_id, held_until) VALUES ($1, $2)
+             ON CONFLICT (integration_id) DO UPDATE SET held_until = GREATEST(lane_holds.held_until, excluded.held_until)",
+        )
+        .bind(integration_id)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(HOLDS)
+            .bind(format!("{integration_id}:{until}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn lane_holds(
+        &self,
+        now: i64,
+    ) -> Result<Vec<(IntegrationId, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT integration_id, held_until FROM lane_holds WHERE held_until > $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Announces entries this replica committed (in the transaction that writes them).
+pub(super) async fn announce_logs(
+    conn: &mut PgConnection,
+    replica: &str,
+    records: &[&LogRecord],
+) -> Result<(), StoreError> {
+    let mut payload = String::new();
+    for (i, record) in records.iter().enumerate() {
+        if payload.is_empty() {
+            payload.push_str(replica);
+            payload.push('|');
+        } else {
+            payload.push(',');
+        }
+        payload.push_str(record.id.as_str());
+        if payload.len() > MAX_PAYLOAD || i + 1 == records.len() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(LOGS)
+                .bind(std::mem::take(&mut payload))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a notification says, if it is news to this replica.
+fn read(channel: &str, payload: &str, replica: &str) -> Option<Change> {
+    match channel {
+        CHANGES => IntegrationId::parse(payload).ok().map(Change::Integration),
+        HOLDS => {
+            let (id, until) = payload.split_once(':')?;
+            Some(Change::Hold {
+                integration_id: IntegrationId::parse(id).ok()?,
+                until: until.parse().ok()?,
+            })
+        }
+        LOGS => {
+            let (from, ids) = payload.split_once('|')?;
+            (from != replica).then(|| {
+                Change::Logs(
+                    ids.split(',')
+                        .filter_map(|id| LogId::parse(id).ok())
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_read_back() {
+        let id = IntegrationId::new();
+        assert_eq!(
+            read(CHANGES, id.as_str(), "r1"),
+            Some(Change::Integration(id.clone()))
+        );
+        assert_eq!(
+            read(HOLDS, &format!("{id}:42"), "r1"),
+            Some(Change::Hold {
+                integration_id: id,
+                until: 42
+            })
+        );
+        let (a, b) = (LogId::new(), LogId::new());
+        assert_eq!(
+            read(LOGS, &format!("r2|{a},{b}"), "r1"),
+            Some(Change::Logs(vec![a.clone(), b]))
+        );
+        assert_eq!(read(LOGS, &format!("r1|{a}"), "r1"), None, "its own");
+        assert_eq!(read(HOLDS, "garbage", "r1"), None);
+    }
+}
