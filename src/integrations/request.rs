@@ -155,6 +155,15 @@ impl Problems {
     fn name(&mut self, v: Option<&Value>) -> Option<String> {
         match v {
             None => None,
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                // PostgreSQL's text cannot hold `\u0000`; no name needs any of them.
+                self.add(
+                    "name",
+                    "invalid_characters",
+                    "must not contain control characters",
+                );
+                None
+            }
             Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME => {
                 Some(s.trim().to_owned())
             }

@@ -288,6 +288,11 @@ async fn every_invalid_install_names_its_fields() {
         ),
         ("empty name", with(&|v| v["name"] = json!("")), vec!["name"]),
         (
+            "a control character in the name",
+            with(&|v| v["name"] = json!("Button\u{0}EU")),
+            vec!["name"],
+        ),
+        (
             "several at once",
             with(&|v| {
                 v["config"] = json!({"application_id": "nope"});

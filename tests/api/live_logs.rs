@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, add_to_cart, purchase};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Reads SSE frames from a live-tail response until `done` says so or time runs out.
-async fn read_sse(
+pub async fn read_sse(
     response: &mut reqwest::Response,
     timeout: Duration,
     done: impl Fn(&[(String, Value)]) -> bool,
@@ -44,13 +44,13 @@ async fn read_sse(
 }
 
 async fn open_stream(app: &TestApp, id: &str, query: &str) -> reqwest::Response {
-    let response = app
-        .http
-        .get(app.url(&format!("/v1/admin/integrations/{id}/logs/stream?{query}")))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .unwrap();
+    let url = app.url(&format!("/v1/admin/integrations/{id}/logs/stream?{query}"));
+    open_tail(&app.http, &url, &app.admin_token).await
+}
+
+/// Opens a live tail (`.../logs/stream`) at `url`, checking that it is one.
+pub async fn open_tail(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]

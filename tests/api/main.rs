@@ -10,4 +10,5 @@ mod helpers;
 mod live_logs;
 mod mapping;
 mod openapi;
+mod replicas;
 mod secrets;

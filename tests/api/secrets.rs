@@ -92,6 +92,11 @@ impl Process {
         );
     }
 
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
     /// SIGTERM, wait, and everything it printed.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
