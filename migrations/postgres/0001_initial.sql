@@ -2,14 +2,15 @@
 -- own types, for any number of replicas on one database.
 --
 -- Times are BIGINT milliseconds since the Unix epoch (UTC). Ids are prefixed ULIDs
--- (TEXT), so ordering by id is ordering by creation time. An event's own strings
+-- (TEXT COLLATE "C": compared byte by byte, whatever the database's collation), so
+-- ordering by id is ordering by creation time, and index comparisons stay cheap. An event's own strings
 -- (messageId, event name) are BYTEA: they may hold U+0000, which TEXT refuses; the
 -- event itself is kept as the JSON text received, where U+0000 can only appear
 -- escaped. The words of `state`, `lane_state` and `outcome` are defined in the
 -- service's code (domain/states.rs); the partial indexes name the ones they serve.
 
 CREATE TABLE integrations (
-    id              TEXT PRIMARY KEY,
+    id              TEXT COLLATE "C" PRIMARY KEY,
     catalog_key     TEXT NOT NULL,
     name            TEXT NOT NULL,
     variant         TEXT NOT NULL,
@@ -29,7 +30,7 @@ CREATE TABLE integrations (
 
 -- Button's Retry-After for an integration: every replica's lane holds until then.
 CREATE TABLE lane_holds (
-    integration_id  TEXT PRIMARY KEY,
+    integration_id  TEXT COLLATE "C" PRIMARY KEY,
     held_until      BIGINT NOT NULL
 );
 
@@ -42,8 +43,8 @@ CREATE TABLE events (
 CREATE INDEX events_received ON events (received_at);
 
 CREATE TABLE deliveries (
-    id              TEXT PRIMARY KEY,
-    integration_id  TEXT NOT NULL,
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    integration_id  TEXT COLLATE "C" NOT NULL,
     message_id      BYTEA NOT NULL,
     event_name      BYTEA NOT NULL,
     call            TEXT,
@@ -65,14 +66,14 @@ CREATE INDEX deliveries_dead ON deliveries (integration_id, id) WHERE state = 'd
 CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE state NOT IN ('pending', 'dead');
 
 CREATE TABLE live_logs (
-    id              TEXT PRIMARY KEY,
-    integration_id  TEXT NOT NULL,
-    delivery_id     TEXT,
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    integration_id  TEXT COLLATE "C" NOT NULL,
+    delivery_id     TEXT COLLATE "C",
     message_id      BYTEA,
     event_name      BYTEA,
     call            TEXT,
     attempt         BIGINT,
-    outcome         TEXT NOT NULL,
+    outcome         TEXT COLLATE "C" NOT NULL,
     status_code     BIGINT,
     status_line     TEXT,
     latency_ms      DOUBLE PRECISION,
@@ -90,8 +91,8 @@ CREATE INDEX live_logs_message ON live_logs (message_id);
 
 -- Lifetime counts of live-log outcomes per integration (not reduced by pruning).
 CREATE TABLE outcome_counts (
-    integration_id  TEXT NOT NULL,
-    outcome         TEXT NOT NULL,
+    integration_id  TEXT COLLATE "C" NOT NULL,
+    outcome         TEXT COLLATE "C" NOT NULL,
     count           BIGINT NOT NULL,
     PRIMARY KEY (integration_id, outcome)
 );
@@ -99,6 +100,6 @@ CREATE TABLE outcome_counts (
 -- Live-log entries stored per integration (kept current on insert and prune, so
 -- retention by count never counts).
 CREATE TABLE live_log_counts (
-    integration_id  TEXT PRIMARY KEY,
+    integration_id  TEXT COLLATE "C" PRIMARY KEY,
     entries         BIGINT NOT NULL
 );

@@ -2,7 +2,9 @@
 //! deliveries that ended at once (filtered, mapping failed), all in one commit. The
 //! [`Committer`] gathers the records of concurrent requests so they share that commit.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::queue::Parcel;
 use super::{Backend, Store, StoreError, on_backend};
@@ -70,10 +72,12 @@ struct Pending {
     reply: oneshot::Sender<Committed>,
 }
 
-/// Commits the records of many concurrent ingest requests together: while one write
-/// is being committed the next requests gather, and go in the next one (one set of
+/// Commits the records of many concurrent ingest requests together: while a write is
+/// being committed the next requests gather, and go in the next one (one set of
 /// multi-row inserts and one sync for all of them). Each request still gets its
-/// answer only after the commit that holds its records.
+/// answer only after the commit that holds its records. Up to `in_flight` writes are
+/// committed at once (one on SQLite, whose writer is one connection; several on
+/// PostgreSQL, which runs each on a backend of its own).
 #[derive(Clone)]
 pub(super) struct Committer {
     tx: mpsc::Sender<Pending>,
@@ -85,9 +89,17 @@ const COMMIT_RECORDS: usize = 4096;
 impl Committer {
     /// Starts gathering on `runtime` (the backend's commit path, where gathering the
     /// next batch does not wait behind request handlers).
-    pub(super) fn start(backend: Backend, runtime: tokio::runtime::Handle) -> Self {
+    pub(super) fn start(
+        backend: Backend,
+        runtime: tokio::runtime::Handle,
+        in_flight: usize,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<Pending>(1024);
-        runtime.spawn(gather(backend, rx));
+        runtime.spawn(gather(
+            backend,
+            rx,
+            Arc::new(Semaphore::new(in_flight.max(1))),
+        ));
         Self { tx }
     }
 
@@ -102,10 +114,14 @@ impl Committer {
     }
 }
 
-async fn gather(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
-    let mut waiting: Vec<Pending> = Vec::new();
+async fn gather(backend: Backend, mut rx: mpsc::Receiver<Pending>, writes: Arc<Semaphore>) {
     let mut carry: Option<Pending> = None;
     loop {
+        // Requests gather while every write is busy, so a busy store gets larger writes.
+        let Ok(write) = writes.clone().acquire_owned().await else {
+            return;
+        };
+        let mut waiting: Vec<Pending> = Vec::new();
         if let Some(p) = carry.take() {
             waiting.push(p);
         } else {
@@ -128,22 +144,31 @@ async fn gather(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let sizes: Vec<usize> = waiting.iter().map(|p| p.records.len()).collect();
-        let records: Vec<IngestRecord> = waiting
-            .iter_mut()
-            .flat_map(|p| std::mem::take(&mut p.records))
-            .collect();
-        match on_backend!(backend, db => db.ingest(records).await) {
-            Ok(written) => {
-                let mut written = written.into_iter();
-                for (p, n) in waiting.drain(..).zip(sizes) {
-                    let _ = p.reply.send(Ok(written.by_ref().take(n).collect()));
-                }
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            commit(&backend, waiting).await;
+            drop(write);
+        });
+    }
+}
+
+/// One write of the gathered requests' records; each request gets its own answers.
+async fn commit(backend: &Backend, mut waiting: Vec<Pending>) {
+    let sizes: Vec<usize> = waiting.iter().map(|p| p.records.len()).collect();
+    let records: Vec<IngestRecord> = waiting
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.records))
+        .collect();
+    match on_backend!(backend, db => db.ingest(records).await) {
+        Ok(written) => {
+            let mut written = written.into_iter();
+            for (p, n) in waiting.into_iter().zip(sizes) {
+                let _ = p.reply.send(Ok(written.by_ref().take(n).collect()));
             }
-            Err(e) => {
-                for p in waiting.drain(..) {
-                    let _ = p.reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            for p in waiting {
+                let _ = p.reply.send(Err(e.clone()));
             }
         }
     }

@@ -77,19 +77,23 @@ impl Store {
         url: &str,
         settings: &DatabaseSettings,
     ) -> Result<Self, StoreError> {
-        let (backend, commit_path) = match kind {
+        let (backend, commit_path, in_flight) = match kind {
             DatabaseKind::Sqlite => {
                 let db = SqliteStore::open(url, settings).await?;
                 let path = db.commit_path();
-                (Backend::Sqlite(db), path)
+                (Backend::Sqlite(db), path, 1)
             }
             DatabaseKind::Postgres => {
                 let db = PgStore::open(url, settings).await?;
                 let path = db.commit_path();
-                (Backend::Postgres(db), path)
+                (
+                    Backend::Postgres(db),
+                    path,
+                    PgStore::ingest_writes(settings),
+                )
             }
         };
-        let committer = Committer::start(backend.clone(), commit_path);
+        let committer = Committer::start(backend.clone(), commit_path, in_flight);
         Ok(Self { backend, committer })
     }
 

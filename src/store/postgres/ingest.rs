@@ -3,6 +3,11 @@
 //! (`ON CONFLICT DO NOTHING`) and returns what it wrote. The integrations the
 //! deliveries go to are locked for share until the commit, so a delete on another
 //! replica waits for it (or wins, and they take nothing).
+//!
+//! Writes run concurrently (several per replica, and other replicas'), and an insert
+//! that meets a key another open transaction inserted waits for it. So every insert
+//! takes its rows in key order: two writes wait on each other in one order only, and
+//! cannot deadlock.
 
 use std::collections::HashSet;
 
@@ -36,7 +41,7 @@ async fn write(
     mut records: Vec<IngestRecord>,
 ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
     // Events: new if this write stored it, and only for its first record.
-    let events: Vec<EventRow> = records
+    let mut events: Vec<EventRow> = records
         .iter_mut()
         .map(|r| {
             let payload = std::mem::take(&mut r.event.payload);
@@ -46,6 +51,7 @@ async fn write(
             }
         })
         .collect();
+    events.sort_by(|a, b| a.event.message_id.cmp(&b.event.message_id));
     let (stored, _) = insert(
         conn,
         events,
@@ -68,7 +74,7 @@ async fn write(
         .flat_map(|r| r.deliveries.iter().map(|d| &d.parcel.integration_id))
         .collect();
     let existing = existing_integrations(conn, &ids).await?;
-    let deliveries: Vec<DeliveryRow> = records
+    let mut deliveries: Vec<DeliveryRow> = records
         .iter_mut()
         .flat_map(|r| r.deliveries.iter_mut())
         .filter(|d| existing.contains(&d.parcel.integration_id))
@@ -77,6 +83,10 @@ async fn write(
             DeliveryRow { delivery: d, body }
         })
         .collect();
+    deliveries.sort_by(|a, b| {
+        let (a, b) = (&a.delivery.parcel, &b.delivery.parcel);
+        (a.integration_id.as_str(), &a.message_id).cmp(&(b.integration_id.as_str(), &b.message_id))
+    });
     let (inserted, _) = insert(
         conn,
         deliveries,

@@ -103,6 +103,12 @@ impl PgStore {
         Ok(pending)
     }
 
+    /// How many ingest writes commit at once: a quarter of the pool (at most 4), so
+    /// that leases, outcomes and reads keep connections of their own.
+    pub(super) fn ingest_writes(settings: &DatabaseSettings) -> usize {
+        (settings.max_connections as usize / 4).clamp(1, 4)
+    }
+
     /// Where work on the commit path runs: any of the runtime's workers.
     pub(super) fn commit_path(&self) -> tokio::runtime::Handle {
         tokio::runtime::Handle::current()
