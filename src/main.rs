@@ -13,8 +13,35 @@ use button_delivery::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: button-delivery [serve | migrate | healthcheck | openapi]
+
+  serve        run the service (the default)
+  migrate      apply the database's pending migrations, then stop
+  healthcheck  exit 0 when the local service answers /readyz (for container checks)
+  openapi      print the OpenAPI document
+
+Settings come from config/default.toml, then BUTTON_* environment variables
+(for example BUTTON_DATABASE__URL); see the README.";
+
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("openapi") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.as_slice() {
+        [] => "serve",
+        [one] => one.as_str(),
+        _ => "",
+    };
+    match command {
+        "serve" | "migrate" | "healthcheck" | "openapi" => {}
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("button-delivery: unknown arguments {args:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    if command == "openapi" {
         println!(
             "{}",
             button_delivery::http::openapi()
@@ -30,9 +57,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        Some("healthcheck") => return healthcheck(&settings),
-        Some("migrate") => return migrate(&settings),
+    match command {
+        "healthcheck" => return healthcheck(&settings),
+        "migrate" => return migrate(&settings),
         _ => {}
     }
     // The log writer outlives the runtime, so the last lines of every task get out.

@@ -351,6 +351,40 @@ async fn the_healthcheck_subcommand_reports_the_local_service() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
 }
 
+#[test]
+fn unknown_arguments_are_refused_with_the_usage_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+            .args(args)
+            .env_clear()
+            .env("BUTTON_SERVER__DATA_DIR", dir.path())
+            .env(
+                "BUTTON_SERVER__LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .output()
+            .unwrap()
+    };
+    for args in [&["--halp"][..], &["serve", "now"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("unknown arguments") && stderr.contains("usage: button-delivery"),
+            "{stderr}"
+        );
+    }
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("migrate"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no service started: the data directory stays empty"
+    );
+}
+
 #[tokio::test]
 async fn a_second_service_on_the_same_data_directory_refuses_to_start() {
     if crate::helpers::on_postgres() {
