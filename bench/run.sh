@@ -5,20 +5,27 @@
 #   3. end to end with an instant fake Button: 2,000 events/s for delivery lag and
 #      ingest latency, then 10,000 events/s for 60 s;
 #   4. end to end with a fake Button taking 100 ms per request: 5,000 events/s;
-#   5. ingest again once the live-log store holds 1,000,000 entries.
+#   5. ingest again once the live-log store holds 1,000,000 entries;
+#   6. the same on PostgreSQL (BENCH_POSTGRES_URL, a server on this machine by default;
+#      each step gets a fresh database there): durable ingest, end to end at 2,000
+#      events/s and 5,000 events/s for 60 s, ingest with 1,000,000 entries stored;
+#   7. end to end on PostgreSQL with two replicas sharing the load.
 # It rewrites the measured part of BENCHMARKS.md (between the bench markers).
 #
-#   bench/run.sh              # the full run (about 7 minutes on 2 cores)
+#   bench/run.sh              # the full run (about 20 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh  # a few seconds per step, results only under bench/results (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
-  dur=2; sustained=3; fill=2000; rate_hi=1000; rate_lo=200; rate_slow=500; drain=20
+  dur=2; sustained=3; fill=2000; rate_hi=1000; rate_lo=200; rate_slow=500; rate_pg=500; drain=20
 else
-  dur=${BENCH_DURATION:-20}; sustained=60; fill=1000000; rate_hi=10000; rate_lo=2000; rate_slow=5000; drain=90
+  dur=${BENCH_DURATION:-20}; sustained=60; fill=1000000; rate_hi=10000; rate_lo=2000; rate_slow=5000; rate_pg=5000; drain=90
 fi
+pg_server=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+command -v psql >/dev/null || { echo "psql is needed for the PostgreSQL steps" >&2; exit 1; }
+psql "$pg_server" -qAtc 'SELECT 1' >/dev/null || { echo "PostgreSQL is not reachable at $pg_server" >&2; exit 1; }
 
 cargo build --release --locked --workspace --quiet
 bin=target/release
@@ -27,7 +34,7 @@ mkdir -p "$out"
 results=$out/results.jsonl
 : > "$results"
 base=${BENCH_PORT_BASE:-19080}
-bare_port=$((base + 1)); fake_port=$((base + 2)); svc_port=$((base + 3))
+bare_port=$((base + 1)); fake_port=$((base + 2)); svc_port=$((base + 3)); svc2_port=$((base + 4))
 admin=bench-admin-token; ingest=bench-ingest-token; key=sk-bench-key
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -41,8 +48,15 @@ wait_http() {
   echo "nothing listens on port $1" >&2; exit 1
 }
 
-# Starts the service on a fresh data directory; extra BUTTON_* settings as arguments.
+# Starts the service on a fresh data directory, listening on $svc_port, and installs
+# Button on it ($integration); extra BUTTON_* settings as arguments.
 start_service() {
+  start_replica "$@"
+  integration=$("$bin/loadgen" setup --url "http://127.0.0.1:$svc_port" --admin-token $admin --api-key $key --application-id app-bench1)
+}
+
+# Starts one more service process (a replica: no install), listening on $svc_port.
+start_replica() {
   local name=$1; shift
   local dir=$out/$name
   mkdir -p "$dir"
@@ -53,14 +67,24 @@ start_service() {
       "$@" "$bin/button-delivery" > "$dir/service.log" 2>&1 &
   svc_pid=$!; pids+=("$svc_pid")
   wait_http "$svc_port"
-  integration=$("$bin/loadgen" setup --url "http://127.0.0.1:$svc_port" --admin-token $admin --api-key $key --application-id app-bench1)
 }
 
+# Stops the service named $1 (process $2, by default the last started).
 stop_service() {
-  kill "$svc_pid" 2>/dev/null || true
-  wait "$svc_pid" 2>/dev/null || true
+  local pid=${2:-$svc_pid}
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   [ "${BENCH_KEEP_LOGS:-0}" = 1 ] || rm -f "$out/$1/service.log"
 }
+
+# A fresh database on the PostgreSQL server, by name; prints its URL.
+fresh_database() {
+  local name="bench_$1"
+  psql "$pg_server" -qAt -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" >/dev/null
+  echo "${pg_server%/*}/$name"
+}
+# Replicas share the encryption key (and the tokens, given above).
+encryption_key=$(head -c 32 /dev/urandom | base64)
 
 start_fake() {
   "$bin/fake-button" --listen 127.0.0.1:$fake_port --api-key $key --record-arrivals "$@" 2>"$out/fake.log" &
@@ -117,12 +141,52 @@ echo "{\"label\":\"fake-100ms\",\"fake\":$peak}" >> "$results"
 stop_service e2e-100ms
 stop_fake
 
+echo "== 6. PostgreSQL, one replica"
+start_fake
+start_service pg-ingest BUTTON_DATABASE__URL="$(fresh_database ingest)"
+"$bin/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token $admin --id "$integration"
+load --label pg-ingest-single --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+load --label pg-ingest-batch --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
+load --label pg-fill --url http://127.0.0.1:$svc_port --token $ingest --batch 500 --connections 4 --mix filtered \
+     --duration 900 --max-events $fill --pid "$svc_pid"
+load --label pg-ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+load --label pg-ingest-batch-full --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
+stop_service pg-ingest
+stop_fake
+start_fake
+start_service pg-e2e BUTTON_DATABASE__URL="$(fresh_database e2e)"
+load --label pg-e2e-2k --url http://127.0.0.1:$svc_port --token $ingest --rate $rate_lo \
+     --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+load --label pg-e2e-sustained --url http://127.0.0.1:$svc_port --token $ingest --batch 10 --rate $rate_pg \
+     --duration $sustained --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+stop_service pg-e2e
+stop_fake
+
+echo "== 7. PostgreSQL, two replicas"
+start_fake
+database=$(fresh_database replicas)
+start_service pg2-a BUTTON_DATABASE__URL="$database" BUTTON_AUTH__ENCRYPTION_KEY="$encryption_key"
+pid_a=$svc_pid; port_a=$svc_port
+svc_port=$svc2_port
+start_replica pg2-b BUTTON_DATABASE__URL="$database" BUTTON_AUTH__ENCRYPTION_KEY="$encryption_key"
+pid_b=$svc_pid; port_b=$svc_port
+both=http://127.0.0.1:$port_a,http://127.0.0.1:$port_b
+load --label pg2-e2e-2k --url "$both" --token $ingest --rate $rate_lo \
+     --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$pid_a,$pid_b"
+load --label pg2-e2e-sustained --url "$both" --token $ingest --batch 10 --rate $rate_pg \
+     --duration $sustained --fake http://127.0.0.1:$fake_port --drain $drain --pid "$pid_a,$pid_b"
+stop_service pg2-a "$pid_a"
+stop_service pg2-b "$pid_b"
+svc_port=$port_a
+stop_fake
+
 {
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "- machine: $(uname -srm); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')); $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) memory"
   echo "- disk of the data directory: $(df -h "$out" | awk 'NR==2 {print $1 " (" $2 ")"}')"
   echo "- rustc: $(rustc --version)"
   echo "- durability: database.synchronous = full (every commit synced before 202)"
+  echo "- PostgreSQL: $(psql "$pg_server" -qAtc 'SHOW server_version') on the same machine; fsync $(psql "$pg_server" -qAtc 'SHOW fsync'), synchronous_commit $(psql "$pg_server" -qAtc 'SHOW synchronous_commit') (every commit flushed before 202), shared_buffers $(psql "$pg_server" -qAtc 'SHOW shared_buffers'), ssl $(psql "$pg_server" -qAtc 'SHOW ssl') (the service's default sslmode=prefer: TLS when offered)"
 } > "$out/machine.md"
 
 if [ "$quick" = 1 ]; then

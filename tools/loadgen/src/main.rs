@@ -4,9 +4,9 @@
 //!     loadgen setup  --url U --admin-token T --api-key K [--application-id A]
 //!     loadgen pause  --url U --admin-token T --id INT
 //!     loadgen resume --url U --admin-token T --id INT
-//!     loadgen run    --url U --token T [--batch 1] [--rate 0] [--duration 20]
+//!     loadgen run    --url U[,U2...] --token T [--batch 1] [--rate 0] [--duration 20]
 //!                    [--connections 64] [--mix realistic|filtered] [--path P]
-//!                    [--max-events N] [--fake URL] [--drain 60] [--pid PID]
+//!                    [--max-events N] [--fake URL] [--drain 60] [--pid PID[,PID2...]]
 //!                    [--label L] [--out FILE]
 //!     loadgen stats  --url FAKE
 //!     loadgen report --results FILE --machine FILE --into BENCHMARKS.md [--quick]
@@ -18,7 +18,8 @@
 //! (p50/p90/p99/max) and events/s; with `--fake`, the delivery lag of every event
 //! (accepted -> received by the fake Button) and how many never arrived; with `--pid`,
 //! the service's CPU seconds and peak RSS. It prints a summary and appends one JSON line
-//! to `--out`.
+//! to `--out`. Several replicas: `--url` lists each (connections take them in turn) and
+//! `--pid` each one's process (CPU adds up; peak RSS is the largest replica's).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ struct Options {
     mix: String,
     fake: Option<String>,
     drain: Duration,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     label: String,
     out: Option<String>,
     max_events: u64,
@@ -72,7 +73,7 @@ fn parse(args: &[String]) -> Options {
         mix: "realistic".into(),
         fake: None,
         drain: Duration::from_secs(60),
-        pid: None,
+        pids: Vec::new(),
         label: String::new(),
         out: None,
         max_events: u64::MAX,
@@ -103,7 +104,12 @@ fn parse(args: &[String]) -> Options {
             "--mix" => o.mix = value(),
             "--fake" => o.fake = Some(value()),
             "--drain" => o.drain = Duration::from_secs_f64(number(&value())),
-            "--pid" => o.pid = Some(number(&value()) as u32),
+            "--pid" => {
+                o.pids = value()
+                    .split(',')
+                    .map(|p| number(p.trim()) as u32)
+                    .collect()
+            }
             "--label" => o.label = value(),
             "--out" => o.out = Some(value()),
             "--max-events" => o.max_events = number(&value()) as u64,
@@ -239,7 +245,8 @@ struct Shared {
     run: String,
     next: AtomicU64,
     client: reqwest::Client,
-    endpoint: String,
+    /// One per replica; connection `i` posts to `endpoints[i % len]`.
+    endpoints: Vec<String>,
     latencies: Mutex<Vec<u32>>,
     accepted_at: Mutex<HashMap<String, u64>>,
     ok: AtomicU64,
@@ -250,7 +257,7 @@ struct Shared {
 }
 
 /// Sends one request of `batch` events; records its latency from `since`.
-async fn send(shared: &Shared, since: Instant) {
+async fn send(shared: &Shared, endpoint: &str, since: Instant) {
     let batch = shared.options.batch;
     let first = shared.next.fetch_add(batch as u64, Ordering::Relaxed);
     let events: Vec<String> = (first..first + batch as u64)
@@ -263,7 +270,7 @@ async fn send(shared: &Shared, since: Instant) {
     };
     let result = shared
         .client
-        .post(&shared.endpoint)
+        .post(endpoint)
         .bearer_auth(&shared.options.token)
         .header("content-type", "application/json")
         .body(body)
@@ -318,6 +325,19 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
+/// CPU seconds of all `pids` together, and the largest peak RSS (MB) among them.
+fn procs_cpu_and_peak(pids: &[u32]) -> Option<(f64, f64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = (0.0, 0.0f64);
+    for &pid in pids {
+        let (cpu, peak) = proc_cpu_and_peak(pid)?;
+        total = (total.0 + cpu, total.1.max(peak));
+    }
+    Some(total)
+}
+
 fn proc_cpu_and_peak(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
@@ -351,7 +371,11 @@ async fn run(o: Options) {
     let shared = Arc::new(Shared {
         run: format!("lg{:08x}", now_us() as u32 ^ std::process::id()),
         next: AtomicU64::new(0),
-        endpoint: format!("{}{}", o.url, path),
+        endpoints: o
+            .url
+            .split(',')
+            .map(|u| format!("{}{}", u.trim(), path))
+            .collect(),
         client,
         latencies: Mutex::new(Vec::with_capacity(1 << 20)),
         accepted_at: Mutex::new(HashMap::new()),
@@ -362,18 +386,19 @@ async fn run(o: Options) {
         track_ids: o.fake.is_some(),
         options: o.clone(),
     });
-    let before = o.pid.and_then(proc_cpu_and_peak);
+    let before = procs_cpu_and_peak(&o.pids);
     let started = Instant::now();
     let deadline = started + o.duration;
     if o.rate <= 0.0 {
         let mut workers = Vec::new();
-        for _ in 0..o.connections {
+        for i in 0..o.connections {
             let shared = shared.clone();
             workers.push(tokio::spawn(async move {
+                let endpoint = &shared.endpoints[i % shared.endpoints.len()];
                 while Instant::now() < deadline
                     && shared.next.load(Ordering::Relaxed) < shared.options.max_events
                 {
-                    send(&shared, Instant::now()).await;
+                    send(&shared, endpoint, Instant::now()).await;
                 }
             }));
         }
@@ -386,13 +411,14 @@ async fn run(o: Options) {
         let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(1 << 16);
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::new();
-        for _ in 0..o.connections {
+        for i in 0..o.connections {
             let (shared, rx) = (shared.clone(), rx.clone());
             workers.push(tokio::spawn(async move {
+                let endpoint = &shared.endpoints[i % shared.endpoints.len()];
                 loop {
                     let due = { rx.lock().await.recv().await };
                     let Some(due) = due else { break };
-                    send(&shared, due).await;
+                    send(&shared, endpoint, due).await;
                 }
             }));
         }
@@ -410,7 +436,7 @@ async fn run(o: Options) {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let after_ingest = o.pid.and_then(proc_cpu_and_peak);
+    let after_ingest = procs_cpu_and_peak(&o.pids);
     let mut latencies = std::mem::take(&mut *shared.latencies.lock().await);
     latencies.sort_unstable();
     let events = shared.events.load(Ordering::Relaxed);
@@ -421,6 +447,7 @@ async fn run(o: Options) {
         "batch": o.batch,
         "rate_target": o.rate,
         "connections": o.connections,
+        "replicas": shared.endpoints.len(),
         "duration_s": elapsed,
         "requests": requests,
         "requests_per_s": requests as f64 / elapsed,
@@ -436,7 +463,7 @@ async fn run(o: Options) {
         let lag = delivery_lag(fake, &shared, expected, o.drain).await;
         result["delivery"] = lag;
     }
-    let after = o.pid.and_then(proc_cpu_and_peak);
+    let after = procs_cpu_and_peak(&o.pids);
     if let (Some((cpu0, _)), Some((cpu1, _)), Some((cpu2, peak))) = (before, after_ingest, after) {
         result["service"] = json!({"cpu_s_during_load": cpu1 - cpu0, "cpu_s_total": cpu2 - cpu0,
                                    "cpu_cores_during_load": (cpu1 - cpu0) / elapsed, "peak_rss_mb": peak});

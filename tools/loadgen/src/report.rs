@@ -94,6 +94,42 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "ingest-batch-full",
             "5. durable ingest, batches of 100, store full",
         ),
+        (
+            "pg-ingest-single",
+            "6. PostgreSQL: durable ingest, single events",
+        ),
+        (
+            "pg-ingest-batch",
+            "6. PostgreSQL: durable ingest, batches of 100",
+        ),
+        (
+            "pg-fill",
+            "6. PostgreSQL: filling the live-log store (filtered, batches of 500)",
+        ),
+        (
+            "pg-ingest-single-full",
+            "6. PostgreSQL: durable ingest, single events, store full",
+        ),
+        (
+            "pg-ingest-batch-full",
+            "6. PostgreSQL: durable ingest, batches of 100, store full",
+        ),
+        (
+            "pg-e2e-2k",
+            "6. PostgreSQL: end to end, instant Button, 2,000 events/s (single)",
+        ),
+        (
+            "pg-e2e-sustained",
+            "6. PostgreSQL: end to end, instant Button, fixed rate (batches of 10)",
+        ),
+        (
+            "pg2-e2e-2k",
+            "7. PostgreSQL, two replicas: end to end, 2,000 events/s (single)",
+        ),
+        (
+            "pg2-e2e-sustained",
+            "7. PostgreSQL, two replicas: end to end, fixed rate (batches of 10)",
+        ),
     ];
     for (label, name) in steps {
         let r = get(label);
@@ -115,7 +151,7 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             limit_single
         };
         // Only flat-out ingest compares with the limit; fixed-rate runs offer less.
-        let ratio = if label.starts_with("bare") || !label.starts_with("ingest") || limit == 0.0 {
+        let ratio = if !label.contains("ingest-") || limit == 0.0 {
             "".into()
         } else {
             format!("{:.0}%", 100.0 * f(&r["requests_per_s"]) / limit)
@@ -237,6 +273,103 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
         ),
         filled >= 1_000_000.0 && full_single >= 0.9 * empty_single && full_batch >= 0.9 * batch,
     );
+    postgres_targets(&mut s, &get, limit_single);
     let _ = writeln!(s, "{END}");
     s
+}
+
+/// The targets of the PostgreSQL steps (6 and 7).
+fn postgres_targets(s: &mut String, get: &dyn Fn(&str) -> Value, limit_single: f64) {
+    if get("pg-ingest-single").is_null() {
+        return;
+    }
+    let _ = writeln!(s, "\n### Targets on PostgreSQL\n");
+    let _ = writeln!(s, "| target | measured | met |\n|---|---|---|");
+    let mut row = |target: &str, measured: String, met: bool| {
+        let _ = writeln!(
+            s,
+            "| {target} | {measured} | {} |",
+            if met { "yes" } else { "**no**" }
+        );
+    };
+    let single = f(&get("pg-ingest-single")["requests_per_s"]);
+    row(
+        "Durable ingest of single events >= 20% of the bare-axum limit",
+        format!(
+            "{single:.0} req/s = {:.0}% of {limit_single:.0}",
+            100.0 * single / limit_single.max(1.0)
+        ),
+        single >= 0.2 * limit_single,
+    );
+    let batch = f(&get("pg-ingest-batch")["events_per_s"]);
+    row(
+        "Durable ingest, batches of 100 >= 40,000 events/s",
+        format!("{batch:.0} events/s"),
+        batch >= 40_000.0,
+    );
+    for (label, replicas) in [
+        ("pg-e2e-sustained", "one replica"),
+        ("pg2-e2e-sustained", "two replicas"),
+    ] {
+        let r = get(label);
+        let target = f(&r["rate_target"]);
+        let delivered = f(&r["delivery"]["delivered_per_s"]);
+        let lost = r["delivery"]["lost"].as_u64().unwrap_or(u64::MAX);
+        row(
+            &format!("End to end >= 5,000 events/s sustained for 60 s, nothing lost ({replicas})"),
+            format!(
+                "{:.0} events/s offered for {:.0} s, {delivered:.0} delivered/s, {lost} lost",
+                f(&r["events_per_s"]),
+                f(&r["duration_s"])
+            ),
+            target >= 5_000.0
+                && f(&r["duration_s"]) >= 59.0
+                && f(&r["events_per_s"]) >= 0.98 * target
+                && delivered >= 0.98 * target
+                && lost == 0,
+        );
+    }
+    for (label, replicas) in [("pg-e2e-2k", "one replica"), ("pg2-e2e-2k", "two replicas")] {
+        let r = get(label);
+        let lag = f(&r["delivery"]["lag_ms"]["p99"]);
+        let p99 = f(&r["latency_ms"]["p99"]);
+        row(
+            &format!(
+                "At 2,000 events/s: delivery lag p99 <= 250 ms, ingest p99 <= 20 ms ({replicas})"
+            ),
+            format!("lag p99 {lag:.1} ms, ingest p99 {p99:.2} ms"),
+            !r.is_null() && lag <= 250.0 && p99 <= 20.0,
+        );
+    }
+    let filled = f(&get("pg-fill")["events_accepted"]);
+    let empty_single = f(&get("pg-ingest-single")["events_per_s"]);
+    let full_single = f(&get("pg-ingest-single-full")["events_per_s"]);
+    let full_batch = f(&get("pg-ingest-batch-full")["events_per_s"]);
+    row(
+        "With 1,000,000 live-log entries, ingest within 10% of the empty database",
+        format!(
+            "{filled:.0} entries added; single {:.0}% and batches {:.0}% of the empty-database figures",
+            100.0 * full_single / empty_single.max(1.0),
+            100.0 * full_batch / batch.max(1.0)
+        ),
+        filled >= 1_000_000.0 && full_single >= 0.9 * empty_single && full_batch >= 0.9 * batch,
+    );
+    let rss = [
+        "pg-ingest-single",
+        "pg-ingest-batch",
+        "pg-ingest-single-full",
+        "pg-ingest-batch-full",
+        "pg-e2e-2k",
+        "pg-e2e-sustained",
+        "pg2-e2e-2k",
+        "pg2-e2e-sustained",
+    ]
+    .iter()
+    .map(|l| f(&get(l)["service"]["peak_rss_mb"]))
+    .fold(0.0, f64::max);
+    row(
+        "Peak RSS of each replica <= 150 MB",
+        format!("{rss:.0} MB (the largest replica, every PostgreSQL step)"),
+        rss > 0.0 && rss <= 150.0,
+    );
 }
