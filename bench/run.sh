@@ -45,7 +45,9 @@ wait_http() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  echo "nothing listens on port $1" >&2; exit 1
+  echo "nothing listens on port $1" >&2
+  if [ -n "${2:-}" ] && [ -f "$2" ]; then echo "-- the end of $2:" >&2; tail -n 20 "$2" >&2; fi
+  exit 1
 }
 
 # Starts the service on a fresh data directory, listening on $svc_port, and installs
@@ -66,7 +68,7 @@ start_replica() {
       BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
       "$@" "$bin/button-delivery" > "$dir/service.log" 2>&1 &
   svc_pid=$!; pids+=("$svc_pid")
-  wait_http "$svc_port"
+  wait_http "$svc_port" "$dir/service.log"
 }
 
 # Stops the service named $1 (process $2, by default the last started).
@@ -89,7 +91,7 @@ encryption_key=$(head -c 32 /dev/urandom | base64)
 start_fake() {
   "$bin/fake-button" --listen 127.0.0.1:$fake_port --api-key $key --record-arrivals "$@" 2>"$out/fake.log" &
   fake_pid=$!; pids+=("$fake_pid")
-  wait_http $fake_port
+  wait_http $fake_port "$out/fake.log"
 }
 
 stop_fake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; }

@@ -33,10 +33,20 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub delivery: DeliverySettings,
     pub live_logs: LiveLogSettings,
-    /// The `BUTTON_CONFIG_FILE` variable itself lands here; it is read before parsing.
-    #[serde(default)]
-    pub config_file: Option<PathBuf>,
 }
+
+/// The sections of [`Settings`], for telling a mistyped setting variable from a
+/// `BUTTON_*` variable that belongs to something else.
+const SECTIONS: [&str; 8] = [
+    "server",
+    "database",
+    "auth",
+    "log",
+    "button",
+    "ingest",
+    "delivery",
+    "live_logs",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,10 +183,34 @@ impl Settings {
     pub fn load_from(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let prefix = format!("{ENV_PREFIX}_");
         let vars: std::collections::HashMap<String, String> = vars
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .filter(|(k, _)| k.starts_with(&prefix))
             .collect();
+        // A setting is `BUTTON_<SECTION>__<KEY>`. Other `BUTTON_*` variables (a test
+        // harness's, a deployment's own) are not ours and are left alone, unless one
+        // reads like a setting with a single underscore, which is refused with the fix.
+        let mut settings_vars = std::collections::HashMap::new();
+        for (name, value) in &vars {
+            let rest = &name[prefix.len()..];
+            if rest.contains("__") {
+                settings_vars.insert(name.clone(), value.clone());
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            if let Some(section) = SECTIONS
+                .iter()
+                .find(|s| lower.starts_with(&format!("{s}_")) && lower.len() > s.len() + 1)
+            {
+                let key = &rest[section.len() + 1..];
+                let fixed = format!("{prefix}{}__{key}", &rest[..section.len()]);
+                return Err(ConfigError::setting(
+                    name,
+                    format!("section and key are separated by two underscores: {fixed}"),
+                ));
+            }
+        }
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(file) = vars.get("BUTTON_CONFIG_FILE") {
@@ -195,7 +229,7 @@ impl Settings {
             .with_list_parse_key("auth.admin_tokens")
             .with_list_parse_key("auth.ingest_tokens")
             .try_parsing(true)
-            .source(Some(vars.into_iter().collect()));
+            .source(Some(settings_vars));
         let settings: Settings = builder
             .add_source(env)
             .build()
@@ -439,6 +473,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BUTTON_CONFIG_FILE"), "{err}");
+    }
+
+    #[test]
+    fn other_button_variables_are_ignored_and_a_single_underscore_is_refused() {
+        let s = Settings::load_from(env(&[
+            ("BUTTON_TEST_POSTGRES_URL", "postgres://elsewhere/x"),
+            ("BUTTON_SERVER__LISTEN", "127.0.0.1:7001"),
+        ]))
+        .expect("a BUTTON_ variable that names no setting is not ours");
+        assert_eq!(s.server.listen, "127.0.0.1:7001");
+        let err = Settings::load_from(env(&[("BUTTON_LIVE_LOGS_MAX_ENTRIES", "5")]))
+            .expect_err("a single underscore after a section is a typo")
+            .to_string();
+        assert!(
+            err.contains("BUTTON_LIVE_LOGS__MAX_ENTRIES"),
+            "the error shows the fix: {err}"
+        );
     }
 
     #[test]
