@@ -64,10 +64,14 @@ impl Cluster {
             http: client(),
             _dirs: vec![first],
         };
+        // All at once: they migrate the fresh database together (one at a time, by
+        // the migrator's advisory lock).
         for _ in 0..n {
             let process = cluster.spawn(&[]);
-            process.wait_ready().await;
             cluster.replicas.push(Some(process));
+        }
+        for process in cluster.replicas.iter().flatten() {
+            process.wait_ready().await;
         }
         Some(cluster)
     }
@@ -548,17 +552,12 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
 
     // A replica whose encryption key cannot open the stored api_key refuses to start.
     let wrong = cluster.spawn(&[("BUTTON_AUTH__ENCRYPTION_KEY", &encryption_key())]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !wrong.output().contains("auth.encryption_key cannot open") {
-        assert!(
-            Instant::now() < deadline,
-            "the replica with another key said why it stopped:\n{}",
-            wrong.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (status, output) = wrong.stop();
+    let (status, output) = wrong.wait_exit(Duration::from_secs(10));
     assert!(!status.success(), "{output}");
+    assert!(
+        output.contains("auth.encryption_key cannot open"),
+        "{output}"
+    );
     // Deleting on one replica removes it everywhere.
     let (status, _) = cluster.admin(2, "DELETE", &one, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -571,4 +570,64 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
             .await;
     }
     cluster.stop();
+}
+
+#[tokio::test]
+async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_database() {
+    let Some(server) = crate::helpers::postgres_server() else {
+        eprintln!("migrations of a PostgreSQL database need BUTTON_TEST_POSTGRES_URL");
+        return;
+    };
+    let url = crate::helpers::fresh_postgres_database(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("BUTTON_DATABASE__URL".to_owned(), url.clone()),
+            (
+                "BUTTON_SERVER__DATA_DIR".to_owned(),
+                dir.path().display().to_string(),
+            ),
+            ("BUTTON_AUTH__ENCRYPTION_KEY".to_owned(), encryption_key()),
+            (
+                "BUTTON_AUTH__ADMIN_TOKENS".to_owned(),
+                random_secret("admin-"),
+            ),
+            (
+                "BUTTON_AUTH__INGEST_TOKENS".to_owned(),
+                random_secret("ingest-"),
+            ),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    };
+    // Told not to migrate, a replica refuses the empty database and says what to run.
+    let refused = Process::start(&env(&[("BUTTON_DATABASE__MIGRATE_ON_START", "false")]));
+    let (status, output) = refused.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("button-delivery migrate"), "{output}");
+    // `button-delivery migrate` applies them, once.
+    let migrate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_button-delivery"))
+            .arg("migrate")
+            .env_clear()
+            .envs(env(&[]))
+            .output()
+            .unwrap()
+    };
+    let first = migrate();
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("1 applied"),
+        "{first:?}"
+    );
+    let again = migrate();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 applied"),
+        "{again:?}"
+    );
+    // Now it starts.
+    let started = Process::start(&env(&[("BUTTON_DATABASE__MIGRATE_ON_START", "false")]));
+    started.wait_ready().await;
+    let (status, output) = started.stop();
+    assert!(status.success(), "{output}");
 }

@@ -97,6 +97,28 @@ impl Process {
         self.output.lock().unwrap().clone()
     }
 
+    /// Waits (up to `limit`) for the process to exit by itself; its status and output.
+    pub fn wait_exit(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running after {limit:?}:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let output = self.output();
+        (status, output)
+    }
+
     /// SIGTERM, wait, and everything it printed.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
