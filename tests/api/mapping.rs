@@ -195,9 +195,9 @@ async fn a_blueprint_can_be_replaced_with_aliases_and_reset() {
     let original = app.get(&path).await;
     let mut custom = original.clone();
     for (i, aliases) in [
-        (0, ["order_completed", "Order Completed"]),
-        (1, ["product_added", "Product Added"]),
-        (2, ["product_viewed", "view_item"]),
+        (0, ["order_completed", "Checkout Done"]),
+        (1, ["product_added", "Cart Add"]),
+        (2, ["product_viewed", "item_seen"]),
     ] {
         let events = custom["mappings"][i]["events"].as_array_mut().unwrap();
         events.extend(aliases.iter().map(|a| json!(a)));
@@ -208,7 +208,7 @@ async fn a_blueprint_can_be_replaced_with_aliases_and_reset() {
     assert_eq!(app.get(&path).await, custom);
 
     let mut event = crate::helpers::purchase("alias-1");
-    event["event"] = json!("Order Completed");
+    event["event"] = json!("Checkout Done");
     let (_, preview) = app
         .admin(
             "POST",
@@ -219,7 +219,7 @@ async fn a_blueprint_can_be_replaced_with_aliases_and_reset() {
     assert_eq!(preview["outcome"], "request", "{preview}");
     assert_eq!(preview["request"]["body"]["order_id"], "order-alias-1");
     let mut view = crate::helpers::product_view("alias-2");
-    view["event"] = json!("view_item");
+    view["event"] = json!("item_seen");
     let (_, preview) = app
         .admin(
             "POST",

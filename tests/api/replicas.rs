@@ -460,11 +460,11 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
     custom["mappings"][0]["events"]
         .as_array_mut()
         .unwrap()
-        .push(json!("Order Completed"));
+        .push(json!("Checkout Done"));
     let (status, body) = cluster.admin(2, "PUT", &blueprint, Some(custom)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut aliased = purchase("alias-1");
-    aliased["event"] = json!("Order Completed");
+    aliased["event"] = json!("Checkout Done");
     for i in [0, 1] {
         slowest = slowest.max(
             cluster
