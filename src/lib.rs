@@ -5,7 +5,8 @@
 //! integration's [`blueprint`] (the mapping is data, from the [`catalog`]), [`store`]
 //! keeps it and queues its deliveries, [`delivery`] sends them with the [`button`]
 //! client, and [`live_logs`] shows every attempt. [`records`] builds what each stage
-//! records; [`test_event`] sends one event through an integration at once; the words
+//! records; [`remap`] maps stored events again after a blueprint fix; [`test_event`]
+//! sends one event through an integration at once; the words
 //! they all share (ids, states, outcomes) are the [`domain`]'s.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod live_logs;
 pub mod mapping;
 pub mod metrics;
 pub mod records;
+pub mod remap;
 pub mod replicas;
 pub mod secrets;
 pub mod startup;

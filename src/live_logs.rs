@@ -48,6 +48,9 @@ pub struct LogRecord {
     pub test: bool,
     /// Button's answer, cut to a bound.
     pub response: Option<ResponseView>,
+    /// The entry this one replaces: a stored event mapped again after a blueprint
+    /// fix points at the entry of its earlier mapping.
+    pub replaces: Option<LogId>,
 }
 
 /// An entry with the request its delivery sends, and (when one entry is fetched) the

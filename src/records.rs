@@ -1,8 +1,8 @@
 //! The records of an event's trip, built here and nowhere else: the delivery of an
 //! event to an integration (queued, or ended at once with the live-log entry that says
-//! why: filtered, unmappable), and the live-log entry of each attempt. Ingest,
-//! delivery and Test Event all record through these, so an entry reads the same
-//! whoever wrote it.
+//! why: filtered, unmappable), the same mapped again after a blueprint fix, and the
+//! live-log entry of each attempt. Ingest, remapping, delivery and Test Event all
+//! record through these, so an entry reads the same whoever wrote it.
 
 use crate::button::Attempt;
 use crate::domain::{DeliveryId, DeliveryState, LogId, Outcome};
@@ -73,6 +73,32 @@ pub fn delivery(
     Some((delivery, ended))
 }
 
+/// A delivery that ended without a request, mapped again: as [`delivery`] makes it but
+/// keeping its id `id`, with the entry that records the new mapping (`remapped` when it
+/// is queued, else why it ended again) pointing at the entry it `replaces`. `None`
+/// when the blueprint no longer takes the event.
+pub fn remapped(
+    integration: &Integration,
+    event: EventRef<'_>,
+    id: DeliveryId,
+    prepared: Prepared,
+    test: bool,
+    replaces: Option<LogId>,
+    now: i64,
+) -> Option<(NewDelivery, LogRecord)> {
+    let (mut delivery, ended) = self::delivery(integration, event, prepared, test, now)?;
+    delivery.parcel.id = id;
+    let mut log = match ended {
+        Some(mut log) => {
+            log.delivery_id = Some(delivery.parcel.id.clone());
+            log
+        }
+        None => entry(&delivery.parcel, Outcome::Remapped, now),
+    };
+    log.replaces = replaces;
+    Some((delivery, log))
+}
+
 /// The entry of attempt `number` of a delivery: Button's answer, or (`Err`) why no
 /// request could be sent.
 pub fn attempt(
@@ -121,5 +147,6 @@ fn entry(parcel: &Parcel, outcome: Outcome, now: i64) -> LogRecord {
         next_attempt_at: None,
         test: parcel.test,
         response: None,
+        replaces: None,
     }
 }

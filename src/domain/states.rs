@@ -73,11 +73,12 @@ words! {
     /// - `dead_lettered`: the last allowed attempt failed;
     /// - `filtered`: kept from Button (no marketing consent);
     /// - `mapping_failed`: the event lacked what the Button request needs;
-    /// - `paused`: Button refused the api_key; the lane stopped and the delivery waits.
+    /// - `paused`: Button refused the api_key; the lane stopped and the delivery waits;
+    /// - `remapped`: a stored event mapped again (after a blueprint fix) and queued.
     pub enum Outcome {
         Delivered = "delivered", RetryScheduled = "retry_scheduled", Failed = "failed",
         DeadLettered = "dead_lettered", Filtered = "filtered", MappingFailed = "mapping_failed",
-        Paused = "paused",
+        Paused = "paused", Remapped = "remapped",
     }
 }
 
@@ -111,7 +112,7 @@ mod tests {
         let e = "deliverd".parse::<Outcome>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "\"deliverd\" is not one of delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused"
+            "\"deliverd\" is not one of delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped"
         );
     }
 }

@@ -4,22 +4,30 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{List, Params, with_one_more};
+use super::extract::{AdminJson, List, Params, with_one_more};
 use super::integrations::find;
 use crate::button::Client;
-use crate::domain::{LogId, Outcome};
+use crate::domain::clock::parse_rfc3339;
+use crate::domain::{DeliveryId, DeliveryState, FieldError, LogId, Outcome};
 use crate::live_logs::{LogEntry, LogFilter, RequestView};
+use crate::remap::RemapSummary;
 use crate::store::logs::LogRow;
+use crate::store::remap::RemapFilter;
 
 /// An entry as the API shows it: with the request its delivery sends, and the event.
 fn entry(row: LogRow, client: &Client) -> LogEntry {
@@ -54,7 +62,7 @@ fn filter(params: &Params) -> Result<LogFilter, ApiError> {
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs", tag = "live logs",
     security(("admin_token" = [])),
     params(("id" = String, Path),
-        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed or paused"),
+        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused or remapped"),
         ("event" = Option<String>, Query, description = "Event name, e.g. purchase"),
         ("message_id" = Option<String>, Query, description = "The event's messageId"),
         ("since" = Option<String>, Query, description = "RFC 3339 time: entries at or after it"),
@@ -136,4 +144,116 @@ pub async fn stream_logs(
         let _ = stopping.wait_for(|stopping| *stopping).await;
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Which stored events to map again. Every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "mapping_failed", "event": "purchase", "since": "2024-05-01T00:00:00Z"}))]
+pub struct ReplayRequest {
+    /// The entries to replace: `mapping_failed` (the default) or `filtered`.
+    pub outcome: Option<Outcome>,
+    /// Event name, e.g. `purchase`.
+    pub event: Option<String>,
+    /// RFC 3339 time: events received at or after it.
+    pub since: Option<String>,
+    /// RFC 3339 time: events received at or before it.
+    pub until: Option<String>,
+    /// Only these events (at most 1,000 messageIds).
+    pub message_ids: Option<Vec<String>>,
+    /// Go on past this delivery (the `next` of the previous answer).
+    pub after: Option<DeliveryId>,
+    /// Most deliveries mapped again in this call: 1 to 1,000, default 1,000.
+    pub limit: Option<u32>,
+}
+
+/// Most deliveries one replay maps again (and most messageIds it names).
+const MAX_REPLAY: u32 = 1000;
+
+fn replay_filter(body: Value) -> Result<RemapFilter, ApiError> {
+    let bad = |field: &str, message: String| {
+        ApiError::validation(vec![FieldError::new(field, "invalid_value", message)])
+    };
+    let request: ReplayRequest = if body.is_null() {
+        ReplayRequest::default()
+    } else {
+        serde_path_to_error::deserialize(body)
+            .map_err(|e| bad(&e.path().to_string(), e.into_inner().to_string()))?
+    };
+    let state = match request.outcome.unwrap_or(Outcome::MappingFailed) {
+        Outcome::MappingFailed => DeliveryState::MappingFailed,
+        Outcome::Filtered => DeliveryState::Filtered,
+        other => {
+            return Err(bad(
+                "outcome",
+                format!(
+                    "{other} entries cannot be mapped again: only mapping_failed and filtered \
+                     (dead letters are replayed at .../dead-letters/replay)"
+                ),
+            ));
+        }
+    };
+    let time = |field: &str, value: Option<String>| {
+        value
+            .map(|v| {
+                parse_rfc3339(&v).ok_or_else(|| {
+                    bad(
+                        field,
+                        format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let message_ids = request.message_ids.unwrap_or_default();
+    if message_ids.len() > MAX_REPLAY as usize {
+        return Err(bad(
+            "message_ids",
+            format!("at most {MAX_REPLAY} messageIds at a time"),
+        ));
+    }
+    let limit = request.limit.unwrap_or(MAX_REPLAY);
+    if !(1..=MAX_REPLAY).contains(&limit) {
+        return Err(bad("limit", format!("must be 1 to {MAX_REPLAY}")));
+    }
+    Ok(RemapFilter {
+        state,
+        event_name: request.event,
+        since_ms: time("since", request.since)?,
+        until_ms: time("until", request.until)?,
+        message_ids,
+        after: request.after,
+        limit,
+    })
+}
+
+/// Maps stored events again with the integration's current blueprint (after a fix):
+/// deliveries that failed to map (or were filtered) and now map are queued for
+/// Button; each gets a new entry that points at the entry it replaces. At most
+/// `limit` deliveries, oldest first; `next` continues.
+#[utoipa::path(post, path = "/v1/admin/integrations/{id}/logs/replay", tag = "live logs",
+    security(("admin_token" = [])),
+    params(("id" = String, Path)),
+    request_body(content = ReplayRequest, description = "Filters; an empty body maps every mapping failure again"),
+    responses((status = 200, body = RemapSummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replay_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Option<AdminJson>,
+) -> Result<Json<RemapSummary>, ApiError> {
+    let integration = find(&state, &id)?;
+    let filter = replay_filter(body.map_or(Value::Null, |b| b.value))?;
+    let summary = state.ingest.remap(&integration, &filter).await?;
+    tracing::info!(
+        audit = "logs.replayed",
+        integration_id = %integration.id,
+        caller = %caller,
+        matched = summary.matched,
+        queued = summary.queued,
+        mapping_failed = summary.mapping_failed,
+        "stored events mapped again"
+    );
+    Ok(Json(summary))
 }

@@ -147,6 +147,7 @@ fn registrations() -> [OpenApiRouter<AppState>; 3] {
         .routes(routes!(blueprints::test_event))
         .routes(routes!(logs::list_logs))
         .routes(routes!(logs::stream_logs))
+        .routes(routes!(logs::replay_logs))
         .routes(routes!(logs::get_log))
         .routes(routes!(dead_letters::list_dead_letters))
         .routes(routes!(dead_letters::replay_dead_letters))

@@ -2,8 +2,9 @@
 //! file per concern says what the service asks of the store, with the records it
 //! passes: [`ingest`] (events and their deliveries, written together, with the
 //! committer that gathers concurrent requests), [`queue`] (leases and outcomes),
-//! [`dead_letters`], [`stats`], [`logs`] (the live-log entries), [`retention`] and
-//! [`integrations`]. Those operations are the boundary a backend implements.
+//! [`dead_letters`], [`remap`] (stored events mapped again), [`stats`], [`logs`] (the
+//! live-log entries), [`retention`] and [`integrations`]. Those operations are the
+//! boundary a backend implements.
 //!
 //! # The boundary: an enum over backends
 //!
@@ -30,6 +31,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod logs;
 pub mod queue;
+pub mod remap;
 pub mod retention;
 pub mod stats;
 

@@ -15,6 +15,7 @@ use crate::store::ingest::{NewDelivery, NewEvent};
 use crate::store::integrations::IntegrationRow;
 use crate::store::logs::LogRow;
 use crate::store::queue::{Leased, Parcel};
+use crate::store::remap::Unmapped;
 
 /// One row being bound, value by value, in column order.
 pub(super) trait Values {
@@ -78,7 +79,7 @@ pub(super) trait Insert {
 }
 
 /// Warnings as stored: a JSON array, or NULL for none.
-fn warnings_text(warnings: &[Issue]) -> Option<String> {
+pub(super) fn warnings_text(warnings: &[Issue]) -> Option<String> {
     (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("issues serialise"))
 }
 
@@ -109,6 +110,7 @@ impl Insert for &LogRecord {
         "response",
         "test",
         "created_at",
+        "replaces",
     ];
 
     fn bind(self, b: &mut impl Values) {
@@ -135,6 +137,7 @@ impl Insert for &LogRecord {
         );
         b.flag(self.test);
         b.int(Some(self.created_at));
+        b.shared(self.replaces.as_ref().map(|r| r.shared()));
     }
 }
 
@@ -160,6 +163,7 @@ pub(super) fn log_record(c: &impl Cells) -> Result<LogRecord, sqlx::Error> {
             .and_then(|r| serde_json::from_str(&r).ok()),
         test: c.flag("test")?,
         created_at: c.required("created_at", Cells::int)?,
+        replaces: c.parsed("replaces")?,
     })
 }
 
@@ -195,6 +199,17 @@ pub(super) fn leased(c: &impl Cells) -> Result<Leased, sqlx::Error> {
         url: c.text("url")?,
         body: c.bytes("body")?,
         lease_token: c.required("lease_token", Cells::parsed)?,
+    })
+}
+
+pub(super) fn unmapped(c: &impl Cells) -> Result<Unmapped, sqlx::Error> {
+    Ok(Unmapped {
+        delivery_id: c.required("id", Cells::parsed)?,
+        message_id: c.required("message_id", Cells::event_text)?,
+        event_name: c.required("event_name", Cells::event_text)?,
+        test: c.flag("test")?,
+        payload: c.text("payload")?,
+        last_entry: c.parsed("last_entry")?,
     })
 }
 
@@ -491,6 +506,7 @@ pub(super) mod tests {
             next_attempt_at: None,
             test: false,
             response: None,
+            replaces: None,
         });
         binds_every_column(&IntegrationRow {
             id: IntegrationId::new(),

@@ -10,5 +10,6 @@ mod helpers;
 mod live_logs;
 mod mapping;
 mod openapi;
+mod replay;
 mod replicas;
 mod secrets;

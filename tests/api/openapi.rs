@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/admin/integrations/{id}/test-event"),
     ("get", "/v1/admin/integrations/{id}/logs"),
     ("get", "/v1/admin/integrations/{id}/logs/stream"),
+    ("post", "/v1/admin/integrations/{id}/logs/replay"),
     ("get", "/v1/admin/integrations/{id}/logs/{log_id}"),
     ("get", "/v1/admin/integrations/{id}/dead-letters"),
     ("post", "/v1/admin/integrations/{id}/dead-letters/replay"),

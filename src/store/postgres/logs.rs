@@ -13,7 +13,7 @@ use crate::store::logs::{LogRow, Tally};
 use crate::store::{Page, StoreError, rows};
 
 /// An entry's columns with its delivery's request, `l` and `d` in the queries below.
-const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, d.url, d.body";
+const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, l.replaces, d.url, d.body";
 
 /// Inserts `records`, adds them to the lifetime outcome counts and the entry counts,
 /// and announces them to the other replicas (`replica` is this one).

@@ -18,6 +18,7 @@ mod ingest;
 mod integrations;
 mod logs;
 mod queue;
+mod remap;
 mod retention;
 mod rows;
 mod stats;
@@ -43,13 +44,22 @@ pub(super) struct PgStore {
 }
 
 pub(super) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        include_str!("../../../migrations/postgres/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("initial"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("remap"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0002_remap.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl PgStore {

@@ -8,6 +8,7 @@ mod ingest;
 mod integrations;
 mod logs;
 mod queue;
+mod remap;
 mod retention;
 mod rows;
 mod stats;
@@ -41,13 +42,22 @@ fn migrator() -> Migrator {
     // existing database from opening. Schema changes come as new files. Its comments
     // on the states a column holds are history: `crate::domain::states` defines them,
     // and the plan test below holds its partial indexes to those definitions.
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        include_str!("../../../migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("initial"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("remap"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0002_remap.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl SqliteStore {
