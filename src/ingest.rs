@@ -14,12 +14,13 @@ use crate::blueprint::{self, transform};
 use crate::button::Client;
 use crate::delivery::Delivery;
 use crate::domain::clock::now_ms;
-use crate::domain::{DeliveryState, FieldError};
+use crate::domain::{DeliveryState, FieldError, IntegrationId};
 use crate::integrations::{Integration, Registry};
 use crate::live_logs::Hub;
 use crate::mapping;
 use crate::metrics::Metrics;
 use crate::records::{self, EventRef};
+use crate::sources::Sender;
 use crate::store::ingest::{IngestRecord, NewEvent};
 use crate::store::{Store, StoreError};
 
@@ -28,9 +29,10 @@ const MAX_MESSAGE_ID: usize = 255;
 /// Where events go.
 #[derive(Clone)]
 pub enum Target {
-    /// To every enabled integration whose blueprint takes the event, narrowed by the
-    /// event's `integrations` object.
-    Routed,
+    /// To every enabled integration the sender reaches (all of them for the default
+    /// source, the connected ones for a source) whose blueprint takes the event,
+    /// narrowed by the event's `integrations` object.
+    Routed(Sender),
     /// To this integration only.
     Only(Arc<Integration>),
 }
@@ -106,6 +108,9 @@ pub struct EventResult {
     pub filtered: usize,
     /// Deliveries recorded as mapping failures (see Live Logs for the reason).
     pub mapping_failed: usize,
+    /// The integrations the event went to (queued, filtered or failed to map there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub integrations: Vec<IntegrationId>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -139,11 +144,11 @@ impl Ingest {
         target: &Target,
     ) -> Result<IngestSummary, StoreError> {
         let integrations: Vec<Arc<Integration>> = match target {
-            Target::Routed => self
+            Target::Routed(sender) => self
                 .registry
                 .snapshot()
                 .values()
-                .filter(|i| i.enabled)
+                .filter(|i| i.enabled && sender.reaches(&i.id))
                 .cloned()
                 .collect(),
             Target::Only(i) => vec![i.clone()],
@@ -162,6 +167,7 @@ impl Ingest {
                         deliveries_queued: 0,
                         filtered: 0,
                         mapping_failed: 0,
+                        integrations: Vec::new(),
                         errors: rejection.into_field_errors(),
                     });
                     continue;
@@ -175,6 +181,7 @@ impl Ingest {
                 deliveries_queued: 0,
                 filtered: 0,
                 mapping_failed: 0,
+                integrations: Vec::new(),
                 errors: Vec::new(),
             });
             records.push((index, record));
@@ -204,6 +211,7 @@ impl Ingest {
                 continue;
             }
             for d in &kept {
+                result.integrations.push(d.parcel.integration_id.clone());
                 match d.state {
                     DeliveryState::Pending => {
                         result.deliveries_queued += 1;
@@ -269,7 +277,7 @@ impl Ingest {
         let mut deliveries = Vec::new();
         let mut logs = Vec::new();
         for integration in integrations {
-            if matches!(target, Target::Routed) && !routed_to(event, integration) {
+            if matches!(target, Target::Routed(_)) && !routed_to(event, integration) {
                 continue;
             }
             let prepared = mapping::prepare(integration, &self.client, event);

@@ -26,6 +26,7 @@ pub mod records;
 pub mod remap;
 pub mod replicas;
 pub mod secrets;
+pub mod sources;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

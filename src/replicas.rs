@@ -1,5 +1,5 @@
 //! Several replicas on one database (PostgreSQL): each follows what the others
-//! announce. An integration changed elsewhere is reloaded (an operator's pause, a
+//! announce. An integration or a source changed elsewhere is reloaded (an operator's pause, a
 //! `401` pause, a key rotation, a new blueprint: all are changes of the integration);
 //! a `Retry-After` heard elsewhere holds this replica's lane too; entries committed
 //! elsewhere go to this replica's live tail. Every [`RESYNC`], and whenever the
@@ -18,6 +18,7 @@ use crate::delivery::Delivery;
 use crate::domain::clock::{from_ms, now_ms};
 use crate::integrations::Registry;
 use crate::live_logs::{Hub, RequestView};
+use crate::sources::Sources;
 use crate::store::changes::Change;
 use crate::store::{Store, StoreError};
 
@@ -28,6 +29,7 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 pub struct Follower {
     pub store: Store,
     pub registry: Arc<Registry>,
+    pub sources: Arc<Sources>,
     pub delivery: Arc<Delivery>,
     pub hub: Hub,
     pub client: Client,
@@ -66,6 +68,15 @@ impl Follower {
                 if let Err(e) = self.registry.reload(&id).await {
                     tracing::error!(integration_id = %id, error = %e, "cannot reload an integration another replica changed");
                 }
+                if self.registry.get(&id).is_none() {
+                    // Deleted: sources lose their connection to it.
+                    self.reload_sources().await;
+                }
+            }
+            Change::Source(id) => {
+                if let Err(e) = self.sources.reload(&id).await {
+                    tracing::error!(source_id = %id, error = %e, "cannot reload a source another replica changed");
+                }
             }
             Change::Hold {
                 integration_id,
@@ -78,8 +89,15 @@ impl Follower {
                     Ok(changed) => tracing::info!(changed, "integrations reloaded from the store"),
                     Err(e) => tracing::error!(error = %e, "cannot reload the integrations"),
                 }
+                self.reload_sources().await;
                 self.apply_holds().await;
             }
+        }
+    }
+
+    async fn reload_sources(&self) {
+        if let Err(e) = self.sources.reload_all().await {
+            tracing::error!(error = %e, "cannot reload the sources");
         }
     }
 

@@ -223,6 +223,22 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// A new bearer token for a source (its write key): `prefix` and 32 random bytes,
+/// base64url. Shown once; only its [`token_digest`] is kept.
+pub fn new_token(prefix: &str) -> SecretString {
+    SecretString::from(format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes())
+    ))
+}
+
+/// The SHA-256 of a token: how a source's token is stored and looked up. (A lookup by
+/// digest reveals nothing usable through timing: finding a token from its digest is a
+/// preimage search.)
+pub fn token_digest(token: &str) -> [u8; 32] {
+    digest(token)
+}
+
 /// XChaCha20-Poly1305 under the service's key. Each ciphertext is
 /// `version(1) || nonce(24) || sealed`, bound to an associated-data string (the owning
 /// row's id) so a ciphertext copied to another row does not decrypt.

@@ -21,6 +21,7 @@ use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::replicas::Follower;
 use crate::secrets::Secrets;
+use crate::sources::Sources;
 use crate::store::Store;
 use crate::store::retention::PrunePolicy;
 use crate::test_event::TestEvents;
@@ -108,6 +109,15 @@ impl Application {
                 source,
             })?;
         let registry = Arc::new(Registry::load(store.clone(), secrets.cipher.clone()).await?);
+        let sources =
+            Arc::new(
+                Sources::load(store.clone())
+                    .await
+                    .map_err(|source| StartError::Store {
+                        url: redact_url(&url),
+                        source,
+                    })?,
+            );
         let client = button::Client::new(ClientConfig {
             orders_base_url: settings.button.orders_base_url.clone(),
             activity_url_template: settings.button.activity_url_template.clone(),
@@ -145,6 +155,7 @@ impl Application {
         Follower {
             store: store.clone(),
             registry: registry.clone(),
+            sources: sources.clone(),
             delivery: delivery.clone(),
             hub: hub.clone(),
             client: client.clone(),
@@ -166,6 +177,7 @@ impl Application {
             settings: Arc::new(settings),
             store,
             registry,
+            sources,
             delivery,
             ingest,
             test_events,

@@ -1,4 +1,4 @@
-//! Prefixed, time-ordered identifiers (`int_...`, `dlv_...`, `log_...`), one type per
+//! Prefixed, time-ordered identifiers (`int_...`, `src_...`, `dlv_...`, `log_...`), one type per
 //! prefix so an id of one kind is never taken for another. Each is a lower-cased
 //! ULID, monotonic per thread (one generator per thread, so busy threads never wait
 //! for each other): ids sort in creation order to the millisecond, which is how lists
@@ -159,6 +159,13 @@ prefixed_id!(
     "int",
     "integration",
     "an"
+);
+prefixed_id!(
+    /// A source: a sender with its own ingest token, connected to chosen integrations.
+    SourceId,
+    "src",
+    "source",
+    "a"
 );
 prefixed_id!(
     /// One delivery: an event on its way to one integration.

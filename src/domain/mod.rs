@@ -9,7 +9,9 @@ pub mod problem;
 pub mod states;
 pub mod words;
 
-pub use ids::{DeliveryId, IntegrationId, InvalidId, LeaseToken, LogId, RequestId, TestEventId};
+pub use ids::{
+    DeliveryId, IntegrationId, InvalidId, LeaseToken, LogId, RequestId, SourceId, TestEventId,
+};
 pub use problem::FieldError;
 pub use states::{DeliveryState, LaneCondition, LaneState, Outcome};
 pub use words::UnknownWord;

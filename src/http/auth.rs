@@ -1,5 +1,5 @@
-//! Bearer-token authentication: admin tokens on `/v1/admin/*`, ingest tokens on the
-//! event routes. Tokens are compared in constant time (see [`crate::secrets::TokenSet`]).
+//! Bearer-token authentication: admin tokens on `/v1/admin/*`, ingest tokens (those
+//! from config, or a source's) on the event routes. Tokens are compared in constant time (see [`crate::secrets::TokenSet`]).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::ApiError;
 use crate::secrets::TokenSet;
+use crate::sources::Sender;
 
 /// Which admin token the caller used (its index in the configuration), for audit lines.
 #[derive(Debug, Clone, Copy)]
@@ -70,9 +71,19 @@ pub async fn admin(State(state): State<AppState>, mut request: Request, next: Ne
     }
 }
 
-pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state.ingest_tokens, request.headers(), "ingest") {
-        Ok(_) => next.run(request).await,
-        Err(message) => ApiError::Unauthorized(message).into_response(),
-    }
+/// An ingest token from config is the default source; a source's token is that
+/// source. Which one rides on the request as its [`Sender`].
+pub async fn ingest(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let sender = match check(&state.ingest_tokens, request.headers(), "ingest") {
+        Ok(_) => Sender::Default,
+        Err(message) => match bearer(request.headers()) {
+            Presented::Token(token) => match state.sources.by_token(token) {
+                Some(source) => Sender::Source(source),
+                None => return ApiError::Unauthorized(message).into_response(),
+            },
+            _ => return ApiError::Unauthorized(message).into_response(),
+        },
+    };
+    request.extensions_mut().insert(sender);
+    next.run(request).await
 }

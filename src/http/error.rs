@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::FieldError;
 use crate::integrations::RegistryError;
+use crate::sources::SourceError;
 use crate::store::StoreError;
 use crate::test_event::TestEventError;
 
@@ -36,6 +37,9 @@ pub enum ApiError {
     },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Authenticated, but not allowed this.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -103,6 +107,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,7 +120,9 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -147,6 +154,16 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotFound(id) => Self::not_found("integration", id.as_str()),
             RegistryError::Store(e) => e.into(),
             RegistryError::Load(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::NotFound(id) => Self::not_found("source", id.as_str()),
+            SourceError::IntegrationNotFound(id) => Self::not_found("integration", id.as_str()),
+            SourceError::Store(e) => e.into(),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! `202` means every accepted event and its deliveries are committed; `503` means
 //! nothing was.
 
-use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -14,6 +14,7 @@ use super::extract::{read_body, require_json};
 use super::integrations::find;
 use crate::domain::FieldError;
 use crate::ingest::{EventStatus, Incoming, IngestSummary, Rejection, Target};
+use crate::sources::Sender;
 
 #[derive(Deserialize)]
 struct BatchBody<'a> {
@@ -109,8 +110,16 @@ async fn batch(
     Ok((status, Json(summary)))
 }
 
-fn target(state: &AppState, id: &str) -> Result<Target, ApiError> {
+fn target(state: &AppState, sender: &Sender, id: &str) -> Result<Target, ApiError> {
     let integration = find(state, id)?;
+    if !sender.reaches(&integration.id) {
+        return Err(ApiError::Forbidden {
+            code: "not_connected",
+            message: format!(
+                "this source is not connected to integration {id}: connect it with PUT /v1/admin/sources/{{source_id}}/integrations/{id}"
+            ),
+        });
+    }
     if !integration.enabled {
         return Err(ApiError::Conflict {
             code: "integration_disabled",
@@ -132,9 +141,10 @@ fn target(state: &AppState, id: &str) -> Result<Target, ApiError> {
         (status = 503, description = "The store cannot commit; nothing was accepted", body = ErrorBody)))]
 pub async fn post_event(
     State(state): State<AppState>,
+    Extension(sender): Extension<Sender>,
     request: Request,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
-    one(&state, request, Target::Routed).await
+    one(&state, request, Target::Routed(sender)).await
 }
 
 /// Accepts a batch `{"batch": [events]}`: valid events are accepted, each invalid one is
@@ -150,9 +160,10 @@ pub async fn post_event(
         (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn post_batch(
     State(state): State<AppState>,
+    Extension(sender): Extension<Sender>,
     request: Request,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
-    batch(&state, request, Target::Routed).await
+    batch(&state, request, Target::Routed(sender)).await
 }
 
 /// Accepts one event for this integration only (a merchant with two Button properties
@@ -164,14 +175,16 @@ pub async fn post_batch(
     responses(
         (status = 202, body = IngestSummary), (status = 200, body = IngestSummary),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 403, description = "The source is not connected to the integration", body = ErrorBody),
         (status = 409, description = "The integration is disabled", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn post_integration_event(
     State(state): State<AppState>,
+    Extension(sender): Extension<Sender>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
-    let target = target(&state, &id)?;
+    let target = target(&state, &sender, &id)?;
     one(&state, request, target).await
 }
 
@@ -182,13 +195,14 @@ pub async fn post_integration_event(
     request_body(content = Object, description = "{\"batch\": [Signal events]}"),
     responses(
         (status = 202, body = IngestSummary), (status = 200, body = IngestSummary), (status = 422, body = ErrorBody),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn post_integration_batch(
     State(state): State<AppState>,
+    Extension(sender): Extension<Sender>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
-    let target = target(&state, &id)?;
+    let target = target(&state, &sender, &id)?;
     batch(&state, request, target).await
 }

@@ -179,6 +179,8 @@ pub async fn delete_integration(
 ) -> Result<StatusCode, ApiError> {
     let id = IntegrationId::parse(&id).map_err(|_| ApiError::not_found("integration", id))?;
     state.registry.delete(&id).await?;
+    // The store dropped the sources' connections to it; so does memory.
+    state.sources.reload_all().await?;
     tracing::info!(audit = "integration.deleted", integration_id = %id, caller = %caller, "integration deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod integrations;
 pub mod logs;
 pub mod ops;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::secrets::TokenSet;
+use crate::sources::Sources;
 use crate::store::Store;
 use crate::telemetry::{self, MakeRequestIds, REQUEST_ID_HEADER};
 use crate::test_event::TestEvents;
@@ -63,6 +65,7 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub registry: Arc<Registry>,
+    pub sources: Arc<Sources>,
     pub delivery: Arc<Delivery>,
     pub ingest: Ingest,
     pub test_events: TestEvents,
@@ -88,6 +91,7 @@ pub struct Services {
         (name = "blueprints", description = "Blueprints (the mapping, as data), Preview and Test Event"),
         (name = "live logs", description = "Every attempt, filtering and mapping failure"),
         (name = "dead letters", description = "Deliveries that used up their attempts"),
+        (name = "sources", description = "Senders with their own ingest token, each connected to chosen integrations"),
         (name = "events", description = "Event ingest from Signal core"),
         (name = "operations", description = "Health, readiness, metrics")
     )
@@ -106,7 +110,7 @@ impl Modify for SecuritySchemes {
             ),
             (
                 "ingest_token",
-                "Ingest token: configured in auth.ingest_tokens, or generated into <data_dir>/ingest-token",
+                "Ingest token: configured in auth.ingest_tokens, or generated into <data_dir>/ingest-token (the default source, every integration), or a source's token (its connected integrations)",
             ),
         ] {
             components.add_security_scheme(
@@ -151,7 +155,14 @@ fn registrations() -> [OpenApiRouter<AppState>; 3] {
         .routes(routes!(logs::get_log))
         .routes(routes!(dead_letters::list_dead_letters))
         .routes(routes!(dead_letters::replay_dead_letters))
-        .routes(routes!(dead_letters::discard_dead_letters));
+        .routes(routes!(dead_letters::discard_dead_letters))
+        .routes(routes!(sources::list_sources, sources::create_source))
+        .routes(routes!(sources::get_source, sources::delete_source))
+        .routes(routes!(sources::rotate_source_token))
+        .routes(routes!(
+            sources::connect_integration,
+            sources::disconnect_integration
+        ));
     let events = OpenApiRouter::new()
         .routes(routes!(events::post_event))
         .routes(routes!(events::post_batch))

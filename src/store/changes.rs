@@ -7,13 +7,15 @@ use tokio::sync::mpsc;
 
 use super::logs::LogRow;
 use super::{Backend, Store, StoreError};
-use crate::domain::{IntegrationId, LogId};
+use crate::domain::{IntegrationId, LogId, SourceId};
 
 /// One announcement of another replica's (or this one's: a replica hears its own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// An integration was created, changed or deleted.
     Integration(IntegrationId),
+    /// A source was created, changed or deleted.
+    Source(SourceId),
     /// Button asked that the integration's lane send nothing before `until` (ms).
     Hold {
         integration_id: IntegrationId,

@@ -11,7 +11,7 @@ use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::button::CallKind;
 use crate::domain::{
-    DeliveryId, DeliveryState, IntegrationId, LaneState, LeaseToken, LogId, Outcome,
+    DeliveryId, DeliveryState, IntegrationId, LaneState, LeaseToken, LogId, Outcome, SourceId,
 };
 
 macro_rules! text_column {
@@ -66,7 +66,7 @@ macro_rules! text_column {
 
 // An id shares its text: binding one to SQLite bumps a reference count instead of
 // copying.
-text_column!(IntegrationId, DeliveryId, LogId, LeaseToken => |id|
+text_column!(IntegrationId, SourceId, DeliveryId, LogId, LeaseToken => |id|
     sqlite: id.shared(),
     postgres: id.as_str());
 

@@ -3,8 +3,8 @@
 //! passes: [`ingest`] (events and their deliveries, written together, with the
 //! committer that gathers concurrent requests), [`queue`] (leases and outcomes),
 //! [`dead_letters`], [`remap`] (stored events mapped again), [`stats`], [`logs`] (the
-//! live-log entries), [`retention`] and [`integrations`]. Those operations are the
-//! boundary a backend implements.
+//! live-log entries), [`retention`], [`integrations`] and [`sources`]. Those operations
+//! are the boundary a backend implements.
 //!
 //! # The boundary: an enum over backends
 //!
@@ -33,6 +33,7 @@ pub mod logs;
 pub mod queue;
 pub mod remap;
 pub mod retention;
+pub mod sources;
 pub mod stats;
 
 mod columns;

@@ -16,6 +16,7 @@ use crate::store::integrations::IntegrationRow;
 use crate::store::logs::LogRow;
 use crate::store::queue::{Leased, Parcel};
 use crate::store::remap::Unmapped;
+use crate::store::sources::SourceRow;
 
 /// One row being bound, value by value, in column order.
 pub(super) trait Values {
@@ -210,6 +211,18 @@ pub(super) fn unmapped(c: &impl Cells) -> Result<Unmapped, sqlx::Error> {
         test: c.flag("test")?,
         payload: c.text("payload")?,
         last_entry: c.parsed("last_entry")?,
+    })
+}
+
+/// A source without its connections (read apart).
+pub(super) fn source_row(c: &impl Cells) -> Result<SourceRow, sqlx::Error> {
+    Ok(SourceRow {
+        id: c.required("id", Cells::parsed)?,
+        name: c.required("name", Cells::text)?,
+        token_sha256: c.required("token_sha256", Cells::bytes)?,
+        integrations: Vec::new(),
+        created_at: c.required("created_at", Cells::int)?,
+        updated_at: c.required("updated_at", Cells::int)?,
     })
 }
 

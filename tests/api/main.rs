@@ -13,3 +13,4 @@ mod openapi;
 mod replay;
 mod replicas;
 mod secrets;
+mod sources;

@@ -548,6 +548,60 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
             "replica {i}'s tail shows every delivery: {seen:?}"
         );
     }
+    // A source created on replica 0 is known to the others; its token rotated on
+    // replica 1 stops working on all of them.
+    let (status, created) = cluster
+        .admin(
+            0,
+            "POST",
+            "/v1/admin/sources",
+            Some(json!({"name": "Web", "integrations": [id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let source = created["id"].as_str().unwrap().to_owned();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let authorized = |i: usize, token: String| {
+        let cluster = &cluster;
+        async move {
+            let (status, _) = call(
+                &cluster.http,
+                "POST",
+                &cluster.replica(i).url("/v1/events"),
+                Some(&token),
+                Some(purchase("source-probe")),
+            )
+            .await;
+            status != StatusCode::UNAUTHORIZED
+        }
+    };
+    for i in [1, 2] {
+        slowest = slowest.max(
+            cluster
+                .within_a_second(i, "the new source", |i| authorized(i, token.clone()))
+                .await,
+        );
+    }
+    let (status, _) = cluster
+        .admin(
+            1,
+            "POST",
+            &format!("/v1/admin/sources/{source}/rotate-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for i in [0, 2] {
+        slowest = slowest.max(
+            cluster
+                .within_a_second(i, "the rotated token", |i| {
+                    let authorized = &authorized;
+                    let token = token.clone();
+                    async move { !authorized(i, token).await }
+                })
+                .await,
+        );
+    }
     println!("replicas: admin changes reached the other replicas within {slowest:?} at most");
 
     // A replica whose encryption key cannot open the stored api_key refuses to start.
@@ -617,7 +671,7 @@ async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_database() {
     let first = migrate();
     assert!(first.status.success(), "{first:?}");
     assert!(
-        String::from_utf8_lossy(&first.stdout).contains("2 applied"),
+        String::from_utf8_lossy(&first.stdout).contains("3 applied"),
         "{first:?}"
     );
     let again = migrate();

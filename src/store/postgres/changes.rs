@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::PgStore;
 use super::integrations::CHANGES;
-use crate::domain::{IntegrationId, LogId};
+use crate::domain::{IntegrationId, LogId, SourceId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::changes::Change;
@@ -126,7 +126,10 @@ pub(super) async fn announce_logs(
 /// What a notification says, if it is news to this replica.
 fn read(channel: &str, payload: &str, replica: &str) -> Option<Change> {
     match channel {
-        CHANGES => IntegrationId::parse(payload).ok().map(Change::Integration),
+        CHANGES => IntegrationId::parse(payload)
+            .map(Change::Integration)
+            .or_else(|_| SourceId::parse(payload).map(Change::Source))
+            .ok(),
         HOLDS => {
             let (id, until) = payload.split_once(':')?;
             Some(Change::Hold {
@@ -158,6 +161,11 @@ mod tests {
         assert_eq!(
             read(CHANGES, id.as_str(), "r1"),
             Some(Change::Integration(id.clone()))
+        );
+        let source = SourceId::new();
+        assert_eq!(
+            read(CHANGES, source.as_str(), "r1"),
+            Some(Change::Source(source))
         );
         assert_eq!(
             read(HOLDS, &format!("{id}:42"), "r1"),

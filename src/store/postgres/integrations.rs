@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::store::integrations::IntegrationRow;
 use crate::store::rows::{self, Insert};
 
-/// The channel that announces integration changes (payload: the integration's id).
+/// The channel that announces changes to integrations and sources (payload: the id).
 pub(super) const CHANGES: &str = "button_integrations";
 
 fn select() -> String {
@@ -22,7 +22,7 @@ fn select() -> String {
     )
 }
 
-async fn announce(conn: &mut PgConnection, id: &IntegrationId) -> Result<(), StoreError> {
+pub(super) async fn announce(conn: &mut PgConnection, id: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANGES)
         .bind(id)
@@ -38,7 +38,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert(&mut tx, vec![&row], "").await?;
-        announce(&mut tx, &row.id).await?;
+        announce(&mut tx, row.id.as_str()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -59,7 +59,7 @@ impl PgStore {
             .push_bind(seen);
         let written = q.build().execute(&mut *tx).await?.rows_affected() == 1;
         if written {
-            announce(&mut tx, &row.id).await?;
+            announce(&mut tx, row.id.as_str()).await?;
         }
         tx.commit().await?;
         Ok(written)
@@ -81,10 +81,11 @@ impl PgStore {
             "DELETE FROM outcome_counts WHERE integration_id = $1",
             "DELETE FROM live_log_counts WHERE integration_id = $1",
             "DELETE FROM lane_holds WHERE integration_id = $1",
+            "DELETE FROM source_integrations WHERE integration_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
-        announce(&mut tx, id).await?;
+        announce(&mut tx, id.as_str()).await?;
         tx.commit().await?;
         Ok(gone > 0)
     }

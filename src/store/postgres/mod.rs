@@ -21,6 +21,7 @@ mod queue;
 mod remap;
 mod retention;
 mod rows;
+mod sources;
 mod stats;
 
 use std::borrow::Cow;
@@ -57,6 +58,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed("remap"),
             MigrationType::Simple,
             include_str!("../../../migrations/postgres/0002_remap.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("sources"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0003_sources.sql").into_sql_str(),
             false,
         ),
     ])

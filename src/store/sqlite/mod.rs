@@ -11,6 +11,7 @@ mod queue;
 mod remap;
 mod retention;
 mod rows;
+mod sources;
 mod stats;
 mod writer;
 
@@ -55,6 +56,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("remap"),
             MigrationType::Simple,
             include_str!("../../../migrations/sqlite/0002_remap.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("sources"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0003_sources.sql").into_sql_str(),
             false,
         ),
     ])
