@@ -182,8 +182,9 @@ impl From<TestEventError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and body of the answer (an internal cause is logged, never shown).
+    pub(super) fn render(self) -> (StatusCode, ErrorBody) {
         let status = self.status();
         let code = self.code().to_owned();
         let message = match &self {
@@ -204,17 +205,28 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
+        (status, body)
+    }
+}
+
+/// The headers an answer of `status` carries: how to authenticate, when to retry.
+pub(super) fn with_status_headers(status: StatusCode, mut response: Response) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
         response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.render();
+        with_status_headers(status, (status, Json(body)).into_response())
     }
 }

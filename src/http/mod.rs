@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod logs;
 pub mod ops;
 pub mod sources;
+pub mod tracking;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ pub struct Services {
         (name = "dead letters", description = "Deliveries that used up their attempts"),
         (name = "sources", description = "Senders with their own ingest token, each connected to chosen integrations"),
         (name = "events", description = "Event ingest from Signal core"),
+        (name = "tracking", description = "The Segment / RudderStack tracking API, for their SDKs"),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]
@@ -123,12 +125,24 @@ impl Modify for SecuritySchemes {
                 ),
             );
         }
+        components.add_security_scheme(
+            "write_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A Segment-style write key as the Basic username, empty password: a source's token or an ingest token",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
 /// Every route, registered once: the router and the OpenAPI document both come from
-/// these. Admin, event and operations routes apart, for their different auth.
-fn registrations() -> [OpenApiRouter<AppState>; 3] {
+/// these. Admin, event, tracking and operations routes apart, for their different auth
+/// (the tracking routes read the SDKs' write key themselves).
+fn registrations() -> [OpenApiRouter<AppState>; 4] {
     let admin = OpenApiRouter::new()
         .routes(routes!(catalog::list_catalog))
         .routes(routes!(catalog::get_catalog_entry))
@@ -168,19 +182,28 @@ fn registrations() -> [OpenApiRouter<AppState>; 3] {
         .routes(routes!(events::post_batch))
         .routes(routes!(events::post_integration_event))
         .routes(routes!(events::post_integration_batch));
+    let tracking = OpenApiRouter::new()
+        .routes(routes!(tracking::batch))
+        .routes(routes!(tracking::track))
+        .routes(routes!(tracking::page))
+        .routes(routes!(tracking::screen))
+        .routes(routes!(tracking::identify))
+        .routes(routes!(tracking::group))
+        .routes(routes!(tracking::alias));
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi_json));
-    [admin, events, ops]
+    [admin, events, tracking, ops]
 }
 
-fn merge(parts: [OpenApiRouter<AppState>; 3]) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let [admin, events, ops] = parts;
+fn merge(parts: [OpenApiRouter<AppState>; 4]) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let [admin, events, tracking, ops] = parts;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin)
         .merge(events)
+        .merge(tracking)
         .merge(ops)
         .split_for_parts();
     describe_responses(&mut api);
@@ -194,7 +217,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The router with every route, and the OpenAPI document describing exactly those.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let [admin, events, ops] = registrations();
+    let [admin, events, tracking, ops] = registrations();
     let admin = admin.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::admin,
@@ -203,7 +226,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         state.clone(),
         auth::ingest,
     ));
-    let (router, api) = merge([admin, events, ops]);
+    let (router, api) = merge([admin, events, tracking, ops]);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     let router = router
         .fallback(not_found)

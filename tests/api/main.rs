@@ -14,3 +14,4 @@ mod replay;
 mod replicas;
 mod secrets;
 mod sources;
+mod tracking;
