@@ -16,10 +16,12 @@ pub enum Prepared {
     NotSubscribed,
     /// Kept from this destination (consent).
     Filtered { call: CallKind, reason: String },
-    /// The request to send, with what to warn about (a missing `btn_ref`).
+    /// The request to send, with what to warn about (a missing `btn_ref`), and the
+    /// order it creates or changes (its changes are sent in order, one at a time).
     Request {
         request: PreparedRequest,
         warnings: Vec<Issue>,
+        order: Option<String>,
     },
     /// The event lacks what the request needs.
     Failed {
@@ -60,6 +62,7 @@ pub fn prepare(integration: &Integration, client: &Client, event: &Value) -> Pre
             Ok(button_call) => Prepared::Request {
                 request: client.prepare(&button_call),
                 warnings,
+                order: button_call.order_id().map(str::to_owned),
             },
             Err(errors) => Prepared::Failed {
                 call,

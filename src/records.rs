@@ -41,10 +41,16 @@ pub fn delivery(
         warnings: Vec::new(),
         test,
     };
+    let mut order_key = None;
     let (state, url, body, ended) = match prepared {
         Prepared::NotSubscribed => return None,
-        Prepared::Request { request, warnings } => {
+        Prepared::Request {
+            request,
+            warnings,
+            order,
+        } => {
             parcel.warnings = warnings;
+            order_key = order;
             let body = Vec::from(request.body);
             (DeliveryState::Pending, Some(request.url), Some(body), None)
         }
@@ -68,6 +74,7 @@ pub fn delivery(
         state,
         url,
         body,
+        order_key,
         created_at: now,
     };
     Some((delivery, ended))

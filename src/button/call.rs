@@ -4,16 +4,19 @@
 use reqwest::Method;
 use serde::Serialize;
 
-use super::model::{Activity, ActivityName, Order};
+use super::model::{Activity, ActivityName, Order, OrderRef};
 use crate::domain::words::words;
 
 words! {
     /// A Button API call, by the name blueprints, Live Logs and metrics use:
-    /// `order.create` (`POST /v1/order` on the Orders API), or an activity
-    /// (`add-to-cart`, `product-viewed`, `cart-viewed`) on the application's
-    /// activity host.
+    /// `order.create` (`POST /v1/order` on the Orders API), `order.update`
+    /// (`POST /v1/order/{order_id}`: the order as it now stands), `order.cancel`
+    /// (`DELETE /v1/order/{order_id}`), or an activity (`add-to-cart`,
+    /// `product-viewed`, `cart-viewed`) on the application's activity host.
     pub enum CallKind {
         OrderCreate = "order.create",
+        OrderUpdate = "order.update",
+        OrderCancel = "order.cancel",
         ActivityAddToCart = "activity.add-to-cart",
         ActivityProductViewed = "activity.product-viewed",
         ActivityCartViewed = "activity.cart-viewed",
@@ -42,7 +45,7 @@ pub enum Auth {
 impl CallKind {
     pub fn api(self) -> Api {
         match self {
-            Self::OrderCreate => Api::Orders,
+            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel => Api::Orders,
             Self::ActivityAddToCart | Self::ActivityProductViewed | Self::ActivityCartViewed => {
                 Api::Activity
             }
@@ -50,7 +53,16 @@ impl CallKind {
     }
 
     pub fn method(self) -> Method {
-        Method::POST
+        match self {
+            Self::OrderCancel => Method::DELETE,
+            _ => Method::POST,
+        }
+    }
+
+    /// Whether the call changes an order Button already has (so an answer that
+    /// Button does not know the order means it never received it).
+    pub fn changes_an_order(self) -> bool {
+        matches!(self, Self::OrderUpdate | Self::OrderCancel)
     }
 
     pub fn auth(self) -> Auth {
@@ -63,7 +75,7 @@ impl CallKind {
     /// The activity a call reports, for activity calls.
     pub fn activity(self) -> Option<ActivityName> {
         match self {
-            Self::OrderCreate => None,
+            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel => None,
             Self::ActivityAddToCart => Some(ActivityName::AddToCart),
             Self::ActivityProductViewed => Some(ActivityName::ProductViewed),
             Self::ActivityCartViewed => Some(ActivityName::CartViewed),
@@ -75,6 +87,10 @@ impl CallKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     CreateOrder(Order),
+    /// The order as it now stands (`POST /v1/order/{order_id}`).
+    UpdateOrder(Order),
+    /// `DELETE /v1/order/{order_id}`.
+    CancelOrder(OrderRef),
     Activity(Activity),
 }
 
@@ -82,6 +98,8 @@ impl Call {
     pub fn kind(&self) -> CallKind {
         match self {
             Self::CreateOrder(_) => CallKind::OrderCreate,
+            Self::UpdateOrder(_) => CallKind::OrderUpdate,
+            Self::CancelOrder(_) => CallKind::OrderCancel,
             Self::Activity(a) => match a.activity_data.name {
                 ActivityName::AddToCart => CallKind::ActivityAddToCart,
                 ActivityName::ProductViewed => CallKind::ActivityProductViewed,
@@ -95,30 +113,68 @@ impl Call {
     pub fn url(&self, orders_base_url: &str, activity_url_template: &str) -> String {
         match self {
             Self::CreateOrder(_) => format!("{}/v1/order", orders_base_url.trim_end_matches('/')),
+            Self::UpdateOrder(Order { order_id, .. })
+            | Self::CancelOrder(OrderRef { order_id }) => {
+                format!(
+                    "{}/v1/order/{}",
+                    orders_base_url.trim_end_matches('/'),
+                    percent_encoding::utf8_percent_encode(order_id, PATH_SEGMENT)
+                )
+            }
             Self::Activity(a) => {
                 activity_url_template.replace("{application_id}", &a.application_id)
             }
         }
     }
 
+    /// The order the call creates or changes.
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Self::CreateOrder(order) | Self::UpdateOrder(order) => Some(&order.order_id),
+            Self::CancelOrder(order) => Some(&order.order_id),
+            Self::Activity(_) => None,
+        }
+    }
+
     /// The exact body bytes every attempt sends.
     pub fn body(&self) -> Vec<u8> {
         match self {
-            Self::CreateOrder(order) => serde_json::to_vec(order),
+            Self::CreateOrder(order) | Self::UpdateOrder(order) => serde_json::to_vec(order),
+            Self::CancelOrder(_) => Ok(Vec::new()),
             Self::Activity(activity) => serde_json::to_vec(activity),
         }
         .expect("Button objects always serialise")
     }
 }
 
+/// What an order id may not hold as it is in a URL path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn an_order_change_goes_to_the_orders_own_url() {
+        let cancel = Call::CancelOrder(OrderRef {
+            order_id: "ORD 1/2".into(),
+        });
+        assert_eq!(
+            cancel.url("https://api.usebutton.com/", ""),
+            "https://api.usebutton.com/v1/order/ORD%201%2F2"
+        );
+        assert_eq!(cancel.kind().method(), Method::DELETE);
+        assert!(cancel.body().is_empty());
+    }
+
+    #[test]
     fn only_the_orders_api_takes_the_key() {
         for kind in CallKind::ALL {
-            let expected = if *kind == CallKind::OrderCreate {
+            let expected = if kind.activity().is_none() {
                 Auth::ApiKey
             } else {
                 Auth::None

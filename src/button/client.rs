@@ -131,13 +131,16 @@ impl Client {
 
     /// The request a stored delivery sends: its call, URL and body.
     pub fn request(&self, call: CallKind, url: String, body: Bytes) -> PreparedRequest {
-        let mut headers = vec![
-            (
-                header::CONTENT_TYPE.to_string(),
-                "application/json".to_owned(),
-            ),
-            (header::USER_AGENT.to_string(), USER_AGENT.to_owned()),
-        ];
+        let mut headers = vec![(header::USER_AGENT.to_string(), USER_AGENT.to_owned())];
+        if !body.is_empty() {
+            headers.insert(
+                0,
+                (
+                    header::CONTENT_TYPE.to_string(),
+                    "application/json".to_owned(),
+                ),
+            );
+        }
         if call.api() == Api::Orders && !self.config.api_version.is_empty() {
             headers.push((
                 "x-button-api-version".to_owned(),

@@ -19,6 +19,8 @@ pub mod hints {
     pub const MISSING_FIELDS: &str = "400 Bad Request: missing required fields. Ensure order_id and total are mapped in the blueprint.";
     pub const WRONG_APPLICATION: &str =
         "Wrong application: verify the application ID matches the property you are tracking.";
+    pub const FINALIZED: &str = "403 Forbidden: the order is finalized at Button and can no longer change through the API. Returns and cancellations of a finalized order go through Button (your Button contact).";
+    pub const NEVER_RECEIVED: &str = "404 Not Found: Button does not have this order. It never received the order's create (look for the purchase in Live Logs), or the order was cancelled already.";
 }
 
 /// What an answer means for the delivery.
@@ -71,6 +73,8 @@ pub fn classify(
         _ if names_application => Some(hints::WRONG_APPLICATION),
         401 => Some(hints::INVALID_API_KEY),
         400 => Some(hints::MISSING_FIELDS),
+        403 if call.api() == Api::Orders => Some(hints::FINALIZED),
+        404 if call.changes_an_order() => Some(hints::NEVER_RECEIVED),
         404 if call.api() == Api::Activity => Some(hints::WRONG_APPLICATION),
         _ => None,
     };
@@ -128,6 +132,23 @@ mod tests {
                 "{call} {status}"
             );
         }
+    }
+
+    #[test]
+    fn a_finalized_or_unknown_order_fails_with_its_hint() {
+        for call in ["order.update", "order.cancel"] {
+            let finalized = verdict(
+                call,
+                403,
+                r#"{"meta":{"status":"error"},"error":{"message":"Order is finalized"}}"#,
+            );
+            assert_eq!(finalized.classification, Classification::Terminal);
+            assert_eq!(finalized.hint, Some(hints::FINALIZED), "{call}");
+            let unknown = verdict(call, 404, "");
+            assert_eq!(unknown.classification, Classification::Terminal);
+            assert_eq!(unknown.hint, Some(hints::NEVER_RECEIVED), "{call}");
+        }
+        assert_eq!(verdict("order.create", 404, "").hint, None);
     }
 
     #[test]

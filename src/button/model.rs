@@ -25,6 +25,23 @@ pub struct Order {
     pub finalization_date: Option<String>,
 }
 
+/// An order named by its id alone (`DELETE /v1/order/{order_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRef {
+    pub order_id: String,
+}
+
+impl OrderRef {
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if self.order_id.is_empty() || self.order_id.len() > 255 || !self.order_id.is_ascii() {
+            out.push(violation("order_id", "must be 1 to 255 ASCII characters"));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {

@@ -8,12 +8,46 @@ use serde_json::{Map, Value};
 
 use super::{CatalogEntry, ConfigField, EventMapping, Variant};
 use crate::blueprint::{CallSpec, Issue};
-use crate::button::model::{Activity, Order, Violation};
+use crate::button::model::{Activity, Order, OrderRef, Violation};
 use crate::button::{Call, CallKind, hints};
 
 pub const KEY: &str = "button";
 pub const SERVER_SIDE: &str = "server_side";
 
+const ORDER_REQUIRED: &[&str] = &[
+    "order_id",
+    "total",
+    "currency",
+    "purchase_date",
+    "line_items",
+    "line_items[].identifier",
+    "line_items[].total",
+];
+const ORDER_FIELDS: &[&str] = &[
+    "order_id",
+    "total",
+    "currency",
+    "purchase_date",
+    "btn_ref",
+    "customer",
+    "customer.id",
+    "customer.email_sha256",
+    "customer.device_id",
+    "customer.is_new",
+    "customer_order_id",
+    "finalization_date",
+    "line_items",
+    "line_items[].identifier",
+    "line_items[].total",
+    "line_items[].amount",
+    "line_items[].quantity",
+    "line_items[].description",
+    "line_items[].sku",
+    "line_items[].upc",
+    "line_items[].category",
+    "line_items[].attributes",
+    "line_items[].attributes.*",
+];
 const ACTIVITY_REQUIRED: &[&str] = &[
     "application_id",
     "activity_data.products",
@@ -52,46 +86,13 @@ const fn call(
     }
 }
 
-/// The calls a Button blueprint may map to: the Orders API create, and one per
-/// activity (the adapter sets `activity_data.name` from the call).
+/// The calls a Button blueprint may map to: the Orders API's create, update (the
+/// whole order as it now stands) and cancel (the order id alone), and one per activity
+/// (the adapter sets `activity_data.name` from the call).
 pub const CALLS: &[CallSpec<CallKind>] = &[
-    call(
-        CallKind::OrderCreate,
-        &[
-            "order_id",
-            "total",
-            "currency",
-            "purchase_date",
-            "line_items",
-            "line_items[].identifier",
-            "line_items[].total",
-        ],
-        &[
-            "order_id",
-            "total",
-            "currency",
-            "purchase_date",
-            "btn_ref",
-            "customer",
-            "customer.id",
-            "customer.email_sha256",
-            "customer.device_id",
-            "customer.is_new",
-            "customer_order_id",
-            "finalization_date",
-            "line_items",
-            "line_items[].identifier",
-            "line_items[].total",
-            "line_items[].amount",
-            "line_items[].quantity",
-            "line_items[].description",
-            "line_items[].sku",
-            "line_items[].upc",
-            "line_items[].category",
-            "line_items[].attributes",
-            "line_items[].attributes.*",
-        ],
-    ),
+    call(CallKind::OrderCreate, ORDER_REQUIRED, ORDER_FIELDS),
+    call(CallKind::OrderUpdate, ORDER_REQUIRED, ORDER_FIELDS),
+    call(CallKind::OrderCancel, &["order_id"], &["order_id"]),
     call(
         CallKind::ActivityAddToCart,
         ACTIVITY_REQUIRED,
@@ -175,9 +176,18 @@ pub fn entry() -> CatalogEntry {
 /// Button's rules. Problems name the Button field.
 pub fn to_call(call: CallKind, mut body: Value) -> Result<Call, Vec<Issue>> {
     let Some(activity) = call.activity() else {
+        if call == CallKind::OrderCancel {
+            let order: OrderRef = decode(body)?;
+            check(order.violations())?;
+            return Ok(Call::CancelOrder(order));
+        }
         let order: Order = decode(body)?;
         check(order.violations())?;
-        return Ok(Call::CreateOrder(order));
+        return Ok(if call == CallKind::OrderUpdate {
+            Call::UpdateOrder(order)
+        } else {
+            Call::CreateOrder(order)
+        });
     };
     if let Some(data) = body.get_mut("activity_data").and_then(Value::as_object_mut) {
         data.insert("name".into(), Value::String(activity.as_str().to_owned()));

@@ -159,7 +159,9 @@ impl PreviewResult {
                 result.outcome = PreviewOutcome::Recorded(Outcome::Filtered);
                 result.reason = Some(reason.clone());
             }
-            Prepared::Request { request, warnings } => {
+            Prepared::Request {
+                request, warnings, ..
+            } => {
                 result.outcome = PreviewOutcome::Request;
                 result.request = Some(RequestView::of(request));
                 result.warnings = warnings.clone();

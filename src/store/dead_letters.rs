@@ -44,7 +44,8 @@ impl Store {
         on_backend!(self.backend, db => db.list_dead_letters(integration_id, page).await)
     }
 
-    /// Replays or discards dead letters, now. Answers how many moved.
+    /// Replays or discards dead letters, now (and, named by id, failed deliveries, which
+    /// may hold the later changes of their order). Answers how many moved.
     pub async fn resolve_dead_letters(
         &self,
         integration_id: &IntegrationId,

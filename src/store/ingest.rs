@@ -29,6 +29,9 @@ pub struct NewDelivery {
     /// (method, headers and credentials follow from the call).
     pub url: Option<String>,
     pub body: Option<Vec<u8>>,
+    /// The order it creates or changes: deliveries of one order are sent one at a
+    /// time, in the order they were accepted.
+    pub order_key: Option<String>,
     pub created_at: i64,
 }
 

@@ -372,6 +372,7 @@ impl Insert for DeliveryRow<'_> {
         "test",
         "created_at",
         "updated_at",
+        "order_key",
     ];
 
     fn bind(self, b: &mut impl Values) {
@@ -390,6 +391,7 @@ impl Insert for DeliveryRow<'_> {
         b.flag(p.test);
         b.int(Some(d.created_at));
         b.int(Some(d.created_at));
+        b.text(d.order_key.as_deref());
     }
 }
 
@@ -494,6 +496,7 @@ pub(super) mod tests {
             state: DeliveryState::Pending,
             url: None,
             body: None,
+            order_key: None,
             created_at: 0,
         };
         binds_every_column(DeliveryRow {

@@ -10,6 +10,7 @@ mod helpers;
 mod live_logs;
 mod mapping;
 mod openapi;
+mod orders;
 mod replay;
 mod replicas;
 mod secrets;

@@ -67,6 +67,13 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0003_sources.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("order_key"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0004_order_key.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

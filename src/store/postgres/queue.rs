@@ -23,20 +23,38 @@ static LEASE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE deliveries SET available_at = $1, lease_token = $2, updated_at = $3
          WHERE id IN (
-             SELECT id FROM deliveries
+             SELECT id FROM deliveries d
              WHERE integration_id = $4 AND state = '{}' AND available_at <= $5
+               AND {held}
              ORDER BY available_at LIMIT $6
              FOR UPDATE SKIP LOCKED)
          RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token",
-        DeliveryState::Pending
+        DeliveryState::Pending,
+        held = NOT_HELD.as_str(),
     )
 });
 
 /// When an integration's next delivery is due: integration.
 static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT MIN(available_at) FROM deliveries WHERE integration_id = $1 AND state = '{}'",
-        DeliveryState::Pending
+        "SELECT MIN(available_at) FROM deliveries d WHERE integration_id = $1 AND state = '{}' AND {held}",
+        DeliveryState::Pending,
+        held = NOT_HELD.as_str(),
+    )
+});
+
+/// A delivery of an order waits while one accepted before it for the same order is
+/// not delivered (pending or in flight, failed, or dead-lettered); replaying the
+/// earlier one (or discarding a dead letter) releases it. `d` is the delivery.
+static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(d.order_key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM deliveries p
+             WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
+               AND p.id < d.id AND p.state IN ('{}', '{}', '{}')))",
+        DeliveryState::Pending,
+        DeliveryState::Failed,
+        DeliveryState::Dead
     )
 });
 

@@ -70,10 +70,14 @@ impl SqliteStore {
                     }
                     q.push(", updated_at = ")
                         .push_bind(now)
-                        .push(" WHERE state = ")
-                        .push_bind(DeliveryState::Dead)
-                        .push(" AND integration_id = ")
-                        .push_bind(integration_id);
+                        .push(" WHERE (state = ")
+                        .push_bind(DeliveryState::Dead);
+                    if matches!(selection, Selection::Ids(_)) {
+                        // Named by id, a failed delivery may be replayed or discarded
+                        // too (it may hold the later changes of its order).
+                        q.push(" OR state = ").push_bind(DeliveryState::Failed);
+                    }
+                    q.push(") AND integration_id = ").push_bind(integration_id);
                     if let Selection::Ids(ids) = selection {
                         q.push(" AND id IN (");
                         let mut list = q.separated(", ");

@@ -65,6 +65,13 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0003_sources.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("order_key"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0004_order_key.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -221,12 +228,36 @@ mod tests {
         let lease = plan(
             &store,
             queue::LEASE,
-            vec![Int, Text, Int, Id, State(pending), Int, Int],
+            vec![
+                Int,
+                Text,
+                Int,
+                Id,
+                State(pending),
+                Int,
+                State(pending),
+                State(DeliveryState::Failed),
+                State(DeliveryState::Dead),
+                Int,
+            ],
         )
         .await;
         assert!(lease.contains("USING INDEX deliveries_due"), "{lease}");
-        let next = plan(&store, queue::NEXT_DUE, vec![Id, State(pending)]).await;
+        assert!(lease.contains("USING INDEX deliveries_order"), "{lease}");
+        let next = plan(
+            &store,
+            queue::NEXT_DUE,
+            vec![
+                Id,
+                State(pending),
+                State(pending),
+                State(DeliveryState::Failed),
+                State(DeliveryState::Dead),
+            ],
+        )
+        .await;
         assert!(next.contains("deliveries_due"), "{next}");
+        assert!(next.contains("deliveries_order"), "{next}");
         let dead = plan(
             &store,
             dead_letters::LIST,

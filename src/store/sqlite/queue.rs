@@ -20,17 +20,36 @@ use crate::store::rows;
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
-/// integration, `pending`, now; how many.
+/// integration, `pending`, now, the [`WAITING`] states; how many. A delivery of an
+/// order waits while one accepted before it for the same order is not delivered.
 pub(super) const LEASE: &str = "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
      WHERE id IN (
-         SELECT id FROM deliveries
+         SELECT id FROM deliveries d
          WHERE integration_id = ? AND state = ? AND available_at <= ?
+           AND (order_key IS NULL OR NOT EXISTS (
+               SELECT 1 FROM deliveries p
+               WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
+                 AND p.id < d.id AND p.state IN (?, ?, ?)))
          ORDER BY available_at LIMIT ?)
      RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token";
 
-/// When an integration's next delivery is due: integration, `pending`.
-pub(super) const NEXT_DUE: &str =
-    "SELECT MIN(available_at) FROM deliveries WHERE integration_id = ? AND state = ?";
+/// When an integration's next delivery is due (one held behind an earlier delivery of
+/// its order is not): integration, `pending`, the [`WAITING`] states.
+pub(super) const NEXT_DUE: &str = "SELECT MIN(available_at) FROM deliveries d
+     WHERE integration_id = ? AND state = ?
+       AND (order_key IS NULL OR NOT EXISTS (
+           SELECT 1 FROM deliveries p
+           WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
+             AND p.id < d.id AND p.state IN (?, ?, ?)))";
+
+/// The states of an earlier delivery of an order that hold the later ones: not yet
+/// delivered (pending, or in flight), failed, or dead-lettered. Replaying the earlier
+/// one (or discarding a dead letter) releases them.
+pub(super) const WAITING: [DeliveryState; 3] = [
+    DeliveryState::Pending,
+    DeliveryState::Failed,
+    DeliveryState::Dead,
+];
 
 impl SqliteStore {
     pub(in crate::store) async fn lease(
@@ -51,6 +70,9 @@ impl SqliteStore {
                         .bind(&integration_id)
                         .bind(DeliveryState::Pending)
                         .bind(now)
+                        .bind(WAITING[0])
+                        .bind(WAITING[1])
+                        .bind(WAITING[2])
                         .bind(ask.limit as i64)
                         .fetch_all(&mut *conn)
                         .await?;
@@ -167,6 +189,9 @@ impl SqliteStore {
         Ok(sqlx::query_scalar(NEXT_DUE)
             .bind(integration_id)
             .bind(DeliveryState::Pending)
+            .bind(WAITING[0])
+            .bind(WAITING[1])
+            .bind(WAITING[2])
             .fetch_one(&self.read)
             .await?)
     }

@@ -3,20 +3,23 @@
 //! password) and `POST /v1/app/activity` (no credentials; the application id comes
 //! from the host name `{app}.mobileapi...` or the path prefix `/app/{app}`), and checks
 //! each request the way the real API does: credentials, content type, required fields
-//! and their types, `409` for an `order_id` it already has.
+//! and their types, `409` for an `order_id` it already has. It learns the orders it is
+//! sent: `POST /v1/order/{order_id}` updates one and `DELETE` cancels it, `404` for an
+//! order it does not have, `403` for one a test has [`finalize`](FakeButton::finalize)d.
 //!
 //! Its behaviour can change while it runs: [`Rule`]s, tried in order, can answer with
 //! any status (and `Retry-After`), add latency, hang, or drop the connection, for all
 //! requests or those of one API key or application, a number of times or until
 //! removed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -129,9 +132,29 @@ impl Rule {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `POST /v1/order`: a create.
     Order,
+    /// `POST /v1/order/{order_id}`: the order as it now stands.
+    OrderUpdate,
+    /// `DELETE /v1/order/{order_id}`.
+    OrderCancel,
     Activity,
     Other,
+}
+
+impl Kind {
+    /// A call of the Orders API (API key, Basic auth).
+    pub fn is_order(self) -> bool {
+        matches!(self, Self::Order | Self::OrderUpdate | Self::OrderCancel)
+    }
+}
+
+/// An order as the fake keeps it: Button's status (`open`, `finalized`, `deleted`)
+/// and the order as last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOrder {
+    pub status: &'static str,
+    pub object: Value,
 }
 
 /// One request as received.
@@ -185,7 +208,7 @@ struct Inner {
     config: Mutex<Config>,
     rules: Mutex<Vec<Rule>>,
     received: Mutex<Vec<Received>>,
-    orders_seen: Mutex<HashSet<String>>,
+    orders: Mutex<HashMap<String, StoredOrder>>,
     arrivals: Mutex<Vec<(String, u64)>>,
     arrived: Notify,
     total: AtomicU64,
@@ -222,7 +245,7 @@ impl FakeButton {
             config: Mutex::new(config),
             rules: Mutex::new(Vec::new()),
             received: Mutex::new(Vec::new()),
-            orders_seen: Mutex::new(HashSet::new()),
+            orders: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             total: AtomicU64::new(0),
@@ -234,6 +257,10 @@ impl FakeButton {
         });
         let router = Router::new()
             .route("/v1/order", post(order))
+            .route(
+                "/v1/order/{order_id}",
+                post(order_update).delete(order_cancel),
+            )
             .route("/v1/app/activity", post(activity))
             .route(
                 "/app/{application_id}/v1/app/activity",
@@ -297,6 +324,19 @@ impl FakeButton {
     }
 
     /// Every request so far.
+    /// The order as the fake keeps it (what Button would have).
+    pub fn order(&self, order_id: &str) -> Option<StoredOrder> {
+        lock(&self.inner.orders).get(order_id).cloned()
+    }
+
+    /// Finalizes an order, as Button does when its commission is settled: it can no
+    /// longer be updated or cancelled (`403`).
+    pub fn finalize(&self, order_id: &str) {
+        if let Some(order) = lock(&self.inner.orders).get_mut(order_id) {
+            order.status = "finalized";
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
         lock(&self.inner.received).clone()
     }
@@ -353,11 +393,11 @@ impl Inner {
             r.times != Some(0)
                 && match &r.when {
                     When::Any => true,
-                    When::ApiKey(k) => kind == Kind::Order && api_key == Some(k.as_str()),
+                    When::ApiKey(k) => kind.is_order() && api_key == Some(k.as_str()),
                     When::Application(a) => {
                         kind == Kind::Activity && application == Some(a.as_str())
                     }
-                    When::Orders => kind == Kind::Order,
+                    When::Orders => kind.is_order(),
                     When::Activity => kind == Kind::Activity,
                 }
         })?;
@@ -511,6 +551,16 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let method = match kind {
+        Kind::OrderCancel => "DELETE",
+        _ => "POST",
+    };
+    let path_order = match kind {
+        Kind::OrderUpdate | Kind::OrderCancel => {
+            uri.path().strip_prefix("/v1/order/").map(percent_decode)
+        }
+        _ => None,
+    };
     let _in_flight = InFlight::enter(&inner);
     inner.total.fetch_add(1, Ordering::Relaxed);
     let api_key = basic_key(&headers);
@@ -567,6 +617,7 @@ async fn handle(
             &keys,
             &headers,
             json.as_ref(),
+            path_order.as_deref(),
         )),
     };
     let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
@@ -586,7 +637,7 @@ async fn handle(
         lock(&inner.received).push(Received {
             at: SystemTime::now(),
             kind,
-            method: "POST".into(),
+            method: method.into(),
             path: uri.path().to_owned(),
             headers,
             body,
@@ -630,6 +681,7 @@ fn mixed_reply(config: &Config, n: u64) -> Option<Reply> {
 }
 
 /// What the real API would answer.
+#[allow(clippy::too_many_arguments)]
 fn answer(
     inner: &Inner,
     kind: Kind,
@@ -638,12 +690,60 @@ fn answer(
     keys: &[String],
     headers: &HeaderMap,
     json: Option<&Value>,
+    path_order: Option<&str>,
 ) -> Response {
+    if kind.is_order() && !api_key.is_some_and(|k| keys.iter().any(|valid| valid == k)) {
+        return error(StatusCode::UNAUTHORIZED, "Invalid api_key");
+    }
     match kind {
-        Kind::Order => {
-            if !api_key.is_some_and(|k| keys.iter().any(|valid| valid == k)) {
-                return error(StatusCode::UNAUTHORIZED, "Invalid api_key");
+        Kind::OrderUpdate | Kind::OrderCancel => {
+            let order_id = path_order.unwrap_or_default();
+            let mut orders = lock(&inner.orders);
+            let Some(stored) = orders.get_mut(order_id).filter(|o| o.status != "deleted") else {
+                return error(StatusCode::NOT_FOUND, "Order not found");
+            };
+            if stored.status == "finalized" {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "Order is finalized and cannot be changed",
+                );
             }
+            if kind == Kind::OrderCancel {
+                stored.status = "deleted";
+            } else {
+                if !is_json(headers) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "Content-Type must be application/json",
+                    );
+                }
+                let Some(order) = json else {
+                    return error(StatusCode::BAD_REQUEST, "Body is not valid JSON");
+                };
+                if let Err(message) = check_order(order) {
+                    return error(StatusCode::BAD_REQUEST, message);
+                }
+                if order["order_id"] != order_id {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "order_id in the body does not match the path",
+                    );
+                }
+                stored.object = order.clone();
+            }
+            let mut object = stored.object.clone();
+            object["status"] = json!(if kind == Kind::OrderCancel {
+                "deleted"
+            } else {
+                "open"
+            });
+            (
+                StatusCode::OK,
+                Json(json!({"meta": {"status": "ok"}, "object": object})),
+            )
+                .into_response()
+        }
+        Kind::Order => {
             if !is_json(headers) {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -657,8 +757,18 @@ fn answer(
                 return error(StatusCode::BAD_REQUEST, message);
             }
             let order_id = order["order_id"].as_str().unwrap_or_default().to_owned();
-            if !lock(&inner.orders_seen).insert(order_id.clone()) {
-                return error(StatusCode::CONFLICT, "Order already exists");
+            {
+                let mut orders = lock(&inner.orders);
+                if orders.contains_key(&order_id) {
+                    return error(StatusCode::CONFLICT, "Order already exists");
+                }
+                orders.insert(
+                    order_id.clone(),
+                    StoredOrder {
+                        status: "open",
+                        object: order.clone(),
+                    },
+                );
             }
             let mut object = order.clone();
             object["button_order_id"] = json!(format!(
@@ -726,6 +836,46 @@ async fn order(
     handle(inner, Kind::Order, None, uri, headers, body).await
 }
 
+async fn order_update(
+    State(inner): State<Arc<Inner>>,
+    Path(_): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(inner, Kind::OrderUpdate, None, uri, headers, body).await
+}
+
+async fn order_cancel(
+    State(inner): State<Arc<Inner>>,
+    Path(_): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(inner, Kind::OrderCancel, None, uri, headers, body).await
+}
+
+/// `%XX` escapes decoded (an order id in a path).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn activity(
     State(inner): State<Arc<Inner>>,
     uri: Uri,
@@ -780,7 +930,7 @@ async fn reset(State(inner): State<Arc<Inner>>) -> StatusCode {
     lock(&inner.rules).clear();
     lock(&inner.received).clear();
     lock(&inner.arrivals).clear();
-    lock(&inner.orders_seen).clear();
+    lock(&inner.orders).clear();
     for counter in [
         &inner.total,
         &inner.ok,
