@@ -69,7 +69,7 @@ impl Metrics {
         let deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "deliveries",
-            "Live-log outcomes by integration: delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped",
+            "Live-log outcomes by integration: delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped, held",
             deliveries.clone(),
         );
         let attempt_duration = Family::<IntegrationLabels, Histogram>::new_with_constructor(|| {

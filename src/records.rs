@@ -106,6 +106,16 @@ pub fn remapped(
     Some((delivery, log))
 }
 
+/// The entry that says a delivery of an order waits behind `behind`, an earlier
+/// delivery of the same order that ended `how` (failed, dead-lettered).
+pub fn held(parcel: &Parcel, behind: &DeliveryId, how: DeliveryState, now: i64) -> LogRecord {
+    let mut log = entry(parcel, Outcome::Held, now);
+    log.error = Some(format!(
+        "held behind delivery {behind} of the same order ({how}): it is sent once that one is delivered; replay that one (dead-letters/replay with its id) to release it"
+    ));
+    log
+}
+
 /// The entry of attempt `number` of a delivery: Button's answer, or (`Err`) why no
 /// request could be sent.
 pub fn attempt(

@@ -10,7 +10,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::blueprint::{self, Issue};
-use crate::button::{Classification, Client};
+use crate::button::{CallKind, Classification, Client};
+use crate::delivery::refund;
 use crate::domain::clock::now_ms;
 use crate::domain::words::worded;
 use crate::domain::{DeliveryState, FieldError, LogId, Outcome, TestEventId};
@@ -147,11 +148,28 @@ impl TestEvents {
             delivery.url.as_deref(),
             delivery.body.as_deref(),
         );
+        // A partial refund is sent as the order Button has, less what came back.
+        let mut unsent = None;
+        let request = match request {
+            Some(r) if r.call == CallKind::OrderRefund => {
+                match refund::resolve(&self.store, &self.client, &integration.id, &r).await {
+                    Ok(update) => Some(update),
+                    Err(attempt) => {
+                        unsent = Some(attempt);
+                        Some(r)
+                    }
+                }
+            }
+            other => other,
+        };
         let mut answer = None;
         let log = match (ended, &request) {
             (Some(log), _) => log,
             (None, Some(request)) => {
-                let answered = self.client.send(request, &integration.api_key).await;
+                let answered = match unsent {
+                    Some(attempt) => attempt,
+                    None => self.client.send(request, &integration.api_key).await,
+                };
                 let outcome = if answered.classification == Classification::Delivered {
                     Outcome::Delivered
                 } else {

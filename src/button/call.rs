@@ -4,19 +4,21 @@
 use reqwest::Method;
 use serde::Serialize;
 
-use super::model::{Activity, ActivityName, Order, OrderRef};
+use super::model::{Activity, ActivityName, Order, OrderRef, Refund};
 use crate::domain::words::words;
 
 words! {
     /// A Button API call, by the name blueprints, Live Logs and metrics use:
     /// `order.create` (`POST /v1/order` on the Orders API), `order.update`
     /// (`POST /v1/order/{order_id}`: the order as it now stands), `order.cancel`
-    /// (`DELETE /v1/order/{order_id}`), or an activity (`add-to-cart`,
+    /// (`DELETE /v1/order/{order_id}`), `order.refund` (an update of the order as last
+    /// sent, less what came back, computed when it is sent), or an activity (`add-to-cart`,
     /// `product-viewed`, `cart-viewed`) on the application's activity host.
     pub enum CallKind {
         OrderCreate = "order.create",
         OrderUpdate = "order.update",
         OrderCancel = "order.cancel",
+        OrderRefund = "order.refund",
         ActivityAddToCart = "activity.add-to-cart",
         ActivityProductViewed = "activity.product-viewed",
         ActivityCartViewed = "activity.cart-viewed",
@@ -45,7 +47,9 @@ pub enum Auth {
 impl CallKind {
     pub fn api(self) -> Api {
         match self {
-            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel => Api::Orders,
+            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel | Self::OrderRefund => {
+                Api::Orders
+            }
             Self::ActivityAddToCart | Self::ActivityProductViewed | Self::ActivityCartViewed => {
                 Api::Activity
             }
@@ -62,7 +66,10 @@ impl CallKind {
     /// Whether the call changes an order Button already has (so an answer that
     /// Button does not know the order means it never received it).
     pub fn changes_an_order(self) -> bool {
-        matches!(self, Self::OrderUpdate | Self::OrderCancel)
+        matches!(
+            self,
+            Self::OrderUpdate | Self::OrderCancel | Self::OrderRefund
+        )
     }
 
     pub fn auth(self) -> Auth {
@@ -75,7 +82,7 @@ impl CallKind {
     /// The activity a call reports, for activity calls.
     pub fn activity(self) -> Option<ActivityName> {
         match self {
-            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel => None,
+            Self::OrderCreate | Self::OrderUpdate | Self::OrderCancel | Self::OrderRefund => None,
             Self::ActivityAddToCart => Some(ActivityName::AddToCart),
             Self::ActivityProductViewed => Some(ActivityName::ProductViewed),
             Self::ActivityCartViewed => Some(ActivityName::CartViewed),
@@ -91,6 +98,9 @@ pub enum Call {
     UpdateOrder(Order),
     /// `DELETE /v1/order/{order_id}`.
     CancelOrder(OrderRef),
+    /// Some lines came back: sent as an update of the order as last sent to Button,
+    /// less those (see [`Order::less`]).
+    RefundOrder(Refund),
     Activity(Activity),
 }
 
@@ -100,6 +110,7 @@ impl Call {
             Self::CreateOrder(_) => CallKind::OrderCreate,
             Self::UpdateOrder(_) => CallKind::OrderUpdate,
             Self::CancelOrder(_) => CallKind::OrderCancel,
+            Self::RefundOrder(_) => CallKind::OrderRefund,
             Self::Activity(a) => match a.activity_data.name {
                 ActivityName::AddToCart => CallKind::ActivityAddToCart,
                 ActivityName::ProductViewed => CallKind::ActivityProductViewed,
@@ -114,7 +125,8 @@ impl Call {
         match self {
             Self::CreateOrder(_) => format!("{}/v1/order", orders_base_url.trim_end_matches('/')),
             Self::UpdateOrder(Order { order_id, .. })
-            | Self::CancelOrder(OrderRef { order_id }) => {
+            | Self::CancelOrder(OrderRef { order_id })
+            | Self::RefundOrder(Refund { order_id, .. }) => {
                 format!(
                     "{}/v1/order/{}",
                     orders_base_url.trim_end_matches('/'),
@@ -132,6 +144,7 @@ impl Call {
         match self {
             Self::CreateOrder(order) | Self::UpdateOrder(order) => Some(&order.order_id),
             Self::CancelOrder(order) => Some(&order.order_id),
+            Self::RefundOrder(refund) => Some(&refund.order_id),
             Self::Activity(_) => None,
         }
     }
@@ -141,6 +154,7 @@ impl Call {
         match self {
             Self::CreateOrder(order) | Self::UpdateOrder(order) => serde_json::to_vec(order),
             Self::CancelOrder(_) => Ok(Vec::new()),
+            Self::RefundOrder(refund) => serde_json::to_vec(refund),
             Self::Activity(activity) => serde_json::to_vec(activity),
         }
         .expect("Button objects always serialise")

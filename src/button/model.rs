@@ -42,6 +42,96 @@ impl OrderRef {
     }
 }
 
+/// What came back of an order (`order.refund`): by line, how many units. No lines is
+/// the whole order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refund {
+    pub order_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_items: Vec<RefundLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundLine {
+    pub identifier: String,
+    /// Units refunded; none given is the whole line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+}
+
+impl Refund {
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = OrderRef {
+            order_id: self.order_id.clone(),
+        }
+        .violations();
+        for (i, line) in self.line_items.iter().enumerate() {
+            if line.identifier.is_empty() {
+                out.push(violation(
+                    format!("line_items[{i}].identifier"),
+                    "must not be empty",
+                ));
+            }
+            if line.quantity.is_some_and(|q| q <= 0) {
+                out.push(violation(
+                    format!("line_items[{i}].quantity"),
+                    "must be a positive number of units",
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Order {
+    /// The order less what `refund` gives back: each refunded line's quantity and total,
+    /// and the order's total, recomputed exactly in minor units (a line's new total is
+    /// its unit `amount` times what is left, or its total scaled when that is exact;
+    /// the order's total drops by what the lines lost, never below zero). Lines left
+    /// with nothing go. Refusals say what does not fit the order as sent.
+    pub fn less(&self, refund: &Refund) -> Result<Order, String> {
+        let mut order = self.clone();
+        for back in &refund.line_items {
+            let Some(line) = order
+                .line_items
+                .iter_mut()
+                .find(|l| l.identifier == back.identifier)
+            else {
+                return Err(format!(
+                    "line {:?} is not in order {} as it was last sent to Button",
+                    back.identifier, self.order_id
+                ));
+            };
+            let had = line.quantity.unwrap_or(1);
+            let returned = back.quantity.unwrap_or(had);
+            if returned > had {
+                return Err(format!(
+                    "line {:?}: {returned} units refunded, but the order as last sent has {had}",
+                    back.identifier
+                ));
+            }
+            let left = had - returned;
+            let new_total = match line.amount {
+                Some(unit) => unit * left,
+                None if line.total % had == 0 => line.total / had * left,
+                None => {
+                    return Err(format!(
+                        "line {:?}: its total {} does not split exactly into {had} units and it has no unit amount",
+                        back.identifier, line.total
+                    ));
+                }
+            };
+            order.total = (order.total - (line.total - new_total)).max(0);
+            line.total = new_total;
+            line.quantity = Some(left);
+        }
+        order.line_items.retain(|l| l.quantity != Some(0));
+        Ok(order)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
@@ -302,6 +392,80 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_lines(amount_a: Option<i64>, total_a: i64) -> Order {
+        serde_json::from_value(serde_json::json!({
+            "order_id": "o-1", "total": 4100, "currency": "JPY",
+            "purchase_date": "2024-05-01T10:00:00Z",
+            "line_items": [
+                {"identifier": "a", "total": total_a, "amount": amount_a, "quantity": 3},
+                {"identifier": "b", "total": 500, "amount": 500, "quantity": 1}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn refund(lines: serde_json::Value) -> Refund {
+        serde_json::from_value(serde_json::json!({"order_id": "o-1", "line_items": lines})).unwrap()
+    }
+
+    #[test]
+    fn a_refund_recomputes_lines_and_total_exactly() {
+        let order = two_lines(Some(1200), 3600);
+        let less = order
+            .less(&refund(
+                serde_json::json!([{"identifier": "a", "quantity": 1}]),
+            ))
+            .unwrap();
+        assert_eq!(less.total, 2900);
+        assert_eq!(less.line_items[0].total, 2400);
+        assert_eq!(less.line_items[0].quantity, Some(2));
+        assert_eq!(less.line_items[1], order.line_items[1]);
+        // A whole line (no quantity given) goes; every line gone leaves nothing.
+        let less = order
+            .less(&refund(serde_json::json!([{"identifier": "b"}])))
+            .unwrap();
+        assert_eq!((less.total, less.line_items.len()), (3600, 1));
+        let none = order
+            .less(&refund(
+                serde_json::json!([{"identifier": "a"}, {"identifier": "b"}]),
+            ))
+            .unwrap();
+        assert!(none.line_items.is_empty());
+        assert_eq!(none.total, 0);
+        // Without a unit amount, the line total is scaled only when that is exact.
+        let scaled = two_lines(None, 3600)
+            .less(&refund(
+                serde_json::json!([{"identifier": "a", "quantity": 2}]),
+            ))
+            .unwrap();
+        assert_eq!(scaled.line_items[0].total, 1200);
+        assert!(
+            two_lines(None, 3601)
+                .less(&refund(
+                    serde_json::json!([{"identifier": "a", "quantity": 1}])
+                ))
+                .unwrap_err()
+                .contains("does not split exactly")
+        );
+    }
+
+    #[test]
+    fn a_refund_that_does_not_fit_the_order_is_refused() {
+        let order = two_lines(Some(1200), 3600);
+        let unknown = order
+            .less(&refund(
+                serde_json::json!([{"identifier": "z", "quantity": 1}]),
+            ))
+            .unwrap_err();
+        assert!(unknown.contains("\"z\" is not in order o-1"), "{unknown}");
+        let too_many = order
+            .less(&refund(
+                serde_json::json!([{"identifier": "a", "quantity": 4}]),
+            ))
+            .unwrap_err();
+        assert!(too_many.contains("4 units refunded"), "{too_many}");
+    }
 
     fn order() -> Order {
         Order {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{CatalogEntry, ConfigField, EventMapping, Variant};
 use crate::blueprint::{CallSpec, Issue};
-use crate::button::model::{Activity, Order, OrderRef, Violation};
+use crate::button::model::{Activity, Order, OrderRef, Refund, Violation};
 use crate::button::{Call, CallKind, hints};
 
 pub const KEY: &str = "button";
@@ -93,6 +93,16 @@ pub const CALLS: &[CallSpec<CallKind>] = &[
     call(CallKind::OrderCreate, ORDER_REQUIRED, ORDER_FIELDS),
     call(CallKind::OrderUpdate, ORDER_REQUIRED, ORDER_FIELDS),
     call(CallKind::OrderCancel, &["order_id"], &["order_id"]),
+    call(
+        CallKind::OrderRefund,
+        &["order_id"],
+        &[
+            "order_id",
+            "line_items",
+            "line_items[].identifier",
+            "line_items[].quantity",
+        ],
+    ),
     call(
         CallKind::ActivityAddToCart,
         ACTIVITY_REQUIRED,
@@ -180,6 +190,18 @@ pub fn to_call(call: CallKind, mut body: Value) -> Result<Call, Vec<Issue>> {
             let order: OrderRef = decode(body)?;
             check(order.violations())?;
             return Ok(Call::CancelOrder(order));
+        }
+        if call == CallKind::OrderRefund {
+            let refund: Refund = decode(body)?;
+            check(refund.violations())?;
+            // Nothing listed: the whole order came back, which is a cancellation.
+            return Ok(if refund.line_items.is_empty() {
+                Call::CancelOrder(OrderRef {
+                    order_id: refund.order_id,
+                })
+            } else {
+                Call::RefundOrder(refund)
+            });
         }
         let order: Order = decode(body)?;
         check(order.violations())?;

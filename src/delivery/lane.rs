@@ -11,14 +11,15 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::decide::{Answered, Decision, decide, remaining};
 use super::recorder::Record;
+use super::refund;
 use super::{RetryPolicy, Shared};
-use crate::button::{Attempt, PreparedRequest};
+use crate::button::{Attempt, CallKind, PreparedRequest};
 use crate::domain::clock::{now_ms, to_ms};
-use crate::domain::{IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
+use crate::domain::{DeliveryState, IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
 use crate::integrations::Integration;
 use crate::live_logs::{LogRecord, RequestView};
 use crate::records;
-use crate::store::queue::{Finish, LeaseAsk, Leased};
+use crate::store::queue::{Finish, LeaseAsk, Leased, Parcel};
 
 enum Gate {
     Open,
@@ -291,8 +292,28 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
         return;
     };
 
+    // A partial refund becomes an update of the order as Button has it now (or, when
+    // it cannot, an attempt that failed without being sent).
+    let (request, unsent) = if request.call == CallKind::OrderRefund {
+        match refund::resolve(
+            &shared.store,
+            &shared.client,
+            &parcel.integration_id,
+            &request,
+        )
+        .await
+        {
+            Ok(update) => (update, None),
+            Err(unsent) => (request, Some(unsent)),
+        }
+    } else {
+        (request, None)
+    };
     // The key of the moment: a rotation reaches deliveries leased before it.
-    let answer = shared.client.send(&request, &integration.api_key).await;
+    let answer = match unsent {
+        Some(unsent) => unsent,
+        None => shared.client.send(&request, &integration.api_key).await,
+    };
     shared
         .metrics
         .attempt_duration
@@ -353,11 +374,26 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     shared
         .recorder
         .record(Record {
-            finish: finish(&job, &decision, now, log),
+            finish: Finish {
+                order: (decision == Decision::Delivered)
+                    .then(|| refund::order_change(job.order_key.as_deref(), &request))
+                    .flatten(),
+                ..finish(&job, &decision, now, log)
+            },
             request: view,
         })
         .await;
     drop(permit);
+    if matches!(decision, Decision::Fail | Decision::DeadLetter { .. })
+        && let Some(order_key) = job.order_key.clone()
+    {
+        tokio::spawn(note_held(
+            shared.clone(),
+            parcel.clone(),
+            order_key,
+            decision.state(),
+        ));
+    }
     match decision {
         Decision::Retry { at, .. } => {
             let wait = remaining(at, SystemTime::now());
@@ -371,6 +407,35 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     }
 }
 
+/// Tells Live Logs which later changes of an order now wait behind `behind`, which
+/// failed or was dead-lettered.
+async fn note_held(shared: Arc<Shared>, behind: Parcel, order_key: String, how: DeliveryState) {
+    let held = match shared
+        .store
+        .held_behind(&behind.integration_id, &order_key, &behind.id)
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(integration_id = %behind.integration_id, error = %e, "cannot read the changes held behind a failed order delivery");
+            return;
+        }
+    };
+    let now = now_ms();
+    let logs: Vec<LogRecord> = held
+        .iter()
+        .map(|p| records::held(p, &behind.id, how, now))
+        .collect();
+    if let Err(e) = shared.store.add_entries(logs.clone()).await {
+        tracing::warn!(integration_id = %behind.integration_id, error = %e, "cannot record the changes held behind a failed order delivery");
+        return;
+    }
+    for log in &logs {
+        shared.metrics.delivery(&log.integration_id, log.outcome);
+        shared.hub.publish(log, None);
+    }
+}
+
 /// The delivery's new state after `decision`, with the entry that records it.
 fn finish(job: &Leased, decision: &Decision, now: SystemTime, log: LogRecord) -> Finish {
     Finish {
@@ -380,6 +445,7 @@ fn finish(job: &Leased, decision: &Decision, now: SystemTime, log: LogRecord) ->
         count_attempt: decision.counts_attempt(),
         available_at: to_ms(decision.due_at(now)),
         log,
+        order: None,
     }
 }
 

@@ -4,12 +4,13 @@
 //! failures come back with exponential backoff and jitter (or Button's `Retry-After`,
 //! which holds the whole lane); terminal ones fail at once with their hint; a `401`
 //! pauses the lane without spending attempts; exhausted deliveries go to the dead
-//! letters.
+//! letters. A partial refund is computed when it is sent ([`refund`]).
 
 pub mod backoff;
 pub mod decide;
 pub mod lane;
 pub mod recorder;
+pub mod refund;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

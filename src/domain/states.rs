@@ -74,11 +74,13 @@ words! {
     /// - `filtered`: kept from Button (no marketing consent);
     /// - `mapping_failed`: the event lacked what the Button request needs;
     /// - `paused`: Button refused the api_key; the lane stopped and the delivery waits;
-    /// - `remapped`: a stored event mapped again (after a blueprint fix) and queued.
+    /// - `remapped`: a stored event mapped again (after a blueprint fix) and queued;
+    /// - `held`: a change of an order waits behind an earlier one of the same order
+    ///   that failed or was dead-lettered (replaying that one releases it).
     pub enum Outcome {
         Delivered = "delivered", RetryScheduled = "retry_scheduled", Failed = "failed",
         DeadLettered = "dead_lettered", Filtered = "filtered", MappingFailed = "mapping_failed",
-        Paused = "paused", Remapped = "remapped",
+        Paused = "paused", Remapped = "remapped", Held = "held",
     }
 }
 
@@ -112,7 +114,7 @@ mod tests {
         let e = "deliverd".parse::<Outcome>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "\"deliverd\" is not one of delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped"
+            "\"deliverd\" is not one of delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped, held"
         );
     }
 }

@@ -62,7 +62,7 @@ fn filter(params: &Params) -> Result<LogFilter, ApiError> {
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs", tag = "live logs",
     security(("admin_token" = [])),
     params(("id" = String, Path),
-        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused or remapped"),
+        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped or held"),
         ("event" = Option<String>, Query, description = "Event name, e.g. purchase"),
         ("message_id" = Option<String>, Query, description = "The event's messageId"),
         ("since" = Option<String>, Query, description = "RFC 3339 time: entries at or after it"),

@@ -2,7 +2,7 @@
 //! file per concern says what the service asks of the store, with the records it
 //! passes: [`ingest`] (events and their deliveries, written together, with the
 //! committer that gathers concurrent requests), [`queue`] (leases and outcomes),
-//! [`dead_letters`], [`remap`] (stored events mapped again), [`stats`], [`logs`] (the
+//! [`orders`] (each order as last delivered), [`dead_letters`], [`remap`] (stored events mapped again), [`stats`], [`logs`] (the
 //! live-log entries), [`retention`], [`integrations`] and [`sources`]. Those operations
 //! are the boundary a backend implements.
 //!
@@ -30,6 +30,7 @@ pub mod error;
 pub mod ingest;
 pub mod integrations;
 pub mod logs;
+pub mod orders;
 pub mod queue;
 pub mod remap;
 pub mod retention;

@@ -37,6 +37,8 @@ pub struct Leased {
     pub url: Option<String>,
     pub body: Option<Vec<u8>>,
     pub lease_token: LeaseToken,
+    /// The order it creates or changes, if any.
+    pub order_key: Option<String>,
 }
 
 /// What a lane asks for when it leases.
@@ -61,9 +63,31 @@ pub struct Finish {
     /// When a delivery left pending is due again.
     pub available_at: i64,
     pub log: LogRecord,
+    /// What a delivered order call leaves at Button, kept for later refunds.
+    pub order: Option<OrderChange>,
 }
 
+pub use super::orders::OrderChange;
+
 impl Store {
+    /// The pending deliveries of `order_key` accepted after `delivery` (those it holds).
+    pub async fn held_behind(
+        &self,
+        integration_id: &IntegrationId,
+        order_key: &str,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Parcel>, StoreError> {
+        on_backend!(self.backend, db => db.held_behind(integration_id, order_key, delivery).await)
+    }
+
+    /// Writes entries that change no delivery (a held change's note).
+    pub async fn add_entries(&self, logs: Vec<LogRecord>) -> Result<(), StoreError> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        on_backend!(self.backend, db => db.add_entries(logs).await)
+    }
+
     /// Leases due deliveries of one integration, oldest first.
     pub async fn lease(
         &self,

@@ -200,6 +200,7 @@ pub(super) fn leased(c: &impl Cells) -> Result<Leased, sqlx::Error> {
         url: c.text("url")?,
         body: c.bytes("body")?,
         lease_token: c.required("lease_token", Cells::parsed)?,
+        order_key: c.text("order_key")?,
     })
 }
 

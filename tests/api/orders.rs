@@ -134,7 +134,17 @@ async fn a_dead_lettered_create_holds_its_changes_until_it_is_replayed() {
         !order_requests(&app).iter().any(|(m, _)| m == "DELETE"),
         "the cancel waits behind its dead-lettered create"
     );
-    assert!(app.logs(&id, "message_id=held-2").await.is_empty());
+    // Live Logs says what the cancel waits behind.
+    let held = app
+        .wait_logs(&id, "message_id=held-2&outcome=held", 1, WAIT)
+        .await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    let note = held[0]["error"].as_str().unwrap();
+    assert!(
+        note.contains(dead[0]["delivery_id"].as_str().unwrap()) && note.contains("dead"),
+        "{note}"
+    );
+    assert_eq!(held[0]["call"], "order.cancel");
     let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
     assert_eq!(stats["queue"]["depth"], 1, "the cancel waits: {stats}");
 
@@ -195,4 +205,210 @@ async fn a_finalized_or_unknown_order_fails_at_once_with_its_hint() {
         app.fake.order("order-final-1").unwrap().object["total"],
         5998
     );
+}
+
+/// A purchase or a change of it, Segment-shaped, in `currency` with these products
+/// (`(id, price as written, quantity)`).
+fn order_event(
+    kind: &str,
+    message_id: &str,
+    order_id: &str,
+    currency: &str,
+    revenue: &str,
+    products: &[(&str, &str, i64)],
+) -> Value {
+    let products: Vec<Value> = products
+        .iter()
+        .map(|(id, price, quantity)| {
+            json!({"product_id": id, "price": serde_json::from_str::<Value>(price).unwrap(),
+                   "quantity": quantity, "name": format!("Product {id}")})
+        })
+        .collect();
+    let mut properties = json!({"order_id": order_id, "currency": currency});
+    if !revenue.is_empty() {
+        properties["revenue"] = serde_json::from_str(revenue).unwrap();
+    }
+    if !products.is_empty() {
+        properties["products"] = json!(products);
+    }
+    json!({
+        "type": "track", "event": kind, "messageId": message_id,
+        "timestamp": "2024-05-01T10:00:00Z", "properties": properties
+    })
+}
+
+/// (currency, revenue, products bought, products refunded, the lines after, the total
+/// after).
+type RefundCase<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str, i64)>,
+    Vec<(&'a str, i64)>,
+    Vec<Value>,
+    i64,
+);
+
+fn line(id: &str, amount: i64, quantity: i64) -> Value {
+    json!({"identifier": id, "amount": amount, "quantity": quantity, "total": amount * quantity,
+           "description": format!("Product {id}")})
+}
+
+#[tokio::test]
+async fn partial_refunds_send_the_order_less_what_came_back_exactly_in_each_currency() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let cases: [RefundCase; 3] = [
+        (
+            "JPY",
+            "4100",
+            vec![("a", "1200", 3), ("b", "500", 1)],
+            vec![("a", 1)],
+            vec![line("a", 1200, 2), line("b", 500, 1)],
+            2900,
+        ),
+        (
+            "USD",
+            "70.97",
+            vec![("a", "19.99", 3), ("b", "5.50", 2)],
+            vec![("a", 2), ("b", 1)],
+            vec![line("a", 1999, 1), line("b", 550, 1)],
+            7097 - 2 * 1999 - 550,
+        ),
+        (
+            "KWD",
+            "4.000",
+            vec![("a", "1.250", 2), ("b", "0.375", 4)],
+            vec![("b", 3)],
+            vec![line("a", 1250, 2), line("b", 375, 1)],
+            4000 - 3 * 375,
+        ),
+    ];
+    for (currency, revenue, products, refunded, lines, total) in cases {
+        let order_id = format!("order-{currency}");
+        let create = order_event(
+            "Order Completed",
+            &format!("{currency}-1"),
+            &order_id,
+            currency,
+            revenue,
+            &products,
+        );
+        let refunded: Vec<(&str, &str, i64)> =
+            refunded.iter().map(|(p, q)| (*p, "0", *q)).collect();
+        let refund = order_event(
+            "Order Refunded",
+            &format!("{currency}-2"),
+            &order_id,
+            currency,
+            "",
+            &refunded,
+        );
+        for event in [create, refund] {
+            let (status, body) = app.send_event(event).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            assert_eq!(body["deliveries_queued"], 1, "{body}");
+        }
+        app.wait_logs(
+            &id,
+            &format!("message_id={currency}-2&outcome=delivered"),
+            1,
+            WAIT,
+        )
+        .await;
+        let update = app
+            .fake
+            .received()
+            .into_iter()
+            .find(|r| r.kind == Kind::OrderUpdate && r.path == format!("/v1/order/{order_id}"))
+            .unwrap_or_else(|| panic!("{currency}: the refund was sent as an update"));
+        assert_eq!(
+            update.json.unwrap(),
+            json!({"order_id": order_id, "total": total, "currency": currency,
+                   "purchase_date": "2024-05-01T10:00:00Z", "line_items": lines}),
+            "{currency}"
+        );
+    }
+
+    // A second partial refund starts from the order as the first left it; the last
+    // units going leave nothing, which cancels the order.
+    let again = order_event(
+        "Order Refunded",
+        "JPY-3",
+        "order-JPY",
+        "JPY",
+        "",
+        &[("a", "0", 2)],
+    );
+    app.send_event(again).await;
+    app.wait_logs(&id, "message_id=JPY-3&outcome=delivered", 1, WAIT)
+        .await;
+    let order = app.fake.order("order-JPY").unwrap();
+    assert_eq!(order.object["total"], 500);
+    assert_eq!(order.object["line_items"], json!([line("b", 500, 1)]));
+    let rest = order_event("refund", "JPY-4", "order-JPY", "JPY", "", &[("b", "0", 1)]);
+    app.send_event(rest).await;
+    app.wait_logs(&id, "message_id=JPY-4&outcome=delivered", 1, WAIT)
+        .await;
+    assert_eq!(app.fake.order("order-JPY").unwrap().status, "deleted");
+
+    // A full refund (no products listed) is a cancellation.
+    let full = order_event("Order Refunded", "USD-3", "order-USD", "USD", "", &[]);
+    app.send_event(full).await;
+    app.wait_logs(&id, "message_id=USD-3&outcome=delivered", 1, WAIT)
+        .await;
+    assert_eq!(app.fake.order("order-USD").unwrap().status, "deleted");
+    let entries = app.logs(&id, "message_id=USD-3").await;
+    assert_eq!(entries[0]["call"], "order.cancel");
+
+    // Test Event sends a partial refund as the update it stands for.
+    let refund = order_event(
+        "Order Refunded",
+        "t-1",
+        "order-KWD",
+        "KWD",
+        "",
+        &[("a", "0", 1)],
+    );
+    let (status, result) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"event": refund})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["status"], "200 OK", "{result}");
+    assert_eq!(result["request"]["method"], "POST");
+    assert_eq!(result["request"]["body"]["total"], 2875 - 1250, "{result}");
+    assert_eq!(
+        result["request"]["body"]["line_items"],
+        json!([line("a", 1250, 1), line("b", 375, 1)])
+    );
+
+    // A refund of an order never sent to Button fails and says so, sending nothing.
+    let before = app.fake.received().len();
+    let stray = order_event(
+        "Order Refunded",
+        "stray-1",
+        "order-never",
+        "USD",
+        "",
+        &[("a", "0", 1)],
+    );
+    app.send_event(stray).await;
+    let failed = app
+        .wait_logs(&id, "message_id=stray-1&outcome=failed", 1, WAIT)
+        .await;
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("never delivered to Button"),
+        "{failed:?}"
+    );
+    assert!(
+        failed[0]["hint"].as_str().unwrap().contains("purchase"),
+        "{failed:?}"
+    );
+    assert_eq!(app.fake.received().len(), before, "nothing was sent");
 }

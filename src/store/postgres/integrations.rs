@@ -82,6 +82,7 @@ impl PgStore {
             "DELETE FROM live_log_counts WHERE integration_id = $1",
             "DELETE FROM lane_holds WHERE integration_id = $1",
             "DELETE FROM source_integrations WHERE integration_id = $1",
+            "DELETE FROM order_states WHERE integration_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }

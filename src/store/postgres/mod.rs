@@ -17,6 +17,7 @@ mod dead_letters;
 mod ingest;
 mod integrations;
 mod logs;
+mod orders;
 mod queue;
 mod remap;
 mod retention;
@@ -72,6 +73,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed("order_key"),
             MigrationType::Simple,
             include_str!("../../../migrations/postgres/0004_order_key.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            Cow::Borrowed("order_states"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0005_order_states.sql").into_sql_str(),
             false,
         ),
     ])

@@ -10,10 +10,12 @@ use sqlx::{Postgres, QueryBuilder};
 use super::PgStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
+use super::orders::apply_order_changes;
+use super::rows::storable;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
-use crate::store::queue::{Finish, LeaseAsk, Leased};
+use crate::store::queue::{Finish, LeaseAsk, Leased, Parcel};
 use crate::store::{MAX_BINDS, StoreError, pieces, rows};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
@@ -28,7 +30,7 @@ static LEASE: LazyLock<String> = LazyLock::new(|| {
                AND {held}
              ORDER BY available_at LIMIT $6
              FOR UPDATE SKIP LOCKED)
-         RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token",
+         RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token, order_key",
         DeliveryState::Pending,
         held = NOT_HELD.as_str(),
     )
@@ -118,6 +120,12 @@ impl PgStore {
             .filter(|l| existing.contains(&l.integration_id))
             .collect();
         insert_logs(&mut tx, &self.replica, &logs).await?;
+        let orders: Vec<_> = finishes
+            .iter()
+            .filter(|f| existing.contains(&f.log.integration_id))
+            .filter_map(|f| f.order.as_ref().map(|o| (&f.log.integration_id, o)))
+            .collect();
+        apply_order_changes(&mut tx, &orders, now).await?;
         tx.commit().await?;
         Ok((finishes, lost))
     }
@@ -141,6 +149,36 @@ impl PgStore {
                 .push_bind(DeliveryState::Pending);
             q.build().execute(&self.pool).await?;
         }
+        Ok(())
+    }
+
+    pub(in crate::store) async fn held_behind(
+        &self,
+        integration_id: &IntegrationId,
+        order_key: &str,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Parcel>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, integration_id, message_id, event_name, call, warnings, test FROM deliveries
+             WHERE integration_id = $1 AND order_key = $2 AND id > $3 AND state = $4 ORDER BY id",
+        )
+        .bind(integration_id)
+        .bind(storable(order_key).as_ref())
+        .bind(delivery)
+        .bind(DeliveryState::Pending)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(rows::parcel).collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) async fn add_entries(
+        &self,
+        logs: Vec<LogRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let refs: Vec<&LogRecord> = logs.iter().collect();
+        insert_logs(&mut tx, &self.replica, &refs).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -101,6 +101,7 @@ async fn delete_all(conn: &mut SqliteConnection, id: &IntegrationId) -> Result<b
         "DELETE FROM outcome_counts WHERE integration_id = ?",
         "DELETE FROM live_log_counts WHERE integration_id = ?",
         "DELETE FROM source_integrations WHERE integration_id = ?",
+        "DELETE FROM order_states WHERE integration_id = ?",
     ] {
         sqlx::query(sql).bind(id).execute(&mut *conn).await?;
     }

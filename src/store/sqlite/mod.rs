@@ -7,6 +7,7 @@ mod dead_letters;
 mod ingest;
 mod integrations;
 mod logs;
+mod orders;
 mod queue;
 mod remap;
 mod retention;
@@ -70,6 +71,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("order_key"),
             MigrationType::Simple,
             include_str!("../../../migrations/sqlite/0004_order_key.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            Cow::Borrowed("order_states"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0005_order_states.sql").into_sql_str(),
             false,
         ),
     ])

@@ -12,10 +12,11 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
+use super::orders::apply_order_changes;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
-use crate::store::queue::{Finish, LeaseAsk, Leased};
+use crate::store::queue::{Finish, LeaseAsk, Leased, Parcel};
 use crate::store::rows;
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
@@ -31,7 +32,7 @@ pub(super) const LEASE: &str = "UPDATE deliveries SET available_at = ?, lease_to
                WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
                  AND p.id < d.id AND p.state IN (?, ?, ?)))
          ORDER BY available_at LIMIT ?)
-     RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token";
+     RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token, order_key";
 
 /// When an integration's next delivery is due (one held behind an earlier delivery of
 /// its order is not): integration, `pending`, the [`WAITING`] states.
@@ -128,6 +129,12 @@ impl SqliteStore {
                         .filter(|l| existing.contains(&l.integration_id))
                         .collect();
                     insert_logs(conn, &logs).await?;
+                    let orders: Vec<_> = finishes
+                        .iter()
+                        .filter(|f| existing.contains(&f.log.integration_id))
+                        .filter_map(|f| f.order.as_ref().map(|o| (&f.log.integration_id, o)))
+                        .collect();
+                    apply_order_changes(conn, &orders, now).await?;
                     Ok((finishes, lost))
                 })
             })
@@ -177,6 +184,39 @@ impl SqliteStore {
                     .execute(&mut *conn)
                     .await?
                     .rows_affected())
+                })
+            })
+            .await
+    }
+
+    pub(in crate::store) async fn held_behind(
+        &self,
+        integration_id: &IntegrationId,
+        order_key: &str,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Parcel>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, integration_id, message_id, event_name, call, warnings, test FROM deliveries
+             WHERE integration_id = ? AND order_key = ? AND id > ? AND state = ? ORDER BY id",
+        )
+        .bind(integration_id)
+        .bind(order_key)
+        .bind(delivery)
+        .bind(DeliveryState::Pending)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(rows::parcel).collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) async fn add_entries(
+        &self,
+        logs: Vec<LogRecord>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let refs: Vec<&LogRecord> = logs.iter().collect();
+                    insert_logs(conn, &refs).await
                 })
             })
             .await
