@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::blueprint::Issue;
+use crate::domain::SourceId;
 use crate::live_logs::LogRecord;
 use crate::store::dead_letters::DeadLetter;
 use crate::store::ingest::{NewDelivery, NewEvent};
@@ -215,8 +216,28 @@ pub(super) fn unmapped(c: &impl Cells) -> Result<Unmapped, sqlx::Error> {
     })
 }
 
+/// Sources with their connections, read apart: `connections` are `source_id`,
+/// `integration_id` rows in that order.
+pub(super) fn sources_with_connections(
+    sources: &[impl Cells],
+    connections: &[impl Cells],
+) -> Result<Vec<SourceRow>, sqlx::Error> {
+    let mut rows = sources
+        .iter()
+        .map(source_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in connections {
+        let source: SourceId = c.required("source_id", Cells::parsed)?;
+        let integration = c.required("integration_id", Cells::parsed)?;
+        if let Ok(i) = rows.binary_search_by(|s| s.id.cmp(&source)) {
+            rows[i].integrations.push(integration);
+        }
+    }
+    Ok(rows)
+}
+
 /// A source without its connections (read apart).
-pub(super) fn source_row(c: &impl Cells) -> Result<SourceRow, sqlx::Error> {
+fn source_row(c: &impl Cells) -> Result<SourceRow, sqlx::Error> {
     Ok(SourceRow {
         id: c.required("id", Cells::parsed)?,
         name: c.required("name", Cells::text)?,

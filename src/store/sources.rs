@@ -59,16 +59,3 @@ impl Store {
         on_backend!(self.backend, db => db.sources(None).await)
     }
 }
-
-/// Sources read with their connections (`(source, integration)` pairs in order).
-pub(super) fn with_connections(
-    mut sources: Vec<SourceRow>,
-    connections: Vec<(SourceId, IntegrationId)>,
-) -> Vec<SourceRow> {
-    for (source, integration) in connections {
-        if let Ok(i) = sources.binary_search_by(|s| s.id.cmp(&source)) {
-            sources[i].integrations.push(integration);
-        }
-    }
-    sources
-}

@@ -105,9 +105,18 @@ async fn an_update_and_a_cancellation_wait_for_the_order_and_reach_button() {
         .find(|r| r.kind == Kind::OrderUpdate)
         .unwrap();
     assert_eq!(
-        update_request.json.as_ref().unwrap()["order_id"],
-        "order-life-1"
+        update_request.json.as_ref().unwrap(),
+        &json!({
+            "order_id": "order-life-1", "total": 2999, "currency": "USD",
+            "purchase_date": "2024-05-01T10:00:00Z", "btn_ref": "srctok-abc123",
+            "customer": {"id": "user-1",
+                         "email_sha256": "6a6c26195c3682faa816966af789717c3bfa834eee6c599d667d2b3429c27cfd"},
+            "line_items": [{"identifier": "sku-1", "total": 2999, "amount": 2999, "quantity": 1,
+                            "description": "Blue shirt", "sku": "SKU-1", "category": ["Apparel"]}]
+        }),
+        "the order as the Order Updated event gives it"
     );
+    assert_eq!(update_request.path, "/v1/order/order-life-1");
     let entries = app.logs(&id, "message_id=life-3").await;
     assert_eq!(entries[0]["call"], "order.cancel");
     assert_eq!(entries[0]["status"], "200 OK");

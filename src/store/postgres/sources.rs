@@ -2,12 +2,10 @@
 //! changes (the payload is the source's id) when it commits, so the other replicas
 //! reload it.
 
-use sqlx::Row;
-
 use super::PgStore;
 use super::integrations::announce;
 use crate::domain::{IntegrationId, SourceId};
-use crate::store::sources::{SourceRow, with_connections};
+use crate::store::sources::SourceRow;
 use crate::store::{StoreError, rows};
 
 /// Connects an integration, if it exists.
@@ -154,14 +152,6 @@ impl PgStore {
             ),
         };
         tx.commit().await?;
-        let sources = sources
-            .iter()
-            .map(rows::source_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let connections = connections
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(with_connections(sources, connections))
+        Ok(rows::sources_with_connections(&sources, &connections)?)
     }
 }

@@ -1,10 +1,10 @@
 //! Sources on SQLite, written through the writer.
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::SqliteStore;
 use crate::domain::{IntegrationId, SourceId};
-use crate::store::sources::{SourceRow, with_connections};
+use crate::store::sources::SourceRow;
 use crate::store::{StoreError, rows};
 
 /// Connects an integration, if it exists: source, integration, integration.
@@ -166,14 +166,6 @@ impl SqliteStore {
             ),
         };
         tx.commit().await?;
-        let sources = sources
-            .iter()
-            .map(rows::source_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let connections = connections
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(with_connections(sources, connections))
+        Ok(rows::sources_with_connections(&sources, &connections)?)
     }
 }
