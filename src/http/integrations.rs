@@ -167,21 +167,46 @@ pub async fn resume_integration(
     Ok(Json(IntegrationView::of(&resumed)))
 }
 
-/// Deletes the integration with its queue, dead letters and live logs.
+/// Deletes the integration with its live logs. Acknowledged work is never dropped
+/// silently: while deliveries are queued or dead letters wait, the answer is `409`
+/// naming them, unless `?force=true` says to drop them too.
 #[utoipa::path(delete, path = "/v1/admin/integrations/{id}", tag = "integrations",
     security(("admin_token" = [])),
-    params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    params(("id" = String, Path),
+        ("force" = Option<bool>, Query, description = "Delete even with deliveries queued or dead letters waiting (they are dropped)")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, description = "Deliveries are queued or dead letters wait; nothing was deleted", body = ErrorBody)))]
 pub async fn delete_integration(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    params: Params,
 ) -> Result<StatusCode, ApiError> {
-    let id = IntegrationId::parse(&id).map_err(|_| ApiError::not_found("integration", id))?;
+    let force = params.bool("force")?.unwrap_or(false);
+    let integration = find(&state, &id)?;
+    let id = integration.id.clone();
+    let depth = state.store.queue_depth(&id).await?;
+    if !force && (depth.pending > 0 || depth.dead > 0) {
+        return Err(ApiError::Conflict {
+            code: "queued_work",
+            message: format!(
+                "integration {id} still has {} queued deliveries and {} dead letters; let them deliver, replay or discard them, or delete with ?force=true to drop them",
+                depth.pending, depth.dead
+            ),
+        });
+    }
     state.registry.delete(&id).await?;
     // The store dropped the sources' connections to it; so does memory.
     state.sources.reload_all().await?;
-    tracing::info!(audit = "integration.deleted", integration_id = %id, caller = %caller, "integration deleted");
+    tracing::info!(
+        audit = "integration.deleted",
+        integration_id = %id,
+        caller = %caller,
+        forced = force,
+        dropped_queued = depth.pending,
+        dropped_dead_letters = depth.dead,
+        "integration deleted"
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

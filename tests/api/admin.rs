@@ -616,3 +616,44 @@ async fn a_malformed_application_id_is_not_repeated_in_the_answer() {
     );
     assert!(!body.to_string().contains(pasted_key), "{body}");
 }
+
+#[tokio::test]
+async fn deleting_an_integration_with_queued_work_needs_force_and_says_what_it_dropped() {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let path = format!("/v1/admin/integrations/{id}");
+    let (status, _) = app.admin("POST", &format!("{path}/pause"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for n in 0..3 {
+        let (status, _) = app
+            .send_event(crate::helpers::purchase(&format!("queued-{n}")))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    // Acknowledged work is not dropped silently: 409, and nothing is deleted.
+    let (status, answer) = app.admin("DELETE", &path, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "queued_work");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("3 queued deliveries"), "{message}");
+    assert!(message.contains("force=true"), "{message}");
+    assert_eq!(app.queue_depth(&id).await, 3);
+    let (status, answer) = app
+        .admin("DELETE", &format!("{path}?force=yes"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // Forced, it goes, and the audit line counts what went with it.
+    let (status, _) = app
+        .admin("DELETE", &format!("{path}?force=true"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.admin("GET", &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        crate::helpers::wait_for_log_line(|l| l.contains("integration.deleted")
+            && l.contains(&id)
+            && l.contains("\"dropped_queued\":3"))
+        .await,
+        "the audit line carries the counts"
+    );
+}

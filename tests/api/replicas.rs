@@ -613,7 +613,9 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
         "{output}"
     );
     // Deleting on one replica removes it everywhere.
-    let (status, _) = cluster.admin(2, "DELETE", &one, None).await;
+    let (status, _) = cluster
+        .admin(2, "DELETE", &format!("{one}?force=true"), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for i in [0, 1] {
         cluster

@@ -180,7 +180,11 @@ async fn a_source_token_is_shown_once_stored_hashed_rotated_and_revoked() {
 
     // Deleting the integration drops the connection; deleting the source, its token.
     let (status, _) = app
-        .admin("DELETE", &format!("/v1/admin/integrations/{id}"), None)
+        .admin(
+            "DELETE",
+            &format!("/v1/admin/integrations/{id}?force=true"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let one = app.get(&format!("/v1/admin/sources/{source}")).await;
