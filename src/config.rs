@@ -56,6 +56,8 @@ pub struct ServerSettings {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_admin_body_bytes: usize,
+    /// Admin requests a minute per admin token (0: no limit).
+    pub admin_rate_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -206,6 +206,15 @@ impl TokenSet {
         }
     }
 
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
     /// The index of the matching token (used to name the caller in audit lines), if any.
     pub fn verify(&self, presented: &str) -> Option<usize> {
         let presented = digest(presented);

@@ -173,6 +173,10 @@ impl Application {
                 addr: addr.to_string(),
                 source,
             })?;
+        let admin_rate_limit = http::rate_limit::RateLimit::new(
+            settings.server.admin_rate_limit,
+            secrets.admin_tokens.len(),
+        );
         let state = AppState::new(http::Services {
             settings: Arc::new(settings),
             store,
@@ -185,6 +189,7 @@ impl Application {
             hub,
             metrics,
             admin_tokens: secrets.admin_tokens,
+            admin_rate_limit,
             ingest_tokens: secrets.ingest_tokens,
             stopping,
         });

@@ -64,6 +64,16 @@ fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, St
 pub async fn admin(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match check(&state.admin_tokens, request.headers(), "admin") {
         Ok(index) => {
+            if let Err(wait) = state
+                .admin_rate_limit
+                .take(index, std::time::Instant::now())
+            {
+                return ApiError::RateLimited {
+                    retry_after: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+                    per_minute: state.settings.server.admin_rate_limit,
+                }
+                .into_response();
+            }
             request.extensions_mut().insert(Caller(index));
             next.run(request).await
         }

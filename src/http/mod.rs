@@ -13,6 +13,7 @@ pub mod extract;
 pub mod integrations;
 pub mod logs;
 pub mod ops;
+pub mod rate_limit;
 pub mod sources;
 pub mod tracking;
 
@@ -74,6 +75,7 @@ pub struct Services {
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     pub admin_tokens: TokenSet,
+    pub admin_rate_limit: rate_limit::RateLimit,
     pub ingest_tokens: TokenSet,
     /// Turns true when the service begins to stop (live tails end then).
     pub stopping: watch::Receiver<bool>,

@@ -657,3 +657,45 @@ async fn deleting_an_integration_with_queued_work_needs_force_and_says_what_it_d
         "the audit line carries the counts"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_answers_429_with_retry_after_past_its_rate_limit() {
+    let app = TestApp::spawn_with(&[("BUTTON_SERVER__ADMIN_RATE_LIMIT", "6")]).await;
+    for n in 0..6 {
+        let (status, body) = app.admin("GET", "/v1/admin/integrations", None).await;
+        assert_eq!(status, StatusCode::OK, "request {n}: {body}");
+    }
+    let response = app
+        .http
+        .get(app.url("/v1/admin/integrations"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=10).contains(&wait),
+        "6 a minute: one every 10 s ({wait})"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("6 requests a minute")
+    );
+    // Ingest is not the admin API: it keeps flowing.
+    let (status, _) = app.send_event(crate::helpers::purchase("rl-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A wrong token is refused as before (401), not counted against the caller.
+    let (status, _) = app
+        .request("GET", "/v1/admin/integrations", Some("nope"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -191,6 +191,9 @@ pub async fn test_env(
         ("BUTTON_SERVER__LISTEN", "127.0.0.1:0".to_owned()),
         ("BUTTON_SERVER__DATA_DIR", dir.path().display().to_string()),
         ("BUTTON_SERVER__SHUTDOWN_GRACE", "3s".into()),
+        // Tests poll the admin API far faster than an operator; the limit has a test
+        // of its own.
+        ("BUTTON_SERVER__ADMIN_RATE_LIMIT", "0".into()),
         ("BUTTON_AUTH__ADMIN_TOKENS", admin.to_owned()),
         ("BUTTON_AUTH__INGEST_TOKENS", ingest.to_owned()),
         ("BUTTON_BUTTON__ORDERS_BASE_URL", fake.orders_base_url()),
