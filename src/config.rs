@@ -58,6 +58,8 @@ pub struct ServerSettings {
     pub max_admin_body_bytes: usize,
     /// Admin requests a minute per admin token (0: no limit).
     pub admin_rate_limit: u32,
+    /// `/metrics` without a token.
+    pub public_metrics: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +104,8 @@ pub enum Synchronous {
 pub struct AuthSettings {
     pub admin_tokens: Vec<SecretString>,
     pub ingest_tokens: Vec<SecretString>,
+    /// Tokens for `/metrics` besides the admin tokens.
+    pub metrics_tokens: Vec<SecretString>,
     pub encryption_key: SecretString,
 }
 
@@ -230,6 +234,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("auth.admin_tokens")
             .with_list_parse_key("auth.ingest_tokens")
+            .with_list_parse_key("auth.metrics_tokens")
             .try_parsing(true)
             .source(Some(settings_vars));
         let settings: Settings = builder

@@ -20,7 +20,7 @@ use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::replicas::Follower;
-use crate::secrets::Secrets;
+use crate::secrets::{Secrets, TokenSet};
 use crate::sources::Sources;
 use crate::store::Store;
 use crate::store::retention::PrunePolicy;
@@ -173,6 +173,7 @@ impl Application {
                 addr: addr.to_string(),
                 source,
             })?;
+        let metrics_tokens = TokenSet::new(&settings.auth.metrics_tokens);
         let admin_rate_limit = http::rate_limit::RateLimit::new(
             settings.server.admin_rate_limit,
             secrets.admin_tokens.len(),
@@ -190,6 +191,7 @@ impl Application {
             metrics,
             admin_tokens: secrets.admin_tokens,
             admin_rate_limit,
+            metrics_tokens,
             ingest_tokens: secrets.ingest_tokens,
             stopping,
         });

@@ -81,6 +81,28 @@ pub async fn admin(State(state): State<AppState>, mut request: Request, next: Ne
     }
 }
 
+/// `/metrics`: a metrics token or an admin token, unless `server.public_metrics`.
+pub async fn metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.settings.server.public_metrics {
+        return next.run(request).await;
+    }
+    let allowed = match bearer(request.headers()) {
+        Presented::Token(token) => {
+            state.metrics_tokens.verify(token).is_some()
+                || state.admin_tokens.verify(token).is_some()
+        }
+        _ => false,
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized(
+            "/metrics takes a metrics token (auth.metrics_tokens) or an admin token: send Authorization: Bearer <token>, or set server.public_metrics".into(),
+        )
+        .into_response()
+    }
+}
+
 /// An ingest token from config is the default source; a source's token is that
 /// source. Which one rides on the request as its [`Sender`].
 pub async fn ingest(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

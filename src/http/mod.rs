@@ -76,6 +76,7 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     pub admin_tokens: TokenSet,
     pub admin_rate_limit: rate_limit::RateLimit,
+    pub metrics_tokens: TokenSet,
     pub ingest_tokens: TokenSet,
     /// Turns true when the service begins to stop (live tails end then).
     pub stopping: watch::Receiver<bool>,
@@ -128,6 +129,17 @@ impl Modify for SecuritySchemes {
             );
         }
         components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A metrics token (auth.metrics_tokens) or an admin token; none with server.public_metrics",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "write_key",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -144,7 +156,7 @@ impl Modify for SecuritySchemes {
 /// Every route, registered once: the router and the OpenAPI document both come from
 /// these. Admin, event, tracking and operations routes apart, for their different auth
 /// (the tracking routes read the SDKs' write key themselves).
-fn registrations() -> [OpenApiRouter<AppState>; 4] {
+fn registrations() -> [OpenApiRouter<AppState>; 5] {
     let admin = OpenApiRouter::new()
         .routes(routes!(catalog::list_catalog))
         .routes(routes!(catalog::get_catalog_entry))
@@ -195,18 +207,19 @@ fn registrations() -> [OpenApiRouter<AppState>; 4] {
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
         .routes(routes!(openapi_json));
-    [admin, events, tracking, ops]
+    let metrics = OpenApiRouter::new().routes(routes!(ops::metrics));
+    [admin, events, tracking, ops, metrics]
 }
 
-fn merge(parts: [OpenApiRouter<AppState>; 4]) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let [admin, events, tracking, ops] = parts;
+fn merge(parts: [OpenApiRouter<AppState>; 5]) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let [admin, events, tracking, ops, metrics] = parts;
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin)
         .merge(events)
         .merge(tracking)
         .merge(ops)
+        .merge(metrics)
         .split_for_parts();
     describe_responses(&mut api);
     (router, api)
@@ -219,7 +232,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The router with every route, and the OpenAPI document describing exactly those.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let [admin, events, tracking, ops] = registrations();
+    let [admin, events, tracking, ops, metrics] = registrations();
     let admin = admin.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::admin,
@@ -228,7 +241,11 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         state.clone(),
         auth::ingest,
     ));
-    let (router, api) = merge([admin, events, tracking, ops]);
+    let metrics = metrics.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::metrics,
+    ));
+    let (router, api) = merge([admin, events, tracking, ops, metrics]);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     let router = router
         .fallback(not_found)

@@ -1,4 +1,5 @@
-//! Operations routes, no auth: liveness, readiness, Prometheus metrics.
+//! Operations routes: liveness and readiness (no token), Prometheus metrics (a metrics
+//! or admin token unless `server.public_metrics`).
 
 use axum::Json;
 use axum::extract::State;
@@ -61,7 +62,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 /// deliveries by outcome; attempt latency; queue depth, oldest age and lane state per
 /// integration.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
+    security(("metrics_token" = []), ("admin_token" = [])),
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+              (status = 401, description = "No metrics or admin token (unless server.public_metrics)", body = super::error::ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let now = now_ms();
     let metrics = &state.metrics;

@@ -699,3 +699,45 @@ async fn the_admin_api_answers_429_with_retry_after_past_its_rate_limit() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn metrics_take_a_metrics_or_admin_token_unless_made_public() {
+    let app = TestApp::spawn_with(&[("BUTTON_AUTH__METRICS_TOKENS", "prom-scrape-token")]).await;
+    let status = |token: Option<&'static str>| {
+        let request = app.http.get(app.url("/metrics"));
+        let request = match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(Some("prom-scrape-token")).await, StatusCode::OK);
+    assert_eq!(status(Some("wrong")).await, StatusCode::UNAUTHORIZED);
+    let ingest = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.ingest_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ingest.status(),
+        StatusCode::UNAUTHORIZED,
+        "an ingest token is not enough"
+    );
+    // The health routes and the API description stay open.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+
+    let public = TestApp::spawn_with(&[("BUTTON_SERVER__PUBLIC_METRICS", "true")]).await;
+    let response = public
+        .http
+        .get(public.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

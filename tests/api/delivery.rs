@@ -782,7 +782,16 @@ async fn metrics_count_events_deliveries_and_queues() {
     ])
     .await;
     app.wait_logs(&id, "outcome=delivered", 1, WAIT).await;
+    // Integration ids and volumes are not for anyone who can reach the port.
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
