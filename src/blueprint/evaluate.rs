@@ -22,13 +22,11 @@ pub(super) fn map<C: Copy>(blueprint: &Blueprint<C>, event: &Value, config: &Val
         item: None,
     };
     let call = mapping.call;
-    if let Some(consent) = &blueprint.consent
-        && let Ok(Some(Value::Bool(false))) = eval(consent, &scope).as_ref().map(|v| v.as_deref())
-    {
-        return Mapped::Filtered {
-            call,
-            reason: "no marketing consent: context.consent.canonical.marketing is false".into(),
-        };
+    if let Some(consent) = &blueprint.consent {
+        let value = eval(consent, &scope).ok().flatten();
+        if let Some(reason) = consent_refusal(value.as_deref()) {
+            return Mapped::Filtered { call, reason };
+        }
     }
     let mut out = Map::new();
     let mut errors = Vec::new();
@@ -99,6 +97,39 @@ fn build(
                 hint: field.required.as_ref().and_then(|r| r.hint.clone()),
             }),
         }
+    }
+}
+
+/// Why a consent value keeps the event from the destination, if it does. Consent is
+/// given by `true`, `"true"`, `"yes"`, `"granted"` or `1` (any case), refused by
+/// `false`, `"false"`, `"no"`, `"denied"` or `0`; absent (or null) sends, as Signal's
+/// default is. Anything else is not a clear yes, so the event is kept back.
+pub(super) fn consent_refusal(value: Option<&Value>) -> Option<String> {
+    let given = match value {
+        None | Some(Value::Null) => return None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "granted" | "1" => Some(true),
+            "false" | "no" | "denied" | "0" => Some(false),
+            _ => None,
+        },
+        Some(Value::Number(n)) => match n.to_string().as_str() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    match given {
+        Some(true) => None,
+        Some(false) => Some(format!(
+            "no marketing consent: the consent flag is {}",
+            value.map(Value::to_string).unwrap_or_default()
+        )),
+        None => Some(format!(
+            "marketing consent {} is not a clear yes (true, \"yes\", \"granted\" or 1), so the event is kept from this destination",
+            value.map(Value::to_string).unwrap_or_default()
+        )),
     }
 }
 

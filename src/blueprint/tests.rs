@@ -182,6 +182,36 @@ fn consent_false_filters_and_absent_consent_sends() {
         ),
         Mapped::Request { .. }
     ));
+    // Spelled values: a clear yes sends, a no or anything unclear is kept back.
+    for (value, sends) in [
+        (json!("true"), true),
+        (json!("Yes"), true),
+        (json!("granted"), true),
+        (json!(1), true),
+        (json!(null), true),
+        (json!("false"), false),
+        (json!("no"), false),
+        (json!("denied"), false),
+        (json!(0), false),
+        (json!("maybe"), false),
+        // An empty string reads as absent, as everywhere in blueprints.
+        (json!(""), true),
+        (json!(2), false),
+        (json!({"marketing": true}), false),
+    ] {
+        let mapped = map(
+            &bp,
+            event(json!({"consent": {"canonical": {"marketing": value.clone()}}})),
+        );
+        match mapped {
+            Mapped::Request { .. } => assert!(sends, "{value} must not send"),
+            Mapped::Filtered { reason, .. } => {
+                assert!(!sends, "{value} must send: {reason}");
+                assert!(reason.contains(&value.to_string()), "{reason}");
+            }
+            other => panic!("{value}: {other:?}"),
+        }
+    }
 }
 
 #[test]
