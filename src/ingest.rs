@@ -331,7 +331,8 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
     };
     let mut errors = Vec::new();
     match obj.get("messageId") {
-        Some(Value::String(id)) if !id.trim().is_empty() && id.len() <= MAX_MESSAGE_ID => {}
+        Some(Value::String(id))
+            if !id.trim().is_empty() && id.chars().count() <= MAX_MESSAGE_ID => {}
         Some(Value::String(_)) => errors.push(FieldError::new(
             "messageId",
             "invalid_length",

@@ -99,16 +99,31 @@ pub fn url_param(value: &Value, name: &str) -> Result<Option<Value>, String> {
 /// An ISO-8601 timestamp in UTC with seconds precision (`2017-07-25T08:23:52Z`), the
 /// form Button documents. An offset is converted to UTC; a time without an offset is
 /// taken as UTC; sub-second digits are dropped.
+/// The years a commerce event's time may fall in: older or later is a bug upstream,
+/// which Button should not be sent.
+const EARLIEST_YEAR: i32 = 1970;
+const LATEST_YEAR: i32 = 2100;
+
 pub fn timestamp(value: &Value) -> Result<Value, String> {
     let text = as_str(value)?.trim();
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).or_else(|_| {
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
         let naive = format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
         );
-        time::PrimitiveDateTime::parse(text, naive).map(|t| t.assume_utc())
-    });
-    let t = parsed.map_err(|_| format!("{text:?} is not an ISO-8601 timestamp"))?;
+        if time::PrimitiveDateTime::parse(text, naive).is_ok() {
+            // Guessing UTC could move an order by hours: say what is missing.
+            format!("{text:?} has no time zone: add Z or an offset (2024-05-01T10:00:00Z)")
+        } else {
+            format!("{text:?} is not an ISO-8601 timestamp with a time zone (2024-05-01T10:00:00Z)")
+        }
+    })?;
     let utc = t.to_offset(time::UtcOffset::UTC);
+    if !(EARLIEST_YEAR..=LATEST_YEAR).contains(&utc.year()) {
+        return Err(format!(
+            "{text:?} is in the year {}, outside {EARLIEST_YEAR} to {LATEST_YEAR}",
+            utc.year()
+        ));
+    }
     let out = utc
         .format(format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
@@ -311,7 +326,16 @@ mod tests {
             t("2017-07-24T23:23:52-09:00"),
             Ok(json!("2017-07-25T08:23:52Z"))
         );
-        assert_eq!(t("2017-07-25T08:23:52"), Ok(json!("2017-07-25T08:23:52Z")));
+        let naive = t("2017-07-25T08:23:52").unwrap_err();
+        assert!(naive.contains("no time zone"), "{naive}");
+        for year in [
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let err = t(year).unwrap_err();
+            assert!(err.contains("outside 1970 to 2100"), "{year}: {err}");
+        }
         assert!(t("25/07/2017").is_err());
         assert!(t("2017-13-01T00:00:00Z").is_err());
         assert!(timestamp(&json!(1500970000)).is_err());

@@ -934,3 +934,32 @@ async fn a_known_event_still_reaches_an_integration_it_has_not_reached() {
     assert_eq!(app.logs(&web, "").await.len(), 1);
     assert_eq!(app.logs(&apps, "").await.len(), 1);
 }
+
+#[tokio::test]
+async fn event_times_need_a_zone_and_a_plausible_year_and_message_ids_count_characters() {
+    let app = TestApp::spawn().await;
+    app.install().await;
+    for (timestamp, says) in [
+        ("2024-05-01T10:00:00", "no time zone"),
+        ("0000-01-01T00:00:00Z", "outside 1970 to 2100"),
+        ("9999-12-31T23:59:59Z", "outside 1970 to 2100"),
+    ] {
+        let mut event = purchase("ts-1");
+        event["timestamp"] = json!(timestamp);
+        let (status, body) = app.send_event(event).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{timestamp}: {body}"
+        );
+        assert_eq!(body["error"]["details"][0]["field"], "timestamp", "{body}");
+        let message = body["error"]["details"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{timestamp}: {message}");
+    }
+    // 255 characters of two bytes each are 255 characters.
+    let (status, body) = app.send_event(purchase(&"é".repeat(255))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = app.send_event(purchase(&"é".repeat(256))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "messageId");
+}

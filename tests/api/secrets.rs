@@ -313,6 +313,25 @@ async fn admin_and_ingest_tokens_are_generated_owner_only_when_not_configured() 
     }
     let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
+    // The database holds customers' data: owner-only too, its journal files included.
+    let database_files: &[&str] = if crate::helpers::on_postgres() {
+        &[] // PostgreSQL's files are its own.
+    } else {
+        &[
+            "button-delivery.db",
+            "button-delivery.db-wal",
+            "button-delivery.db-shm",
+        ]
+    };
+    for file in database_files {
+        let path = data.join(file);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
     let client = crate::helpers::client();
     let ok = client
         .get(process.url("/v1/admin/integrations"))

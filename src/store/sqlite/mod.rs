@@ -83,6 +83,36 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// Creates the database file owner-only (SQLite gives its `-wal` and `-shm` files the
+/// database file's permissions), and makes existing ones owner-only: events hold
+/// customers' data.
+fn owner_only(database: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if database.as_os_str().is_empty() || database.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| {
+        StoreError::Unavailable(format!(
+            "cannot make {} owner-only: {e}",
+            database.display()
+        ))
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(database)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = database.as_os_str().to_owned();
+        path.push(suffix);
+        if std::path::Path::new(&path).exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub(super) async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let synchronous = match settings.synchronous {
@@ -96,6 +126,7 @@ impl SqliteStore {
             .busy_timeout(settings.busy_timeout)
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
+        owner_only(options.get_filename())?;
         // Commits do not checkpoint (a checkpoint inside a commit stalls every write
         // waiting behind it): a background connection does, see `checkpoints`. The
         // writer's own threshold stays as a backstop should that ever fall behind.
