@@ -117,7 +117,16 @@ impl TestEvents {
         // A test gets its own messageId, so it never collides with (or is deduplicated
         // against) a real event.
         let message_id = format!("test-{}", TestEventId::new());
-        let mut event = event.unwrap_or_else(|| test_purchase(&message_id));
+        // No event: a test purchase; an event name alone: a sample event of that name.
+        let mut event = match event {
+            None => test_purchase(&message_id),
+            Some(Value::String(name)) => {
+                let mut sample = test_purchase(&message_id);
+                sample["event"] = Value::String(name);
+                sample
+            }
+            Some(event) => event,
+        };
         if let Some(obj) = event.as_object_mut() {
             obj.insert("messageId".into(), Value::String(message_id.clone()));
         }

@@ -22,7 +22,13 @@ pub fn decimal(value: &Value) -> Result<Decimal, String> {
         other => return Err(format!("expected a number, found {}", kind(other))),
     };
     parse_decimal(&text).ok_or_else(|| {
-        format!("{text:?} is not a decimal number (or has more than 28 significant digits)")
+        if text.parse::<f64>().is_ok_and(|_| !text.contains(['i', 'I', 'n', 'N'])) {
+            format!(
+                "{text:?} is a number, but not one an exact amount can hold (at most 28 significant digits, nothing smaller than 1e-28)"
+            )
+        } else {
+            format!("{text:?} is not a decimal number")
+        }
     })
 }
 
@@ -307,6 +313,24 @@ mod tests {
         assert_eq!(
             get("https://shop.example/p?a=1+2&btn_ref=a+b#c"),
             Some(json!("a b"))
+        );
+    }
+
+    #[test]
+    fn a_number_too_small_or_long_for_an_amount_says_so() {
+        let tiny = decimal(&json!("1e-400")).unwrap_err();
+        assert!(
+            tiny.contains("is a number, but not one an exact amount can hold"),
+            "{tiny}"
+        );
+        let long = decimal(&json!("1.00000000000000000000000000001")).unwrap_err();
+        assert!(long.contains("28 significant digits"), "{long}");
+        let word = decimal(&json!("ten")).unwrap_err();
+        assert!(word.contains("is not a decimal number"), "{word}");
+        assert!(
+            decimal(&json!("inf"))
+                .unwrap_err()
+                .contains("not a decimal number")
         );
     }
 

@@ -206,7 +206,7 @@ pub async fn preview(
 #[utoipa::path(post, path = "/v1/admin/integrations/{id}/test-event", tag = "blueprints",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = Option<Object>, description = "Optional: {\"event\": <a Signal event>}"),
+    request_body(content = Option<Object>, description = "Optional: {\"event\": <a Signal event>}, or {\"event\": \"add_to_cart\"} for a sample event of that name"),
     responses((status = 200, body = TestEventResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn test_event(

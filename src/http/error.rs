@@ -71,6 +71,7 @@ pub struct ErrorDetail {
 impl ApiError {
     pub fn validation(details: Vec<FieldError>) -> Self {
         let message = match details.as_slice() {
+            [one] if one.field.is_empty() => one.message.clone(),
             [one] => format!("{}: {}", one.field, one.message),
             many => format!(
                 "{} fields are invalid: {}",

@@ -63,11 +63,7 @@ async fn batch(
     let parsed: BatchBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
-            format!(
-                "the body must be {{\"batch\": [events]}}: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
+            format!("the body must be {{\"batch\": [events]}}: {e}"),
         )
     })?;
     if parsed.batch.is_empty() || parsed.batch.len() > limits.max_batch_events {

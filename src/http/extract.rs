@@ -57,14 +57,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
 /// Parses JSON, answering a syntax error with where it is.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "the body is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })
 }
 

@@ -148,14 +148,7 @@ async fn body_bytes(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec
 }
 
 fn invalid_json(e: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(
-        "invalid_json",
-        format!(
-            "the body is not valid JSON: {e} (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-    )
+    ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
 }
 
 async fn accept(

@@ -963,3 +963,24 @@ async fn event_times_need_a_zone_and_a_plausible_year_and_message_ids_count_char
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["details"][0]["field"], "messageId");
 }
+
+#[tokio::test]
+async fn error_messages_read_cleanly() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.send_event(json!([1, 2])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["message"], "an event must be a JSON object");
+    let response = app
+        .http
+        .post(app.url("/v1/events"))
+        .bearer_auth(&app.ingest_token)
+        .header("content-type", "application/json")
+        .body("{\"messageId\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(message.matches("column").count(), 1, "said once: {message}");
+}

@@ -412,6 +412,22 @@ async fn test_event_takes_a_given_event() {
         "no key to the activity host"
     );
     assert_ne!(result["messageId"], "given", "a test has its own messageId");
+    // An event name alone sends a sample event of that name, as the README says.
+    let (status, result) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{id}/test-event"),
+            Some(json!({"event": "add_to_cart"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["status"], "200 OK", "{result}");
+    assert_eq!(
+        result["request"]["body"]["activity_data"]["name"],
+        "add-to-cart"
+    );
+    let got = app.fake.wait_for(2, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 2);
 
     app.fake.add_rule(Rule::times(
         1,
