@@ -12,7 +12,7 @@
 #   7. end to end on PostgreSQL with two replicas sharing the load.
 # It rewrites the measured part of BENCHMARKS.md (between the bench markers).
 #
-#   bench/run.sh              # the full run (about 20 minutes on 2 cores)
+#   bench/run.sh              # the full run (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh  # a few seconds per step, results only under bench/results (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
