@@ -142,4 +142,6 @@ pub fn event_name(event: &Value) -> Option<&str> {
 }
 
 #[cfg(test)]
+mod property_tests;
+#[cfg(test)]
 mod tests;
