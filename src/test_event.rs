@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::blueprint::{self, Issue};
-use crate::button::{CallKind, Classification, Client};
+use crate::button::{Classification, Client};
 use crate::delivery::refund;
 use crate::domain::clock::now_ms;
 use crate::domain::words::worded;
@@ -158,18 +158,13 @@ impl TestEvents {
             delivery.body.as_deref(),
         );
         // A partial refund is sent as the order Button has, less what came back.
-        let mut unsent = None;
-        let request = match request {
-            Some(r) if r.call == CallKind::OrderRefund => {
-                match refund::resolve(&self.store, &self.client, &integration.id, &r).await {
-                    Ok(update) => Some(update),
-                    Err(attempt) => {
-                        unsent = Some(attempt);
-                        Some(r)
-                    }
-                }
+        let (request, unsent) = match request {
+            Some(r) => {
+                let (r, unsent) =
+                    refund::resolve(&self.store, &self.client, &integration.id, r).await;
+                (Some(r), unsent)
             }
-            other => other,
+            None => (None, None),
         };
         let mut answer = None;
         let log = match (ended, &request) {

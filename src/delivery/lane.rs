@@ -13,7 +13,7 @@ use super::decide::{Answered, Decision, decide, remaining};
 use super::recorder::Record;
 use super::refund;
 use super::{RetryPolicy, Shared};
-use crate::button::{Attempt, CallKind, PreparedRequest};
+use crate::button::{Attempt, PreparedRequest};
 use crate::domain::clock::{now_ms, to_ms};
 use crate::domain::{DeliveryState, IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
 use crate::integrations::Integration;
@@ -294,21 +294,13 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
 
     // A partial refund becomes an update of the order as Button has it now (or, when
     // it cannot, an attempt that failed without being sent).
-    let (request, unsent) = if request.call == CallKind::OrderRefund {
-        match refund::resolve(
-            &shared.store,
-            &shared.client,
-            &parcel.integration_id,
-            &request,
-        )
-        .await
-        {
-            Ok(update) => (update, None),
-            Err(unsent) => (request, Some(unsent)),
-        }
-    } else {
-        (request, None)
-    };
+    let (request, unsent) = refund::resolve(
+        &shared.store,
+        &shared.client,
+        &parcel.integration_id,
+        request,
+    )
+    .await;
     // The key of the moment: a rotation reaches deliveries leased before it.
     let answer = match unsent {
         Some(unsent) => unsent,

@@ -11,11 +11,29 @@ use crate::domain::IntegrationId;
 use crate::store::Store;
 use crate::store::orders::OrderChange;
 
+/// The request to send for a stored one, and, when it cannot be sent, the attempt that
+/// stands for it. A partial refund becomes an update of the order as Button has it
+/// (see [`update_for`]); every other request goes as stored.
+pub async fn resolve(
+    store: &Store,
+    client: &Client,
+    integration_id: &IntegrationId,
+    request: PreparedRequest,
+) -> (PreparedRequest, Option<Attempt>) {
+    if request.call != CallKind::OrderRefund {
+        return (request, None);
+    }
+    match update_for(store, client, integration_id, &request).await {
+        Ok(update) => (update, None),
+        Err(unsent) => (request, Some(unsent)),
+    }
+}
+
 /// The request to send for a stored `order.refund`: an update of the order as last
 /// delivered, less the refund (a cancel when nothing is left). `Err` is the attempt
 /// that stands for it when it cannot be sent: terminal when the refund does not fit
 /// the order (or Button never had it), retryable when the store could not be read.
-pub async fn resolve(
+async fn update_for(
     store: &Store,
     client: &Client,
     integration_id: &IntegrationId,
