@@ -44,21 +44,37 @@ fn bearer(headers: &HeaderMap) -> Presented<'_> {
     }
 }
 
-/// The index of the presented token, or why it is refused.
-fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, String> {
-    let message = match bearer(headers) {
-        Presented::Token(t) => match tokens.verify(t) {
-            Some(index) => return Ok(index),
-            None => format!("the bearer token is not a valid {kind} token"),
-        },
+/// Why a presented `kind` token is refused.
+fn refusal(presented: &Presented<'_>, kind: &str) -> String {
+    match presented {
+        Presented::Token(_) => format!("the bearer token is not a valid {kind} token"),
         Presented::Missing => {
             format!("missing Authorization header: send Authorization: Bearer <{kind} token>")
         }
         Presented::Malformed => {
             format!("malformed Authorization header: expected Bearer <{kind} token>")
         }
-    };
-    Err(message)
+    }
+}
+
+/// The index of the presented token, or why it is refused.
+fn check(tokens: &TokenSet, headers: &HeaderMap, kind: &str) -> Result<usize, String> {
+    let presented = bearer(headers);
+    if let Presented::Token(t) = presented
+        && let Some(index) = tokens.verify(t)
+    {
+        return Ok(index);
+    }
+    Err(refusal(&presented, kind))
+}
+
+/// Who an ingest token (or a tracking write key) is: an ingest token from config is
+/// the default source, a source's token that source.
+pub fn sender_of(state: &AppState, token: &str) -> Option<Sender> {
+    if state.ingest_tokens.verify(token).is_some() {
+        return Some(Sender::Default);
+    }
+    state.sources.by_token(token).map(Sender::Source)
 }
 
 pub async fn admin(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -106,15 +122,13 @@ pub async fn metrics(State(state): State<AppState>, request: Request, next: Next
 /// An ingest token from config is the default source; a source's token is that
 /// source. Which one rides on the request as its [`Sender`].
 pub async fn ingest(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let sender = match check(&state.ingest_tokens, request.headers(), "ingest") {
-        Ok(_) => Sender::Default,
-        Err(message) => match bearer(request.headers()) {
-            Presented::Token(token) => match state.sources.by_token(token) {
-                Some(source) => Sender::Source(source),
-                None => return ApiError::Unauthorized(message).into_response(),
-            },
-            _ => return ApiError::Unauthorized(message).into_response(),
-        },
+    let presented = bearer(request.headers());
+    let sender = match presented {
+        Presented::Token(token) => sender_of(&state, token),
+        _ => None,
+    };
+    let Some(sender) = sender else {
+        return ApiError::Unauthorized(refusal(&presented, "ingest")).into_response();
     };
     request.extensions_mut().insert(sender);
     next.run(request).await

@@ -98,18 +98,9 @@ fn sender(state: &AppState, key: Option<&str>) -> Result<Sender, ApiError> {
             "no write key: send it as the HTTP Basic username (empty password) or as writeKey in the body".into(),
         )
     })?;
-    if state.ingest_tokens.verify(key).is_some() {
-        return Ok(Sender::Default);
-    }
-    state
-        .sources
-        .by_token(key)
-        .map(Sender::Source)
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "the write key is not a source's token or an ingest token".into(),
-            )
-        })
+    super::auth::sender_of(state, key).ok_or_else(|| {
+        ApiError::Unauthorized("the write key is not a source's token or an ingest token".into())
+    })
 }
 
 /// The body, gunzipped when it says it is gzip, within `limit` bytes either way.
