@@ -45,11 +45,11 @@ pub fn serialize_rfc3339_opt<S: serde::Serializer>(
     }
 }
 
-/// An RFC 3339 time given by a caller, as stored milliseconds.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
+/// An RFC 3339 time given by a caller, as stored milliseconds, or what is wrong with it.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"))
 }
 
 #[cfg(test)]
@@ -62,13 +62,17 @@ mod tests {
         assert_eq!(rfc3339(1_714_557_600_123), "2024-05-01T10:00:00.123Z");
         assert_eq!(
             parse_rfc3339("2024-05-01T10:00:00.123Z"),
-            Some(1_714_557_600_123)
+            Ok(1_714_557_600_123)
         );
         assert_eq!(
             parse_rfc3339("2024-05-01T12:00:00.123+02:00"),
-            Some(1_714_557_600_123)
+            Ok(1_714_557_600_123)
         );
-        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert!(
+            parse_rfc3339("yesterday")
+                .unwrap_err()
+                .contains("not an RFC 3339 time")
+        );
         assert_eq!(to_ms(from_ms(42)), 42);
     }
 }

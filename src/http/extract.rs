@@ -157,14 +157,7 @@ impl Params {
     /// An RFC 3339 time, as milliseconds since the epoch.
     pub fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
-            .map(|v| {
-                parse_rfc3339(v).ok_or_else(|| {
-                    invalid_param(
-                        name,
-                        format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
-                    )
-                })
-            })
+            .map(|v| parse_rfc3339(v).map_err(|why| invalid_param(name, why)))
             .transpose()
     }
 

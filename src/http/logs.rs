@@ -195,14 +195,7 @@ fn replay_filter(body: Value) -> Result<RemapFilter, ApiError> {
     };
     let time = |field: &str, value: Option<String>| {
         value
-            .map(|v| {
-                parse_rfc3339(&v).ok_or_else(|| {
-                    bad(
-                        field,
-                        format!("{v:?} is not an RFC 3339 time (2024-05-01T12:00:00Z)"),
-                    )
-                })
-            })
+            .map(|v| parse_rfc3339(&v).map_err(|why| bad(field, why)))
             .transpose()
     };
     let message_ids = request.message_ids.unwrap_or_default();
