@@ -543,10 +543,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// One request of `kind`; `application` is the activity's (from the host or the path),
+/// `path_order` the order an update or cancel names in its path.
 async fn handle(
     inner: Arc<Inner>,
     kind: Kind,
     application: Option<String>,
+    path_order: Option<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -554,12 +557,6 @@ async fn handle(
     let method = match kind {
         Kind::OrderCancel => "DELETE",
         _ => "POST",
-    };
-    let path_order = match kind {
-        Kind::OrderUpdate | Kind::OrderCancel => {
-            uri.path().strip_prefix("/v1/order/").map(percent_decode)
-        }
-        _ => None,
     };
     let _in_flight = InFlight::enter(&inner);
     inner.total.fetch_add(1, Ordering::Relaxed);
@@ -833,47 +830,45 @@ async fn order(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, Kind::Order, None, uri, headers, body).await
+    handle(inner, Kind::Order, None, None, uri, headers, body).await
 }
 
 async fn order_update(
     State(inner): State<Arc<Inner>>,
-    Path(_): Path<String>,
+    Path(order_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, Kind::OrderUpdate, None, uri, headers, body).await
+    handle(
+        inner,
+        Kind::OrderUpdate,
+        None,
+        Some(order_id),
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn order_cancel(
     State(inner): State<Arc<Inner>>,
-    Path(_): Path<String>,
+    Path(order_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, Kind::OrderCancel, None, uri, headers, body).await
-}
-
-/// `%XX` escapes decoded (an order id in a path).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    handle(
+        inner,
+        Kind::OrderCancel,
+        None,
+        Some(order_id),
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn activity(
@@ -883,7 +878,7 @@ async fn activity(
     body: Bytes,
 ) -> Response {
     let application = host_application(&headers);
-    handle(inner, Kind::Activity, application, uri, headers, body).await
+    handle(inner, Kind::Activity, application, None, uri, headers, body).await
 }
 
 async fn activity_by_path(
@@ -893,7 +888,16 @@ async fn activity_by_path(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, Kind::Activity, Some(application), uri, headers, body).await
+    handle(
+        inner,
+        Kind::Activity,
+        Some(application),
+        None,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn fallback(
@@ -902,7 +906,7 @@ async fn fallback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, Kind::Other, None, uri, headers, body).await
+    handle(inner, Kind::Other, None, None, uri, headers, body).await
 }
 
 async fn stats(State(inner): State<Arc<Inner>>) -> Json<Value> {
