@@ -18,9 +18,6 @@ use crate::domain::clock::rfc3339;
 use crate::domain::{FieldError, IntegrationId, SourceId};
 use crate::sources::Source;
 
-/// Longest source name.
-const MAX_NAME: usize = 200;
-
 /// A source as the API shows it (never its token, which is kept only as a hash).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceView {
@@ -127,21 +124,8 @@ pub async fn create_source(
             e.into_inner().to_string(),
         )
     })?;
-    let name = request.name.trim().to_owned();
-    if name.chars().any(char::is_control) {
-        return Err(invalid(
-            "name".into(),
-            "invalid_characters",
-            "must not contain control characters".into(),
-        ));
-    }
-    if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(invalid(
-            "name".into(),
-            "invalid_length",
-            format!("must be 1 to {MAX_NAME} characters"),
-        ));
-    }
+    let name = FieldError::check_name("name", &request.name)
+        .map_err(|problem| ApiError::validation(vec![problem]))?;
     if let Some(missing) = request
         .integrations
         .iter()

@@ -9,8 +9,6 @@ use crate::button::model::is_application_id;
 use crate::catalog::{CatalogEntry, button};
 use crate::domain::FieldError;
 
-const MAX_NAME: usize = 200;
-
 /// A valid install request.
 pub struct Install {
     pub name: String,
@@ -155,26 +153,13 @@ impl Problems {
     fn name(&mut self, v: Option<&Value>) -> Option<String> {
         match v {
             None => None,
-            Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                // PostgreSQL's text cannot hold `\u0000`; no name needs any of them.
-                self.add(
-                    "name",
-                    "invalid_characters",
-                    "must not contain control characters",
-                );
-                None
-            }
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME => {
-                Some(s.trim().to_owned())
-            }
-            Some(Value::String(_)) => {
-                self.add(
-                    "name",
-                    "invalid_length",
-                    format!("must be 1 to {MAX_NAME} characters"),
-                );
-                None
-            }
+            Some(Value::String(s)) => match FieldError::check_name("name", s) {
+                Ok(name) => Some(name),
+                Err(problem) => {
+                    self.0.push(problem);
+                    None
+                }
+            },
             Some(_) => {
                 self.add("name", "invalid_type", "must be a string");
                 None
