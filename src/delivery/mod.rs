@@ -135,6 +135,10 @@ impl Delivery {
     /// Holds the integration's lane until `until`: Button's `Retry-After`, heard by
     /// another replica.
     pub fn hold(&self, id: &IntegrationId, until: std::time::SystemTime) {
+        // The lane of an integration this replica has just learnt of may not be
+        // started yet (that follows the registry's announcement on a task of its own):
+        // start it now, so the hold is not lost.
+        self.sync_lane(id);
         if let Some(lane) = self.lanes().get(id) {
             lane.hold_until(until);
         }
