@@ -144,7 +144,8 @@ macro_rules! prefixed_id {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .description(Some(concat!("`", $prefix, "_` followed by a lower-cased ULID; newer ids sort higher")))
-                    .pattern(Some(concat!("^", $prefix, "_[0-9a-z]{26}$")))
+                    // A ULID in Crockford's base 32 (no i, l, o, u), at most 7zzz...
+                    .pattern(Some(concat!("^", $prefix, "_[0-7][0-9a-hjkmnp-tv-z]{25}$")))
                     .into()
             }
         }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::contract::SignalEvent;
 use super::error::{ApiError, ErrorBody};
 use super::extract::AdminJson;
 use super::integrations::find;
@@ -183,7 +184,7 @@ impl PreviewResult {
 #[utoipa::path(post, path = "/v1/admin/integrations/{id}/preview", tag = "blueprints",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = Object, description = "A Signal event"),
+    request_body(content = SignalEvent, description = "A Signal event"),
     responses((status = 200, body = PreviewResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 422, description = "Not a valid event envelope", body = ErrorBody)))]
 pub async fn preview(
@@ -200,15 +201,37 @@ pub async fn preview(
     ))))
 }
 
+/// The body of Test Event, when there is one.
+pub struct TestEventRequest;
+
+impl utoipa::PartialSchema for TestEventRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::contract::schema(serde_json::json!({
+            "type": "object",
+            "properties": {"event": {"oneOf": [
+                {"type": "string", "pattern": crate::domain::problem::NOT_BLANK_PATTERN,
+                    "description": "An event name: a sample event of that name"},
+                {"type": "object",
+                    "description": "A Signal event (its messageId is replaced by a test one)"},
+            ]}},
+            "required": ["event"],
+            "additionalProperties": false,
+        }))
+    }
+}
+
+impl ToSchema for TestEventRequest {}
+
 /// Sends a test event through the integration now, bypassing the queue: by default a
 /// test purchase with a test order id and a `fakesrctok-` token; or the event given as
 /// `{"event": {...}}`. The result is recorded in Live Logs, marked as a test.
 #[utoipa::path(post, path = "/v1/admin/integrations/{id}/test-event", tag = "blueprints",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = Option<Object>, description = "Optional: {\"event\": <a Signal event>}, or {\"event\": \"add_to_cart\"} for a sample event of that name"),
+    request_body(content = Option<TestEventRequest>, description = "Optional: {\"event\": <a Signal event>}, or {\"event\": \"add_to_cart\"} for a sample event of that name"),
     responses((status = 200, body = TestEventResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+               (status = 404, body = ErrorBody),
+               (status = 422, description = "Not a valid event, or one the integration's blueprint takes no mapping for", body = ErrorBody)))]
 pub async fn test_event(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminJson, List, Params, with_one_more};
+use super::extract::{AdminJson, DeliveryPage, List, Params, with_one_more};
 use super::integrations::find;
 use crate::button::CallKind;
 use crate::domain::clock::rfc3339;
@@ -33,7 +33,7 @@ pub struct DeadLetterView {
 /// Dead-lettered deliveries, newest first.
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/dead-letters", tag = "dead letters",
     security(("admin_token" = [])),
-    params(("id" = String, Path), ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    params(("id" = String, Path), DeliveryPage),
     responses((status = 200, body = inline(List<DeadLetterView>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
@@ -62,15 +62,42 @@ pub async fn list_dead_letters(
 }
 
 /// Which dead letters: `{"ids": ["dlv_..."]}` or `{"all": true}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"ids": ["dlv_01j00000000000000000000000"]}))]
 pub struct DeadLetterSelection {
     /// At most 1,000 dead letters by id.
     pub ids: Option<Vec<DeliveryId>>,
     /// Every dead letter of the integration.
     pub all: Option<bool>,
 }
+
+/// Exactly one of the two forms, as [`selection`] takes them (no `null`s).
+impl utoipa::PartialSchema for DeadLetterSelection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let ids = <DeliveryId as utoipa::PartialSchema>::schema();
+        super::contract::schema(serde_json::json!({
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {"ids": {"type": "array", "items": ids, "minItems": 1, "maxItems": MAX_IDS,
+                        "description": "1 to 1,000 dead letters by id"}},
+                    "required": ["ids"],
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "properties": {"all": {"type": "boolean", "enum": [true],
+                        "description": "Every dead letter of the integration"}},
+                    "required": ["all"],
+                    "additionalProperties": false,
+                },
+            ],
+            "example": {"ids": ["dlv_01j00000000000000000000000"]},
+        }))
+    }
+}
+
+impl ToSchema for DeadLetterSelection {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterResult {

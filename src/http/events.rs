@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::AppState;
+use super::contract::{EventBatch, SignalEvent};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{read_body, require_json};
 use super::integrations::find;
@@ -128,7 +129,7 @@ fn target(state: &AppState, sender: &Sender, id: &str) -> Result<Target, ApiErro
 /// Accepts one Signal event for every integration that takes it.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     security(("ingest_token" = [])),
-    request_body(content = Object, description = "A Signal event (Segment-style envelope with messageId)"),
+    request_body(content = SignalEvent, description = "A Signal event (Segment-style envelope with messageId)"),
     responses(
         (status = 202, description = "Accepted and committed", body = IngestSummary),
         (status = 200, description = "A duplicate messageId: acknowledged, not delivered again", body = IngestSummary),
@@ -147,7 +148,7 @@ pub async fn post_event(
 /// named by index with its reason.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "events",
     security(("ingest_token" = [])),
-    request_body(content = Object, description = "{\"batch\": [Signal events]}"),
+    request_body(content = EventBatch, description = "{\"batch\": [Signal events]}"),
     responses(
         (status = 202, description = "At least one event accepted and committed", body = IngestSummary),
         (status = 200, description = "Only duplicates", body = IngestSummary),
@@ -167,7 +168,7 @@ pub async fn post_batch(
 #[utoipa::path(post, path = "/v1/integrations/{id}/events", tag = "events",
     security(("ingest_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = Object, description = "A Signal event"),
+    request_body(content = SignalEvent, description = "A Signal event"),
     responses(
         (status = 202, body = IngestSummary), (status = 200, body = IngestSummary),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -188,7 +189,7 @@ pub async fn post_integration_event(
 #[utoipa::path(post, path = "/v1/integrations/{id}/events/batch", tag = "events",
     security(("ingest_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = Object, description = "{\"batch\": [Signal events]}"),
+    request_body(content = EventBatch, description = "{\"batch\": [Signal events]}"),
     responses(
         (status = 202, body = IngestSummary), (status = 200, body = IngestSummary), (status = 422, body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),

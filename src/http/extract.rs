@@ -7,11 +7,9 @@ use std::str::FromStr;
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, OptionalFromRequest, RawQuery, Request};
 use axum::http::{HeaderMap, header};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
@@ -135,11 +133,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
 }
 
 impl Params {
+    /// The parameter as given; an empty one (`?limit=`) is given, and so checked like
+    /// any other value (the document describes no empty value as absent).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str)
     }
 
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
@@ -175,8 +172,8 @@ impl Params {
             .transpose()
     }
 
-    /// Signal's pagination: `limit` (default 50, at most 100) and an opaque `cursor`
-    /// holding the sort key (`K`) the page starts after.
+    /// Signal's pagination: `limit` (default 50, at most 100) and a `cursor`: the sort
+    /// key (`K`, an id) of the item the page starts after, as `next_cursor` gave it.
     pub fn page<K: FromStr>(&self) -> Result<Page<K>, ApiError> {
         let limit = match self.get("limit") {
             None => DEFAULT_LIMIT,
@@ -193,17 +190,35 @@ impl Params {
         let from = self
             .get("cursor")
             .map(|c| {
-                URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|key| key.parse().ok())
-                    .ok_or_else(|| invalid_param("cursor", "is not a cursor this API gave out"))
+                c.parse()
+                    .map_err(|_| invalid_param("cursor", "is not a cursor this API gave out"))
             })
             .transpose()?;
         Ok(Page { from, limit })
     }
 }
+
+/// Signal's pagination parameters of a list sorted by `$key`, as the document shows
+/// them ([`Params::page`] reads them).
+macro_rules! page_query {
+    ($name:ident, $key:ty) => {
+        #[derive(IntoParams)]
+        #[into_params(parameter_in = Query)]
+        #[allow(dead_code)] // only its description is used
+        pub struct $name {
+            /// The `next_cursor` of the previous page.
+            cursor: Option<$key>,
+            /// Items a page: 1 to 100, default 50.
+            #[param(minimum = 1, maximum = 100)]
+            limit: Option<u32>,
+        }
+    };
+}
+
+page_query!(IntegrationPage, crate::domain::IntegrationId);
+page_query!(SourcePage, crate::domain::SourceId);
+page_query!(LogPage, crate::domain::LogId);
+page_query!(DeliveryPage, crate::domain::DeliveryId);
 
 pub fn invalid_param(name: &str, message: impl Into<String>) -> ApiError {
     let message = message.into();
@@ -245,9 +260,7 @@ impl<T> List<T> {
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = if has_more {
-            items
-                .last()
-                .map(|last| URL_SAFE_NO_PAD.encode(key(last).to_string()))
+            items.last().map(|last| key(last).to_string())
         } else {
             None
         };

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminJson, List, Params};
+use super::extract::{AdminJson, IntegrationPage, List, Params};
 use crate::domain::clock::{now_ms, rfc3339, to_ms};
 use crate::domain::{IntegrationId, LaneCondition, LaneState, Outcome};
 use crate::integrations::{self, Integration, MASK, request};
@@ -83,8 +83,7 @@ impl IntegrationView {
 /// Integrations, oldest first.
 #[utoipa::path(get, path = "/v1/admin/integrations", tag = "integrations",
     security(("admin_token" = [])),
-    params(("cursor" = Option<String>, Query, description = "From a previous page's next_cursor"),
-           ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
+    params(IntegrationPage),
     responses((status = 200, body = inline(List<IntegrationView>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_integrations(
     State(state): State<AppState>,

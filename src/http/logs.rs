@@ -18,8 +18,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
+use super::contract::Timestamp;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminJson, List, Params, with_one_more};
+use super::extract::{AdminJson, List, LogPage, Params, with_one_more};
 use super::integrations::find;
 use crate::button::Client;
 use crate::domain::clock::parse_rfc3339;
@@ -62,13 +63,13 @@ fn filter(params: &Params) -> Result<LogFilter, ApiError> {
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs", tag = "live logs",
     security(("admin_token" = [])),
     params(("id" = String, Path),
-        ("outcome" = Option<String>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped or held"),
+        ("outcome" = Option<Outcome>, Query, description = "delivered, retry_scheduled, failed, dead_lettered, filtered, mapping_failed, paused, remapped or held"),
         ("event" = Option<String>, Query, description = "Event name, e.g. purchase"),
         ("message_id" = Option<String>, Query, description = "The event's messageId"),
-        ("since" = Option<String>, Query, description = "RFC 3339 time: entries at or after it"),
-        ("until" = Option<String>, Query, description = "RFC 3339 time: entries at or before it"),
+        ("since" = Option<Timestamp>, Query, description = "RFC 3339 time: entries at or after it"),
+        ("until" = Option<Timestamp>, Query, description = "RFC 3339 time: entries at or before it"),
         ("test" = Option<bool>, Query, description = "Only Test Event entries (true) or none of them (false)"),
-        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
+        LogPage),
     responses((status = 200, body = inline(List<LogEntry>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_logs(
     State(state): State<AppState>,
@@ -114,10 +115,10 @@ pub async fn get_log(
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/logs/stream", tag = "live logs",
     security(("admin_token" = [])),
     params(("id" = String, Path),
-        ("outcome" = Option<String>, Query), ("event" = Option<String>, Query),
+        ("outcome" = Option<Outcome>, Query), ("event" = Option<String>, Query),
         ("message_id" = Option<String>, Query), ("test" = Option<bool>, Query)),
     responses((status = 200, description = "text/event-stream of log entries", content_type = "text/event-stream", body = String),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn stream_logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -152,33 +153,48 @@ pub async fn stream_logs(
 #[schema(example = json!({"outcome": "mapping_failed", "event": "purchase", "since": "2024-05-01T00:00:00Z"}))]
 pub struct ReplayRequest {
     /// The entries to replace: `mapping_failed` (the default) or `filtered`.
+    #[schema(value_type = Option<ReplayOutcome>)]
     pub outcome: Option<Outcome>,
     /// Event name, e.g. `purchase`.
     pub event: Option<String>,
     /// RFC 3339 time: events received at or after it.
+    #[schema(value_type = Option<Timestamp>)]
     pub since: Option<String>,
     /// RFC 3339 time: events received at or before it.
+    #[schema(value_type = Option<Timestamp>)]
     pub until: Option<String>,
     /// Only these events (at most 1,000 messageIds).
+    #[schema(max_items = 1000)]
     pub message_ids: Option<Vec<String>>,
     /// Go on past this delivery (the `next` of the previous answer).
     pub after: Option<DeliveryId>,
     /// Most deliveries mapped again in this call: 1 to 1,000, default 1,000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// The outcomes whose entries a replay maps again (the document's view of
+/// [`ReplayRequest::outcome`]).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ReplayOutcome {
+    MappingFailed,
+    Filtered,
 }
 
 /// Most deliveries one replay maps again (and most messageIds it names).
 const MAX_REPLAY: u32 = 1000;
 
-fn replay_filter(body: Value) -> Result<RemapFilter, ApiError> {
+fn replay_filter(body: Option<Value>) -> Result<RemapFilter, ApiError> {
     let bad = |field: &str, message: String| {
         ApiError::validation(vec![FieldError::new(field, "invalid_value", message)])
     };
-    let request: ReplayRequest = if body.is_null() {
-        ReplayRequest::default()
-    } else {
-        serde_path_to_error::deserialize(body)
-            .map_err(|e| bad(&e.path().to_string(), e.into_inner().to_string()))?
+    // No body, or `null`, is every mapping failure.
+    let request: ReplayRequest = match body {
+        None | Some(Value::Null) => ReplayRequest::default(),
+        Some(body) => serde_path_to_error::deserialize(body)
+            .map_err(|e| bad(&e.path().to_string(), e.into_inner().to_string()))?,
     };
     let state = match request.outcome.unwrap_or(Outcome::MappingFailed) {
         Outcome::MappingFailed => DeliveryState::MappingFailed,
@@ -227,7 +243,7 @@ fn replay_filter(body: Value) -> Result<RemapFilter, ApiError> {
 #[utoipa::path(post, path = "/v1/admin/integrations/{id}/logs/replay", tag = "live logs",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    request_body(content = ReplayRequest, description = "Filters; an empty body maps every mapping failure again"),
+    request_body(content = Option<ReplayRequest>, description = "Filters; no body (or null) maps every mapping failure again"),
     responses((status = 200, body = RemapSummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replay_logs(
@@ -237,7 +253,7 @@ pub async fn replay_logs(
     body: Option<AdminJson>,
 ) -> Result<Json<RemapSummary>, ApiError> {
     let integration = find(&state, &id)?;
-    let filter = replay_filter(body.map_or(Value::Null, |b| b.value))?;
+    let filter = replay_filter(body.map(|b| b.value))?;
     let summary = state.ingest.remap(&integration, &filter).await?;
     tracing::info!(
         audit = "logs.replayed",

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod blueprints;
 pub mod catalog;
+pub mod contract;
 pub mod dead_letters;
 pub mod error;
 pub mod events;
@@ -221,6 +222,7 @@ fn merge(parts: [OpenApiRouter<AppState>; 5]) -> (Router<AppState>, utoipa::open
         .merge(ops)
         .merge(metrics)
         .split_for_parts();
+    contract::complete(&mut api);
     describe_responses(&mut api);
     (router, api)
 }

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminJson, List, Params};
+use super::extract::{AdminJson, List, Params, SourcePage};
 use crate::domain::clock::rfc3339;
 use crate::domain::{FieldError, IntegrationId, SourceId};
 use crate::sources::Source;
@@ -62,7 +62,7 @@ fn with_token(source: &Source, token: &SecretString) -> SourceWithToken {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "EU storefront", "integrations": ["int_01j00000000000000000000000"]}))]
 pub struct CreateSource {
-    /// 1 to 200 characters.
+    #[schema(schema_with = crate::domain::problem::name_schema)]
     pub name: String,
     /// Integrations to connect now (more can be connected later).
     #[serde(default)]
@@ -83,7 +83,7 @@ fn find_source(state: &AppState, id: &str) -> Result<Arc<Source>, ApiError> {
 /// Every source, oldest first.
 #[utoipa::path(get, path = "/v1/admin/sources", tag = "sources",
     security(("admin_token" = [])),
-    params(("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    params(SourcePage),
     responses((status = 200, body = inline(List<SourceView>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_sources(
     State(state): State<AppState>,

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::contract::{self, TrackingBatch};
 use super::error::{ApiError, ErrorBody, with_status_headers};
 use super::extract::read_body;
 use crate::domain::FieldError;
@@ -181,11 +182,12 @@ async fn accept(
 /// A batch of messages of any type, as every Segment and RudderStack SDK sends them.
 #[utoipa::path(post, path = "/v1/batch", tag = "tracking",
     security(("write_key" = []), ("ingest_token" = [])),
-    request_body(content = Object, description = "{\"batch\": [messages], \"sentAt\": ...}; writeKey in the body or as the Basic username; gzip allowed"),
+    request_body(content = TrackingBatch, description = "{\"batch\": [messages], \"sentAt\": ...}; writeKey in the body or as the Basic username; gzip allowed"),
     responses(
         (status = 200, description = "Committed (each message's fate in results)", body = TrackingAnswer),
         (status = 400, description = "Not JSON, not a batch, or no valid message: do not retry", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "The batch holds no message, or more than ingest.max_batch_events", body = ErrorBody),
         (status = 503, description = "Nothing committed: retry", body = ErrorBody)))]
 pub async fn batch(
     State(state): State<AppState>,
@@ -230,7 +232,15 @@ async fn single(
         serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))?;
     let body_key = match message.remove("writeKey") {
         Some(Value::String(key)) => Some(key),
-        _ => None,
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "writeKey",
+                "invalid_type",
+                "must be a string",
+            )])
+            .into());
+        }
     };
     let sender = sender(&state, header_key(&parts.headers).or(body_key).as_deref())?;
     match message.get("type") {
@@ -252,11 +262,22 @@ async fn single(
 }
 
 macro_rules! single_call {
-    ($name:ident, $call:literal, $what:literal) => {
+    ($name:ident, $message:ident, $call:literal, $what:literal) => {
+        #[doc = concat!("One `", $call, "` message: its `type` may be left out.")]
+        pub struct $message;
+
+        impl utoipa::PartialSchema for $message {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                contract::tracking_message($call)
+            }
+        }
+
+        impl utoipa::ToSchema for $message {}
+
         #[doc = $what]
         #[utoipa::path(post, path = concat!("/v1/", $call), tag = "tracking",
             security(("write_key" = []), ("ingest_token" = [])),
-            request_body(content = Object, description = concat!("One ", $call, " message")),
+            request_body(content = $message, description = concat!("One ", $call, " message")),
             responses(
                 (status = 200, description = "Committed", body = TrackingAnswer),
                 (status = 400, description = "Not JSON or not a valid message: do not retry", body = ErrorBody),
@@ -273,15 +294,37 @@ macro_rules! single_call {
 
 single_call!(
     track,
+    TrackMessage,
     "track",
     "A track message: an event with a name (`Order Completed`, ...)."
 );
-single_call!(page, "page", "A page view: stored and counted.");
-single_call!(screen, "screen", "A screen view: stored and counted.");
+single_call!(
+    page,
+    PageMessage,
+    "page",
+    "A page view: stored and counted."
+);
+single_call!(
+    screen,
+    ScreenMessage,
+    "screen",
+    "A screen view: stored and counted."
+);
 single_call!(
     identify,
+    IdentifyMessage,
     "identify",
     "An identify: stored and counted (its traits do not enrich later events)."
 );
-single_call!(group, "group", "A group call: stored and counted.");
-single_call!(alias, "alias", "An alias call: stored and counted.");
+single_call!(
+    group,
+    GroupMessage,
+    "group",
+    "A group call: stored and counted."
+);
+single_call!(
+    alias,
+    AliasMessage,
+    "alias",
+    "An alias call: stored and counted."
+);

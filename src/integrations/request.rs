@@ -41,7 +41,16 @@ pub struct Key {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    String,
+    /// A display name ([`FieldError::check_name`]).
+    Name,
+    /// A variant key of the catalog entry.
+    Variant,
+    /// A delivery mode of the catalog entry.
+    DeliveryMode,
+    /// A Button application ID.
+    ApplicationId,
+    /// A secret: any text that is not blank.
+    Secret,
     Boolean,
     /// The integration's config: the [`CONFIG`] keys.
     Config,
@@ -60,20 +69,20 @@ const fn key(name: &'static str, kind: Kind, required: bool, about: &'static str
 pub const INSTALL: &[Key] = &[
     key(
         "name",
-        Kind::String,
+        Kind::Name,
         false,
         "Display name; defaults to the entry's name.",
     ),
     key(
         "variant",
-        Kind::String,
+        Kind::Variant,
         false,
         "A variant key of the entry; defaults to `default`.",
     ),
     key("config", Kind::Config, true, "The integration's config."),
     key(
         "delivery_mode",
-        Kind::String,
+        Kind::DeliveryMode,
         false,
         "`server_side`, the only mode Button supports.",
     ),
@@ -87,7 +96,7 @@ pub const INSTALL: &[Key] = &[
 
 /// A partial update's keys: any of them.
 pub const UPDATE: &[Key] = &[
-    key("name", Kind::String, false, "A new display name."),
+    key("name", Kind::Name, false, "A new display name."),
     key("enabled", Kind::Boolean, false, "Enable or disable it."),
     key(
         "config",
@@ -97,7 +106,7 @@ pub const UPDATE: &[Key] = &[
     ),
     key(
         "delivery_mode",
-        Kind::String,
+        Kind::DeliveryMode,
         false,
         "`server_side`, the only mode Button supports.",
     ),
@@ -107,13 +116,13 @@ pub const UPDATE: &[Key] = &[
 pub const CONFIG: &[Key] = &[
     key(
         "application_id",
-        Kind::String,
+        Kind::ApplicationId,
         true,
         "Your Button application ID from Settings > Applications (`^app-[0-9a-zA-Z]+$`).",
     ),
     key(
         "api_key",
-        Kind::String,
+        Kind::Secret,
         true,
         "Your Button API key from Settings > API Keys; secret: stored encrypted, shown as `***`.",
     ),
@@ -371,6 +380,19 @@ mod schema {
     use utoipa::{PartialSchema, ToSchema};
 
     use super::{CONFIG, InstallRequest, Key, Kind, UPDATE, UpdateRequest};
+    use crate::catalog;
+    use crate::domain::problem::{NOT_BLANK_PATTERN, name_schema};
+
+    /// Every value the catalog's entries take for `values` (variants, delivery modes).
+    fn known(values: impl Fn(&catalog::CatalogEntry) -> Vec<&'static str>) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = catalog::entries().iter().flat_map(values).collect();
+        all.dedup();
+        all
+    }
+
+    fn string() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(SchemaType::from(Type::String))
+    }
 
     fn object(keys: &[Key], partial: bool) -> ObjectBuilder {
         let mut schema = ObjectBuilder::new()
@@ -378,7 +400,29 @@ mod schema {
             .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
         for key in keys {
             let property = match key.kind {
-                Kind::String => ObjectBuilder::new().schema_type(SchemaType::from(Type::String)),
+                Kind::Name => {
+                    let name = name_schema();
+                    let about = format!(
+                        "{} {}",
+                        key.about,
+                        name.description.clone().unwrap_or_default()
+                    );
+                    schema = schema
+                        .property(key.name, ObjectBuilder::from(name).description(Some(about)));
+                    if key.required && !partial {
+                        schema = schema.required(key.name);
+                    }
+                    continue;
+                }
+                Kind::Variant => string()
+                    .enum_values(Some(known(|e| e.variants.iter().map(|v| v.key).collect()))),
+                Kind::DeliveryMode => {
+                    string().enum_values(Some(known(|e| e.delivery_modes.clone())))
+                }
+                // Surrounding white space is trimmed by the server; the document shows the
+                // value as it is kept.
+                Kind::ApplicationId => string().pattern(Some("^app-[0-9A-Za-z]+$")),
+                Kind::Secret => string().pattern(Some(NOT_BLANK_PATTERN)),
                 Kind::Boolean => ObjectBuilder::new().schema_type(SchemaType::from(Type::Boolean)),
                 Kind::Config => object(CONFIG, partial),
             };

@@ -157,3 +157,80 @@ async fn the_openapi_document_is_valid_and_lists_exactly_the_served_routes() {
         );
     }
 }
+
+/// Where the document bounds a value, the server takes exactly that: `limit` is 1 to
+/// 100 on every list (schemathesis found the document saying 0), and an event body
+/// is the envelope ingest checks, not any object.
+#[tokio::test]
+async fn the_documents_bounds_are_the_servers() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.request("GET", "/openapi.json", None, None).await;
+
+    let mut lists = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(get) = item.get("get") else { continue };
+        let params = get["parameters"].as_array().cloned().unwrap_or_default();
+        let Some(limit) = params.iter().find(|p| p["name"] == "limit") else {
+            continue;
+        };
+        lists += 1;
+        assert_eq!(limit["in"], "query", "{path}");
+        assert_eq!(limit["schema"]["minimum"], 1, "{path}: {limit}");
+        assert_eq!(limit["schema"]["maximum"], 100, "{path}: {limit}");
+    }
+    assert_eq!(
+        lists, 4,
+        "integrations, sources, logs and dead letters are lists"
+    );
+    for (limit, expected) in [
+        ("0", StatusCode::BAD_REQUEST),
+        ("1", StatusCode::OK),
+        ("100", StatusCode::OK),
+        ("101", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, body) = app
+            .admin(
+                "GET",
+                &format!("/v1/admin/integrations?limit={limit}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, expected, "limit={limit}: {body}");
+    }
+
+    // The event body: messageId always, event for a track event; {} is not an event.
+    let event = &doc["components"]["schemas"]["SignalEvent"]["oneOf"];
+    assert_eq!(
+        event[0]["required"],
+        serde_json::json!(["messageId", "event"])
+    );
+    assert_eq!(
+        event[1]["required"],
+        serde_json::json!(["messageId", "type"])
+    );
+    let post = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.request("POST", "/v1/events", Some(&app.ingest_token), Some(body))
+                .await
+        }
+    };
+    let (status, body) = post(serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = post(serde_json::json!({"messageId": "m-1", "event": "x"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = post(serde_json::json!({"messageId": "m-2", "type": "page"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // Every route documents the answers the HTTP layer can give.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["414", "431"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} documents {status}"
+                );
+            }
+        }
+    }
+}
