@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod logs;
 pub mod ops;
 pub mod rate_limit;
+pub mod server;
 pub mod sources;
 pub mod tracking;
 
