@@ -60,6 +60,15 @@ pub struct ServerSettings {
     pub admin_rate_limit: u32,
     /// `/metrics` without a token.
     pub public_metrics: bool,
+    /// How long a connection may take to send a whole request head (from opening, or
+    /// from the first byte of the head on a kept-alive connection).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may idle between requests.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most open connections; at the cap the one idle the longest makes room.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +90,9 @@ pub struct DatabaseSettings {
     /// answers 503).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// Most events waiting for their commit (or in it); ingest beyond this answers
+    /// 503 with Retry-After at once instead of queueing (load shedding).
+    pub max_queued_events: usize,
 }
 
 /// The databases the service runs on.
@@ -266,11 +278,21 @@ impl Settings {
             self.database.read_connections as u64,
         )?;
         positive("database.max_batch_ops", self.database.max_batch_ops as u64)?;
+        positive(
+            "database.max_queued_events",
+            self.database.max_queued_events as u64,
+        )?;
         positive("database.writer_cache_mib", self.database.writer_cache_mib)?;
         positive(
             "server.max_admin_body_bytes",
             self.server.max_admin_body_bytes as u64,
         )?;
+        nonzero(
+            "server.header_read_timeout",
+            self.server.header_read_timeout,
+        )?;
+        nonzero("server.idle_timeout", self.server.idle_timeout)?;
+        positive("server.max_connections", self.server.max_connections as u64)?;
         http_url("button.orders_base_url", &self.button.orders_base_url)?;
         http_url(
             "button.activity_url_template",

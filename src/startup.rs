@@ -239,7 +239,12 @@ impl Application {
         let grace = state.settings.server.shutdown_grace;
         let (began, beginning) = watch::channel(None::<tokio::time::Instant>);
         let stop_for_http = stop.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let limits = http::server::Limits {
+            header_read_timeout: state.settings.server.header_read_timeout,
+            idle_timeout: state.settings.server.idle_timeout,
+            max_connections: state.settings.server.max_connections,
+        };
+        let server = http::server::serve(listener, router, limits, async move {
             signal.await;
             tracing::info!("stopping: no new connections; finishing requests in flight");
             let _ = stop_for_http.send(true);

@@ -44,6 +44,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request line is longer than the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error(
+        "the request's header fields are over the limit of {max_bytes} bytes or {max_fields} fields"
+    )]
+    HeadersTooLarge { max_bytes: usize, max_fields: usize },
     #[error("{message}")]
     Unavailable { message: String },
     #[error(
@@ -115,6 +121,8 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +140,8 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
@@ -148,6 +158,14 @@ impl From<StoreError> for ApiError {
                     message:
                         "the store cannot take writes right now; nothing was accepted, retry later"
                             .into(),
+                }
+            }
+            StoreError::Overloaded { queued } => {
+                tracing::warn!(queued, "ingest shed: the commit queue is full");
+                Self::Unavailable {
+                    message: format!(
+                        "the service is at its bound of {queued} events waiting for a commit; nothing was accepted, retry later"
+                    ),
                 }
             }
             other => Self::internal(other),

@@ -15,6 +15,7 @@ pub mod integrations;
 pub mod logs;
 pub mod ops;
 pub mod rate_limit;
+pub mod server;
 pub mod sources;
 pub mod tracking;
 

@@ -31,31 +31,37 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The store answers: the service can take events.
+/// How long readiness waits for its write to commit.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The store can commit a write right now, so the service can take events: a full
+/// disk, a lost database or a writer that cannot recover answers `503`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ok",
-                reason: None,
-            }),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable",
-                reason: {
-                    // The cause (paths, driver text) goes to the log, not to an
-                    // unauthenticated caller.
-                    tracing::error!(error = %e, "readiness check failed");
-                    Some("the store does not answer".into())
-                },
-            }),
-        ),
-    }
+    let probe = tokio::time::timeout(READY_WITHIN, state.store.probe_commit()).await;
+    let failure = match probe {
+        Ok(Ok(())) => {
+            return (
+                StatusCode::OK,
+                Json(Health {
+                    status: "ok",
+                    reason: None,
+                }),
+            );
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no commit within {} ms", READY_WITHIN.as_millis()),
+    };
+    // The cause (paths, driver text) goes to the log, not to an unauthenticated caller.
+    tracing::error!(error = %failure, "readiness check failed: the store cannot commit");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(Health {
+            status: "unavailable",
+            reason: Some("the store cannot commit a write now".into()),
+        }),
+    )
 }
 
 /// Prometheus metrics (OpenMetrics text): events ingested, duplicated and rejected;

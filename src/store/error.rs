@@ -8,6 +8,9 @@ pub enum StoreError {
     /// I/O error, writer stopped). Nothing of the failed operation was applied.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// More events wait for a commit than the bound allows: this write was not queued.
+    #[error("{queued} events already wait for a commit (database.max_queued_events)")]
+    Overloaded { queued: usize },
     /// The database refused this operation (a constraint, a bad statement): a bug,
     /// not a condition to wait out.
     #[error("store refused the operation: {0}")]
@@ -19,7 +22,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Overloaded { .. })
     }
 }
 

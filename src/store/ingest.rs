@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::queue::Parcel;
 use super::{Backend, Store, StoreError, on_backend};
@@ -73,6 +73,9 @@ type Committed = Result<Vec<(IngestRecord, Written)>, StoreError>;
 struct Pending {
     records: Vec<IngestRecord>,
     reply: oneshot::Sender<Committed>,
+    /// Its place in the queue, given back once it is answered (even if its caller
+    /// has gone away meanwhile).
+    _queued: OwnedSemaphorePermit,
 }
 
 /// Commits the records of many concurrent ingest requests together: while a write is
@@ -81,9 +84,18 @@ struct Pending {
 /// answer only after the commit that holds its records. Up to `in_flight` writes are
 /// committed at once (one on SQLite, whose writer is one connection; several on
 /// PostgreSQL, which runs each on a backend of its own).
+///
+/// The queue is bounded in events ([`DatabaseSettings::max_queued_events`]): a write
+/// that would go past the bound is refused at once ([`StoreError::Overloaded`]), so
+/// a flood gets quick `503`s instead of ever longer waits.
+///
+/// [`DatabaseSettings::max_queued_events`]: crate::config::DatabaseSettings::max_queued_events
 #[derive(Clone)]
 pub(super) struct Committer {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::UnboundedSender<Pending>,
+    /// One permit per event queued or being committed.
+    queued: Arc<Semaphore>,
+    bound: usize,
 }
 
 /// Most records in one commit.
@@ -96,28 +108,48 @@ impl Committer {
         backend: Backend,
         runtime: tokio::runtime::Handle,
         in_flight: usize,
+        max_queued_events: usize,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Pending>(1024);
+        let (tx, rx) = mpsc::unbounded_channel::<Pending>();
         runtime.spawn(gather(
             backend,
             rx,
             Arc::new(Semaphore::new(in_flight.max(1))),
         ));
-        Self { tx }
+        let bound = max_queued_events.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            tx,
+            queued: Arc::new(Semaphore::new(bound)),
+            bound,
+        }
     }
 
     async fn commit(&self, records: Vec<IngestRecord>) -> Committed {
         let stopped = || StoreError::Unavailable("the ingest committer has stopped".into());
+        // A batch larger than the bound still goes, alone.
+        let wanted = u32::try_from(records.len().clamp(1, self.bound)).unwrap_or(u32::MAX);
+        let queued = self
+            .queued
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded { queued: self.bound })?;
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Pending { records, reply })
-            .await
+            .send(Pending {
+                records,
+                reply,
+                _queued: queued,
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn gather(backend: Backend, mut rx: mpsc::Receiver<Pending>, writes: Arc<Semaphore>) {
+async fn gather(
+    backend: Backend,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    writes: Arc<Semaphore>,
+) {
     let mut carry: Option<Pending> = None;
     loop {
         // Requests gather while every write is busy, so a busy store gets larger writes.

@@ -97,7 +97,12 @@ impl Store {
                 )
             }
         };
-        let committer = Committer::start(backend.clone(), commit_path, in_flight);
+        let committer = Committer::start(
+            backend.clone(),
+            commit_path,
+            in_flight,
+            settings.max_queued_events,
+        );
         Ok(Self { backend, committer })
     }
 
@@ -118,9 +123,9 @@ impl Store {
         }
     }
 
-    /// Readiness: the database answers a query.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        on_backend!(self.backend, db => db.ping().await)
+    /// Readiness: the store can commit a write now (one row, rewritten each time).
+    pub async fn probe_commit(&self) -> Result<(), StoreError> {
+        on_backend!(self.backend, db => db.probe_commit().await)
     }
 
     /// Commits what is queued, stops writing and closes every connection.

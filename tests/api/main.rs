@@ -13,6 +13,7 @@ mod openapi;
 mod orders;
 mod replay;
 mod replicas;
+mod resilience;
 mod secrets;
 mod sources;
 mod tracking;

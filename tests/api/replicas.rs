@@ -672,8 +672,11 @@ async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_database() {
     };
     let first = migrate();
     assert!(first.status.success(), "{first:?}");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
     assert!(
-        String::from_utf8_lossy(&first.stdout).contains("5 applied"),
+        String::from_utf8_lossy(&first.stdout).contains(&format!("{migrations} applied")),
         "{first:?}"
     );
     let again = migrate();

@@ -27,7 +27,6 @@ mod stats;
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -82,6 +81,13 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0005_order_states.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("store_probe"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0006_store_probe.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -102,7 +108,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(settings.busy_timeout)
             .connect_with(options)
             .await?;
         let migrator = migrator();
@@ -147,8 +153,15 @@ impl PgStore {
         tokio::runtime::Handle::current()
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    /// Commits a one-row write.
+    pub(super) async fn probe_commit(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(crate::domain::clock::now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -80,6 +80,13 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0005_order_states.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("store_probe"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0006_store_probe.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -133,7 +140,9 @@ impl SqliteStore {
         let write_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            // The writer waits for its connection (re-made after a failed commit) no
+            // longer than for a lock.
+            .acquire_timeout(settings.busy_timeout)
             .connect_with(
                 options
                     .clone()
@@ -183,9 +192,23 @@ impl SqliteStore {
         self.writer.handle().clone()
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
+    /// Commits a one-row write through the writer, as every write goes.
+    pub(super) async fn probe_commit(&self) -> Result<(), StoreError> {
+        let at = now_ms();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO store_probe (id, probed_at) VALUES (1, ?1) \
+                         ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+                    )
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub(super) async fn close(&self) {

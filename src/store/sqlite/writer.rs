@@ -173,20 +173,54 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
         Ok(conn) => conn,
         Err(e) => return fail_all(batch, StoreError::from(e)),
     };
+    if let Left::Doubtful = commit_on(&mut conn, batch).await {
+        // After a failed BEGIN, COMMIT or ROLLBACK (a full disk, an I/O error) SQLite
+        // may have ended the transaction itself while the driver still counts it open,
+        // and every later BEGIN on this connection would fail. A fresh one knows its
+        // state: this one is closed, and the pool opens the next when it is needed.
+        conn.close_on_drop();
+        tracing::warn!(
+            "the writer's connection failed mid-transaction; it is replaced by a new one"
+        );
+    }
+}
+
+/// What a batch left its connection in.
+enum Left {
+    /// No transaction open, as the driver believes.
+    Sound,
+    /// A transaction statement failed: what the database holds open is not known.
+    Doubtful,
+}
+
+async fn commit_on(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> Left {
     // IMMEDIATE takes the write lock now: if the database cannot be written, the whole
     // batch fails here at once instead of op by op.
-    let mut tx = match (*conn).begin_with("BEGIN IMMEDIATE").await {
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, StoreError::from(e)),
+        Err(e) => {
+            let e = StoreError::from(e);
+            fail_all(batch, e.clone());
+            return if e.is_unavailable() {
+                Left::Doubtful
+            } else {
+                Left::Sound
+            };
+        }
     };
     let mut done: Vec<(Op, Result<(), StoreError>)> = Vec::with_capacity(batch.len());
     if batch.len() == 1 {
         // Alone, the transaction itself is the operation's savepoint.
         let mut op = batch.pop().expect("one operation");
         if let Err(e) = op.run(&mut tx).await {
-            let _ = tx.rollback().await;
+            let unavailable = e.is_unavailable();
+            let rolled_back = tx.rollback().await.is_ok();
             op.answer(Err(e));
-            return;
+            return if rolled_back && !unavailable {
+                Left::Sound
+            } else {
+                Left::Doubtful
+            };
         }
         done.push((op, Ok(())));
     } else {
@@ -207,7 +241,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
                 {
                     op.answer(Err(e.clone()));
                 }
-                return;
+                return Left::Doubtful;
             }
             done.push((op, ran));
         }
@@ -218,6 +252,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
                 // One rolled back to its savepoint answers with its own error.
                 op.answer(ran);
             }
+            Left::Sound
         }
         Err(e) => {
             let e = StoreError::from(e);
@@ -225,6 +260,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
             for (op, _) in done {
                 op.answer(Err(e.clone()));
             }
+            Left::Doubtful
         }
     }
 }
