@@ -1,8 +1,13 @@
-# syntax=docker/dockerfile:1.7
 # Build: docker build -t button-delivery .
 # Run:   docker run -p 8084:8084 -v button-data:/data button-delivery
+#
+# The two base images are build arguments, so a build without a registry can pass
+# local stand-ins (.ci/docker.sh does):
+#   docker build --build-arg RUST_IMAGE=... --build-arg RUNTIME_IMAGE=... .
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:1.95-slim-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and the build directory between builds.
@@ -14,7 +19,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Distroless: glibc and CA certificates, no shell, no package manager; runs as the
 # image's nonroot user (65532).
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /button-delivery /usr/local/bin/button-delivery
 COPY --from=build --chown=65532:65532 /data /data
 ENV BUTTON_SERVER__DATA_DIR=/data \
