@@ -47,7 +47,7 @@ pub enum ApiError {
     #[error("the request line is longer than the limit of {limit} bytes")]
     UriTooLong { limit: usize },
     #[error(
-        "the request's header fields are over the limit of {max_bytes} bytes or {max_fields} fields"
+        "the request head (request line and header fields) is over the limit of {max_bytes} bytes or {max_fields} header fields"
     )]
     HeadersTooLarge { max_bytes: usize, max_fields: usize },
     #[error("{message}")]
@@ -110,7 +110,7 @@ impl ApiError {
         Self::Internal(cause.to_string())
     }
 
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,

@@ -9,12 +9,12 @@
 //!   to make room for the new one: a flood of idle or slow connections neither holds
 //!   memory without bound nor locks real clients out. Connections in the middle of a
 //!   request are never chosen; if every one is, accepting waits for one to finish.
-//! - A request head is read within fixed limits (request line, head size, header
-//!   count): past them the client gets Signal's error body with `414` or `431`, not
-//!   the HTTP library's empty answer, and the connection is closed.
+//! - A request head is read within fixed limits (64 KiB, 100 header fields). The HTTP
+//!   library enforces them and would answer with an empty body; its answers to heads it
+//!   refuses (`400`, `414`, `431`) are replaced on the way out by Signal's error body.
 //!
-//! Stopping: no new connections; idle ones close at once, busy ones after their
-//! response (the caller bounds the wait).
+//! Stopping: no new connections; those without a request in progress close at once,
+//! busy ones after their response (the caller bounds the wait).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
+#[cfg(test)]
+use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -36,23 +38,22 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::error::ApiError;
 
-/// Longest request line (method, target, version).
-pub const MAX_REQUEST_LINE_BYTES: usize = 8 * 1024;
-/// Longest request head (request line and headers).
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Longest request head (request line and header fields): the HTTP library's read
+/// buffer, which also bounds what one connection's unread input can hold.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields in one request.
 pub const MAX_HEADERS: usize = 100;
-/// The HTTP library's own buffer: above [`MAX_HEAD_BYTES`], so that the limits above,
-/// with their error bodies, always apply first; it also bounds what one connection's
-/// unread input can hold.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Connections that get a moment to read the rest of a refused head before closing
+/// (so that the client reads the answer instead of a reset); past this many at once,
+/// a refused connection closes at once.
+const LINGERING: usize = 256;
 
 /// The bounds a client cannot stretch (`[server]` settings).
 #[derive(Debug, Clone, Copy)]
@@ -95,12 +96,10 @@ pub async fn serve(
             () = open.make_room() => {}
         }
         let _ = stream.set_nodelay(true);
-        let entry = open.register();
         connections.spawn(connection(
             stream,
             router.clone(),
-            entry,
-            open.clone(),
+            open.register(),
             closing_rx.clone(),
         ));
     }
@@ -126,8 +125,9 @@ struct Open {
     epoch: Instant,
     next_id: AtomicU64,
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
-    /// A connection ended: there may be room.
+    /// A connection ended or its request did: there may be room.
     freed: Notify,
+    lingering: Arc<Semaphore>,
 }
 
 impl Open {
@@ -138,6 +138,7 @@ impl Open {
             next_id: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
             freed: Notify::new(),
+            lingering: Arc::new(Semaphore::new(LINGERING)),
         }
     }
 
@@ -149,21 +150,20 @@ impl Open {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self) -> Arc<Entry> {
+    fn register(self: &Arc<Self>) -> Registered {
         let entry = Arc::new(Entry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             busy: AtomicU32::new(0),
             waiting_head: AtomicBool::new(true),
             since_ms: AtomicU64::new(self.now_ms()),
             close: Notify::new(),
+            changed: Notify::new(),
         });
         self.entries().insert(entry.id, entry.clone());
-        entry
-    }
-
-    fn unregister(&self, id: u64) {
-        self.entries().remove(&id);
-        self.freed.notify_one();
+        Registered {
+            entry,
+            open: self.clone(),
+        }
     }
 
     /// Returns once a new connection fits under the cap, closing the connection that
@@ -198,18 +198,33 @@ impl Open {
     }
 }
 
+/// A connection's place among the open ones, given up when its task ends (however).
+struct Registered {
+    entry: Arc<Entry>,
+    open: Arc<Open>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.open.entries().remove(&self.entry.id);
+        self.open.freed.notify_one();
+    }
+}
+
 /// One open connection, as the cap and the timeouts see it.
 struct Entry {
     id: u64,
     /// Requests in progress: from its head being read to its response's end.
     busy: AtomicU32,
-    /// No request in progress and the head of the next one (if any bytes of it came)
-    /// is not complete: the head timeout applies, not the idle one.
+    /// No request in progress, and the connection is new or bytes of a next request
+    /// came: the head timeout applies, not the idle one.
     waiting_head: AtomicBool,
     /// When it last became idle or started a head, in ms from [`Open::epoch`].
     since_ms: AtomicU64,
     /// Closes it (the cap chose it).
     close: Notify,
+    /// Its deadline moved (a request ended, or a head began).
+    changed: Notify,
 }
 
 impl Entry {
@@ -224,8 +239,20 @@ impl Entry {
         } else {
             open.limits.idle_timeout
         };
-        Some(open.epoch + since + allowed)
+        Some(
+            open.epoch
+                .checked_add(since + allowed)
+                .unwrap_or_else(far_future),
+        )
     }
+
+    fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 /// A request in progress on a connection: begun when its head is read, ended when its
@@ -252,22 +279,24 @@ impl Drop for InProgress {
             .since_ms
             .store(self.open.now_ms(), Ordering::Release);
         self.entry.busy.fetch_sub(1, Ordering::AcqRel);
+        self.entry.changed.notify_one();
+        // It may now make room at the cap.
+        self.open.freed.notify_one();
     }
 }
 
 async fn connection(
     stream: TcpStream,
     router: Router,
-    entry: Arc<Entry>,
-    open: Arc<Open>,
+    registered: Registered,
     mut closing: watch::Receiver<bool>,
 ) {
+    let (entry, open) = (registered.entry.clone(), registered.open.clone());
     let io = Watched {
         stream: Some(stream),
         entry: entry.clone(),
         open: open.clone(),
-        head: HeadScan::default(),
-        refused: false,
+        answer: None,
     };
     let service = {
         let (entry, open) = (entry.clone(), open.clone());
@@ -289,16 +318,15 @@ async fn connection(
         })
     };
     let conn = http1::Builder::new()
-        .max_buf_size(READ_BUFFER_BYTES)
-        .max_headers(MAX_HEADERS + 28)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
-        // While busy, look again after a while: the deadline starts when it is idle.
-        let wake = entry
-            .deadline(&open)
-            .unwrap_or_else(|| Instant::now() + open.limits.idle_timeout);
+        // While busy, nothing expires; a change of state wakes the loop.
+        let wake = entry.deadline(&open).unwrap_or_else(far_future);
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(e) = served {
@@ -306,31 +334,41 @@ async fn connection(
                 }
                 break;
             }
-            () = tokio::time::sleep_until(wake), if !stopping => {
+            () = tokio::time::sleep_until(wake) => {
                 if entry.deadline(&open).is_some_and(|at| at <= Instant::now()) {
                     break;
                 }
             }
-            () = entry.close.notified() => break,
+            () = entry.changed.notified() => {}
+            () = entry.close.notified() => {
+                // Chosen while idle; if a request began since, it is answered first.
+                if !entry.is_busy() {
+                    break;
+                }
+                conn.as_mut().graceful_shutdown();
+            }
             _ = closing.wait_for(|closing| *closing), if !stopping => {
                 stopping = true;
+                if !entry.is_busy() {
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
             }
         }
     }
-    open.unregister(entry.id);
+    drop(registered);
 }
 
-/// The socket as the HTTP library reads and writes it, watched: reads mark when a
-/// request head starts, and the head is checked against the limits as it arrives.
+/// The socket as the HTTP library reads and writes it, watched: a read while no request
+/// is in progress marks the start of a head, and the library's own answer to a head it
+/// refuses is replaced by Signal's error body.
 struct Watched {
     /// Taken on drop, to close it gently after a refused head.
     stream: Option<TcpStream>,
     entry: Arc<Entry>,
     open: Arc<Open>,
-    head: HeadScan,
-    /// A head over the limits was answered: the library sees the end of input.
-    refused: bool,
+    /// Signal's answer to a refused head, as far as it is written.
+    answer: Option<io::Cursor<Vec<u8>>>,
 }
 
 impl Watched {
@@ -342,18 +380,45 @@ impl Watched {
         )
     }
 
-    /// Sees bytes the library is about to get; answers a refusal if they break a limit.
-    fn inspect(&mut self, bytes: &[u8]) -> Option<ApiError> {
-        if self.entry.busy.load(Ordering::Acquire) > 0 {
-            return None; // a body, or a pipelined request behind one
+    /// Writes what the library sends, unless it is its answer to a refused head: that
+    /// is replaced (and anything after it swallowed, the library closes next).
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &[u8],
+        total: usize,
+        send: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.answer.is_none()
+            && let Some(refusal) = library_refusal(first)
+        {
+            tracing::info!(
+                status = refusal.status().as_u16(),
+                "refused a request head the HTTP library could not take"
+            );
+            self.answer = Some(io::Cursor::new(refusal_bytes(refusal)));
         }
-        if !self.entry.waiting_head.swap(true, Ordering::AcqRel) {
-            self.entry
-                .since_ms
-                .store(self.open.now_ms(), Ordering::Release);
-            self.head = HeadScan::default();
+        let Some(answer) = self.answer.as_mut() else {
+            return send(self.stream(), cx);
+        };
+        let stream = Pin::new(
+            self.stream
+                .as_mut()
+                .expect("the stream is taken only on drop"),
+        );
+        let mut stream = stream;
+        loop {
+            let at = usize::try_from(answer.position()).unwrap_or(usize::MAX);
+            let rest = answer.get_ref().get(at..).unwrap_or_default();
+            if rest.is_empty() {
+                return Poll::Ready(Ok(total));
+            }
+            let n = ready!(stream.as_mut().poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            answer.set_position(answer.position() + n as u64);
         }
-        self.head.scan(bytes)
     }
 }
 
@@ -364,26 +429,19 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.refused {
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
         ready!(this.stream().poll_read(cx, buf))?;
-        let Some(refusal) = this.inspect(&buf.filled()[before..]) else {
-            return Poll::Ready(Ok(()));
-        };
-        // Answer here, in Signal's shape, and show the library the end of input: it
-        // then closes the connection without an answer of its own.
-        buf.set_filled(before);
-        this.refused = true;
-        let answer = refusal_bytes(refusal);
-        if let Some(stream) = this.stream.as_ref() {
-            let _ = stream.try_write(&answer);
+        if buf.filled().len() > before
+            && !this.entry.is_busy()
+            && !this.entry.waiting_head.swap(true, Ordering::AcqRel)
+        {
+            // Bytes while no request is in progress: a head begins (or the rest of an
+            // unread body is drained, which counts the same: the shorter timeout).
+            this.entry
+                .since_ms
+                .store(this.open.now_ms(), Ordering::Release);
+            this.entry.changed.notify_one();
         }
-        tracing::warn!(
-            status = refusal_status(this.head.refused_with),
-            "refused a request head over the limits"
-        );
         Poll::Ready(Ok(()))
     }
 }
@@ -394,7 +452,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream().poll_write(cx, buf)
+        self.get_mut()
+            .poll_send(cx, buf, buf.len(), |s, cx| s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -402,7 +461,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream().poll_write_vectored(cx, bufs)
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+        let total = bufs.iter().map(|b| b.len()).sum();
+        self.get_mut()
+            .poll_send(cx, first, total, |s, cx| s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -421,12 +483,17 @@ impl AsyncWrite for Watched {
 impl Drop for Watched {
     fn drop(&mut self) {
         // Closing with the client's head still unread would reset the connection, and
-        // the client could lose the answer: read what is left first (briefly).
-        if self.refused
+        // the client could lose the answer: read what is left first (briefly, and only
+        // so many connections at once).
+        if self.answer.is_some()
             && let Some(stream) = self.stream.take()
+            && let Ok(permit) = self.open.lingering.clone().try_acquire_owned()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(linger(stream));
+            runtime.spawn(async move {
+                linger(stream).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -435,7 +502,7 @@ async fn linger(mut stream: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 8192];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let mut left: usize = 1024 * 1024;
         while left > 0 {
             match stream.read(&mut sink).await {
@@ -447,57 +514,30 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
-/// A request head as it arrives, against the limits.
-#[derive(Default)]
-struct HeadScan {
-    bytes: usize,
-    /// Complete lines so far (the request line, then header fields).
-    lines: usize,
-    line_bytes: usize,
-    done: bool,
-    refused_with: Option<StatusCode>,
-}
-
-impl HeadScan {
-    fn scan(&mut self, input: &[u8]) -> Option<ApiError> {
-        for &b in input {
-            if self.done {
-                return None;
-            }
-            self.bytes += 1;
-            match b {
-                b'\n' if self.line_bytes == 0 => {
-                    // An empty line ends the head (before the request line, it is
-                    // one of the blank lines HTTP allows there).
-                    self.done = self.lines > 0;
-                }
-                b'\n' => {
-                    self.lines += 1;
-                    self.line_bytes = 0;
-                }
-                b'\r' => {}
-                _ => self.line_bytes += 1,
-            }
-            if self.lines == 0 && self.line_bytes > MAX_REQUEST_LINE_BYTES {
-                self.refused_with = Some(StatusCode::URI_TOO_LONG);
-                return Some(ApiError::UriTooLong {
-                    limit: MAX_REQUEST_LINE_BYTES,
-                });
-            }
-            if self.bytes > MAX_HEAD_BYTES || self.lines > MAX_HEADERS + 1 {
-                self.refused_with = Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-                return Some(ApiError::HeadersTooLarge {
-                    max_bytes: MAX_HEAD_BYTES,
-                    max_fields: MAX_HEADERS,
-                });
-            }
-        }
-        None
-    }
-}
-
-fn refusal_status(status: Option<StatusCode>) -> u16 {
-    status.map_or(0, |s| s.as_u16())
+/// The HTTP library's own answer to a head it refused, if `bytes` start one: a status
+/// line of 400, 414 or 431 and a head without a content type. The service's own
+/// answers always carry one (its errors are JSON), so they never match.
+fn library_refusal(bytes: &[u8]) -> Option<ApiError> {
+    let status = bytes.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let refusal = match status {
+        b"400" => ApiError::BadRequest {
+            code: "bad_request",
+            message: "the request is not valid HTTP/1.1: its request line or a header field cannot be read".into(),
+            details: Vec::new(),
+        },
+        b"414" => ApiError::UriTooLong { limit: 65_534 },
+        b"431" => ApiError::HeadersTooLarge {
+            max_bytes: MAX_HEAD_BYTES,
+            max_fields: MAX_HEADERS,
+        },
+        _ => return None,
+    };
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    (!head.contains("\r\ncontent-type:")).then_some(refusal)
 }
 
 /// A whole HTTP/1.1 answer carrying `error`, closing the connection.
@@ -519,63 +559,40 @@ fn refusal_bytes(error: ApiError) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn scan_all(head: &[u8], chunk: usize) -> Option<u16> {
-        let mut scan = HeadScan::default();
-        for part in head.chunks(chunk) {
-            if scan.scan(part).is_some() {
-                return scan.refused_with.map(|s| s.as_u16());
-            }
-        }
-        None
-    }
-
     #[test]
-    fn heads_within_the_limits_pass_in_any_chunking() {
-        let mut head = b"\r\nPOST /v1/events HTTP/1.1\r\nHost: x\r\n".to_vec();
-        for i in 0..MAX_HEADERS - 1 {
-            head.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
-        }
-        head.extend_from_slice(b"\r\n");
-        // After the head, a body of any size is not the head's business.
-        head.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES * 2));
-        for chunk in [1, 7, 4096, usize::MAX] {
-            assert_eq!(
-                scan_all(&head, chunk.min(head.len())),
-                None,
-                "chunk {chunk}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_long_request_line_is_414_and_a_large_head_is_431() {
-        let long_target = format!(
-            "GET /{} HTTP/1.1\r\n\r\n",
-            "a".repeat(MAX_REQUEST_LINE_BYTES)
+    fn only_the_librarys_bodiless_refusals_are_replaced() {
+        let library = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Thu, 26 Nov 2026 04:00:00 GMT\r\n\r\n";
+        let refusal = library_refusal(library).expect("replaced");
+        assert_eq!(
+            refusal.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
-        assert_eq!(scan_all(long_target.as_bytes(), 1000), Some(414));
-
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..=MAX_HEADERS {
-            many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
-        }
-        assert_eq!(scan_all(&many, 100), Some(431));
-
-        let big = format!(
-            "GET / HTTP/1.1\r\nx-big: {}\r\n\r\n",
-            "b".repeat(MAX_HEAD_BYTES)
+        let bad = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(
+            library_refusal(bad).map(|r| r.status()),
+            Some(StatusCode::BAD_REQUEST)
         );
-        assert_eq!(scan_all(big.as_bytes(), 1000), Some(431));
+        // The service's own 400 (JSON) goes out as it is; so does any other answer.
+        let own = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\ncontent-length: 80\r\n\r\n{";
+        assert!(library_refusal(own).is_none());
+        assert!(library_refusal(b"HTTP/1.1 200 OK\r\n\r\n").is_none());
+        assert!(library_refusal(b"{\"a\":1}").is_none());
     }
 
     #[test]
     fn a_refusal_is_a_whole_answer_in_signals_shape() {
-        let answer = refusal_bytes(ApiError::UriTooLong { limit: 8192 });
+        let answer = refusal_bytes(ApiError::HeadersTooLarge {
+            max_bytes: MAX_HEAD_BYTES,
+            max_fields: MAX_HEADERS,
+        });
         let text = String::from_utf8(answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{head}"
+        );
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(body["error"]["code"], "uri_too_long");
+        assert_eq!(body["error"]["code"], "headers_too_large");
     }
 }

@@ -434,29 +434,39 @@ async fn at_the_connection_cap_idle_connections_make_room_for_real_requests() {
 #[tokio::test]
 async fn heads_over_the_limits_get_signals_error_body() {
     let app = TestApp::spawn().await;
-    // A request line over 8 KiB: 414.
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    let head = format!(
-        "GET /v1/admin/integrations?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
-        "a".repeat(70_000)
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let (answer, _) = read_to_close(&mut stream, Duration::from_secs(5))
-        .await
-        .expect("closed after answering");
-    let answer = String::from_utf8(answer).unwrap();
-    let (status_line, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 414 "), "{answer}");
-    let body: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(body["error"]["code"], "uri_too_long");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("8192 bytes")
-    );
+    // A request target over 64 KiB, over a raw socket; and a request the HTTP library
+    // cannot read at all.
+    for (head, status, code) in [
+        (
+            format!(
+                "GET /v1/admin/integrations?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(70_000)
+            ),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            "GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(),
+            "400",
+            "bad_request",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let _ = stream.write_all(head.as_bytes()).await;
+        let (answer, _) = read_to_close(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("closed after answering");
+        let answer = String::from_utf8(answer).unwrap();
+        let (status_line, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
 
-    // Too many header fields, or too many bytes of them: 431, from a real client.
+    // Too many header fields, or too many bytes of them: 431, to a real client.
     let mut many = reqwest::header::HeaderMap::new();
     for i in 0..150 {
         many.insert(
@@ -464,7 +474,7 @@ async fn heads_over_the_limits_get_signals_error_body() {
             "v".parse().unwrap(),
         );
     }
-    let big = "b".repeat(40_000);
+    let big = "b".repeat(80_000);
     for request in [
         app.http.get(app.url("/healthz")).headers(many),
         app.http.get(app.url("/healthz")).header("x-big", &big),
@@ -476,8 +486,25 @@ async fn heads_over_the_limits_get_signals_error_body() {
         );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("65536 bytes or 100 header fields"),
+            "{body}"
+        );
     }
-    // And the service goes on serving.
+    // The service's own 400s are left as they are, and it goes on serving.
+    let (status, body) = app
+        .request(
+            "GET",
+            "/v1/admin/integrations?limit=0",
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_ne!(body["error"]["code"], "bad_request", "{body}");
     let (status, _) = app.request("GET", "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }

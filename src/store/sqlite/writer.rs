@@ -174,7 +174,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
         Err(e) => return fail_all(batch, StoreError::from(e)),
     };
     if let Left::Doubtful = commit_on(&mut conn, batch).await {
-        // After a failed BEGIN, COMMIT or ROLLBACK (a full disk, an I/O error) SQLite
+        // After a failed COMMIT or ROLLBACK (a full disk, an I/O error) SQLite
         // may have ended the transaction itself while the driver still counts it open,
         // and every later BEGIN on this connection would fail. A fresh one knows its
         // state: this one is closed, and the pool opens the next when it is needed.
@@ -189,7 +189,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut Vec<Op>) {
 enum Left {
     /// No transaction open, as the driver believes.
     Sound,
-    /// A transaction statement failed: what the database holds open is not known.
+    /// A COMMIT or ROLLBACK failed: what the database holds open is not known.
     Doubtful,
 }
 
@@ -199,13 +199,9 @@ async fn commit_on(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> Left {
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
-            let e = StoreError::from(e);
-            fail_all(batch, e.clone());
-            return if e.is_unavailable() {
-                Left::Doubtful
-            } else {
-                Left::Sound
-            };
+            // BEGIN failed (locked, most often): no transaction was opened.
+            fail_all(batch, StoreError::from(e));
+            return Left::Sound;
         }
     };
     let mut done: Vec<(Op, Result<(), StoreError>)> = Vec::with_capacity(batch.len());
@@ -213,10 +209,9 @@ async fn commit_on(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> Left {
         // Alone, the transaction itself is the operation's savepoint.
         let mut op = batch.pop().expect("one operation");
         if let Err(e) = op.run(&mut tx).await {
-            let unavailable = e.is_unavailable();
             let rolled_back = tx.rollback().await.is_ok();
             op.answer(Err(e));
-            return if rolled_back && !unavailable {
+            return if rolled_back {
                 Left::Sound
             } else {
                 Left::Doubtful
@@ -233,7 +228,7 @@ async fn commit_on(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> Left {
                 // The store itself failed, not this operation: nothing of the batch
                 // can be committed.
                 let e = e.clone();
-                let _ = tx.rollback().await;
+                let rolled_back = tx.rollback().await.is_ok();
                 tracing::error!(error = %e, "the store failed during a write; the batch was rolled back");
                 for op in std::iter::once(op)
                     .chain(done.into_iter().map(|(op, _)| op))
@@ -241,7 +236,11 @@ async fn commit_on(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> Left {
                 {
                     op.answer(Err(e.clone()));
                 }
-                return Left::Doubtful;
+                return if rolled_back {
+                    Left::Sound
+                } else {
+                    Left::Doubtful
+                };
             }
             done.push((op, ran));
         }
