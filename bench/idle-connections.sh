@@ -24,4 +24,4 @@ for _ in $(seq 1 200); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.05
 done
-python3 bench/idle_connections.py --addr "127.0.0.1:$port" --pid "$pid" --connections "$connections"
+python3 bench/idle_connections.py --addr "127.0.0.1:$port" --pid "$pid" --connections "$connections" "${@:2}"

@@ -29,6 +29,7 @@ async fn one(
     target: Target,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     require_json(request.headers())?;
+    state.store.admit()?;
     let limit = state.settings.ingest.max_event_bytes;
     let body = read_body(request.into_body(), limit).await?;
     let raw = String::from_utf8(body.to_vec())
@@ -59,6 +60,7 @@ async fn batch(
     target: Target,
 ) -> Result<(StatusCode, Json<IngestSummary>), ApiError> {
     require_json(request.headers())?;
+    state.store.admit()?;
     let limits = &state.settings.ingest;
     let body = read_body(request.into_body(), limits.max_batch_bytes).await?;
     let parsed: BatchBody = serde_json::from_slice(&body).map_err(|e| {

@@ -193,6 +193,7 @@ pub async fn batch(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<TrackingAnswer>, TrackingError> {
+    state.store.admit().map_err(ApiError::from)?;
     let (parts, body) = request.into_parts();
     let limits = &state.settings.ingest;
     let bytes = body_bytes(&parts.headers, body, limits.max_batch_bytes).await?;
@@ -225,6 +226,7 @@ async fn single(
     call: &'static str,
     request: Request,
 ) -> Result<Json<TrackingAnswer>, TrackingError> {
+    state.store.admit().map_err(ApiError::from)?;
     let (parts, body) = request.into_parts();
     let limit = state.settings.ingest.max_event_bytes;
     let bytes = body_bytes(&parts.headers, body, limit).await?;

@@ -66,6 +66,13 @@ impl Store {
     ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
         self.committer.commit(records).await
     }
+
+    /// Refuses a write before the caller does any work for it when the commit queue
+    /// is all but full (under a sixteenth of it free): a flood is then shed for the
+    /// price of reading a request head, not of parsing and mapping its events.
+    pub fn admit(&self) -> Result<(), StoreError> {
+        self.committer.admit()
+    }
 }
 
 type Committed = Result<Vec<(IngestRecord, Written)>, StoreError>;
@@ -122,6 +129,13 @@ impl Committer {
             queued: Arc::new(Semaphore::new(bound)),
             bound,
         }
+    }
+
+    fn admit(&self) -> Result<(), StoreError> {
+        if self.queued.available_permits() < self.bound / 16 {
+            return Err(StoreError::Overloaded { queued: self.bound });
+        }
+        Ok(())
     }
 
     async fn commit(&self, records: Vec<IngestRecord>) -> Committed {

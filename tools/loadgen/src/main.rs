@@ -248,6 +248,8 @@ struct Shared {
     /// One per replica; connection `i` posts to `endpoints[i % len]`.
     endpoints: Vec<String>,
     latencies: Mutex<Vec<u32>>,
+    /// Of the 2xx answers only.
+    accepted_latencies: Mutex<Vec<u32>>,
     accepted_at: Mutex<HashMap<String, u64>>,
     ok: AtomicU64,
     events: AtomicU64,
@@ -283,6 +285,7 @@ async fn send(shared: &Shared, endpoint: &str, since: Instant) {
             let latency = since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
             shared.latencies.lock().await.push(latency);
             if status.is_success() {
+                shared.accepted_latencies.lock().await.push(latency);
                 let accepted = text
                     .split("\"accepted\":")
                     .nth(1)
@@ -378,6 +381,7 @@ async fn run(o: Options) {
             .collect(),
         client,
         latencies: Mutex::new(Vec::with_capacity(1 << 20)),
+        accepted_latencies: Mutex::new(Vec::with_capacity(1 << 20)),
         accepted_at: Mutex::new(HashMap::new()),
         ok: AtomicU64::new(0),
         events: AtomicU64::new(0),
@@ -439,6 +443,8 @@ async fn run(o: Options) {
     let after_ingest = procs_cpu_and_peak(&o.pids);
     let mut latencies = std::mem::take(&mut *shared.latencies.lock().await);
     latencies.sort_unstable();
+    let mut accepted_latencies = std::mem::take(&mut *shared.accepted_latencies.lock().await);
+    accepted_latencies.sort_unstable();
     let events = shared.events.load(Ordering::Relaxed);
     let requests = latencies.len() as u64;
     let mut result = json!({
@@ -457,6 +463,9 @@ async fn run(o: Options) {
         "transport_errors": shared.transport_errors.load(Ordering::Relaxed),
         "latency_ms": {"p50": percentile(&latencies, 0.50), "p90": percentile(&latencies, 0.90),
                        "p99": percentile(&latencies, 0.99), "max": percentile(&latencies, 1.0)},
+        "latency_accepted_ms": {"p50": percentile(&accepted_latencies, 0.50),
+                                "p99": percentile(&accepted_latencies, 0.99),
+                                "max": percentile(&accepted_latencies, 1.0)},
     });
     if let Some(fake) = &o.fake {
         let expected = shared.accepted_at.lock().await.len();
