@@ -64,6 +64,9 @@ pub struct ServerSettings {
     /// from the first byte of the head on a kept-alive connection).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive, from its head.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// How long a kept-alive connection may idle between requests.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -292,6 +295,7 @@ impl Settings {
             self.server.header_read_timeout,
         )?;
         nonzero("server.idle_timeout", self.server.idle_timeout)?;
+        nonzero("server.body_read_timeout", self.server.body_read_timeout)?;
         positive("server.max_connections", self.server.max_connections as u64)?;
         http_url("button.orders_base_url", &self.button.orders_base_url)?;
         http_url(

@@ -241,6 +241,7 @@ impl Application {
         let stop_for_http = stop.clone();
         let limits = http::server::Limits {
             header_read_timeout: state.settings.server.header_read_timeout,
+            body_read_timeout: state.settings.server.body_read_timeout,
             idle_timeout: state.settings.server.idle_timeout,
             max_connections: state.settings.server.max_connections,
         };

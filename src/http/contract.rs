@@ -4,8 +4,9 @@
 //!
 //! - the Signal event envelope exactly as ingest checks it ([`crate::ingest::validate`]):
 //!   a valid event by the document is accepted, an invalid one refused;
-//! - the answers any route can give whatever its handler does: `414` and `431` from the
-//!   HTTP layer, `413` (and `415` where JSON is required) where a body is read, `429`
+//! - the answers any route can give whatever its handler does: `400`, `414` and `431`
+//!   from the HTTP layer, `408`, `413` (and `415` where JSON is required) where a body
+//!   is read, `429`
 //!   on the admin API, `503` with `Retry-After` where the store must commit.
 
 use serde_json::{Value, json};
@@ -211,10 +212,24 @@ pub fn complete(api: &mut utoipa::openapi::OpenApi) {
                     .entry(status.to_string())
                     .or_insert_with(|| error_response(description, retry_after));
             };
+            add(
+                400,
+                "The request cannot be read as HTTP/1.1 (request line or header field)",
+                false,
+            );
             add(414, "The request line (the URI) is too long", false);
-            add(431, "The request's header fields are too large", false);
+            add(
+                431,
+                "The request head is over 64 KiB or 100 header fields",
+                false,
+            );
             if operation.request_body.is_some() {
                 add(413, "The request body is larger than the limit", false);
+                add(
+                    408,
+                    "The request body did not arrive within server.body_read_timeout",
+                    false,
+                );
                 // The tracking API reads any content type, as the SDKs send it.
                 if !is_tracking(path) {
                     add(

@@ -39,10 +39,15 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
+        let source = std::error::Error::source(&e);
+        if source.is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             ApiError::PayloadTooLarge { limit }
+        } else if let Some(late) = std::iter::successors(source, |s| s.source())
+            .find_map(|s| s.downcast_ref::<super::server::BodyTooSlow>())
+        {
+            ApiError::RequestTimeout {
+                seconds: late.allowed.as_secs().max(1),
+            }
         } else {
             ApiError::bad_request(
                 "unreadable_body",

@@ -31,6 +31,7 @@ use axum::body::Body;
 use axum::http::Request;
 #[cfg(test)]
 use axum::http::StatusCode;
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -59,9 +60,56 @@ const LINGERING: usize = 256;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
+    /// A request's body must arrive whole within this long of its head.
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
 }
+
+/// A request body that did not arrive within [`Limits::body_read_timeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {allowed:?}")]
+pub struct BodyTooSlow {
+    pub allowed: Duration,
+}
+
+/// A request body with a deadline: past it, reading it fails with [`BodyTooSlow`], so a
+/// client cannot hold a request (and its connection, which the cap never takes from a
+/// request in progress) by sending its body slowly.
+struct Deadline {
+    body: Incoming,
+    allowed: Duration,
+    at: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.at.as_mut().poll(cx).is_ready() {
+            let allowed = self.allowed;
+            return Poll::Ready(Some(Err(Box::new(BodyTooSlow { allowed }))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting,
 /// closes idle connections and waits for busy ones to answer.
@@ -303,9 +351,21 @@ async fn connection(
         service_fn(move |request: Request<Incoming>| {
             let in_progress = InProgress::begin(&entry, &open);
             let router = router.clone();
+            let allowed = open.limits.body_read_timeout;
+            let request = request.map(|body| {
+                if body.is_end_stream() {
+                    Body::new(body)
+                } else {
+                    Body::new(Deadline {
+                        body,
+                        allowed,
+                        at: Box::pin(tokio::time::sleep(allowed)),
+                    })
+                }
+            });
             async move {
                 let response = router
-                    .oneshot(request.map(Body::new))
+                    .oneshot(request)
                     .await
                     .unwrap_or_else(|never: Infallible| match never {});
                 Ok::<_, Infallible>(response.map(|body| {

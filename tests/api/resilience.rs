@@ -400,6 +400,45 @@ async fn a_connection_must_send_its_head_in_time_and_may_idle_only_so_long() {
 }
 
 #[tokio::test]
+async fn a_body_that_arrives_too_slowly_is_answered_408() {
+    let app = TestApp::spawn_with(&[("BUTTON_SERVER__BODY_READ_TIMEOUT", "500ms")]).await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    let sent = Instant::now();
+    slow.write_all(
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\":",
+            app.ingest_token
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") || !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+            .await
+            .expect("answered within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    // A body sent in time is taken as ever.
+    let (status, _) = app.send_event(product_view("in-time")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn at_the_connection_cap_idle_connections_make_room_for_real_requests() {
     let app = TestApp::spawn_with(&[("BUTTON_SERVER__MAX_CONNECTIONS", "20")]).await;
     let mut hogs = Vec::new();
