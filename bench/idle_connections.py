@@ -10,8 +10,9 @@ closes everything, and samples it again.
 
     idle_connections.py --addr 127.0.0.1:8084 --pid PID [--connections 20000]
 
-Prints one JSON object; exits 1 if a bound does not hold (RSS peak, RSS after close,
-real requests failing).
+Prints one JSON object; exits 1 if a bound does not hold: RSS peak 150 MB or more,
+RSS after closing not at least 5 MB under the peak or over 40 MB above the start, a
+real request failing.
 """
 
 import argparse
@@ -144,8 +145,10 @@ async def run(args):
     problems = []
     if peak >= args.max_rss_mb:
         problems.append(f"RSS peak {peak:.0f} MB >= {args.max_rss_mb} MB")
-    if after > baseline + args.max_rss_growth_mb:
-        problems.append(f"RSS after close {after:.0f} MB, baseline {baseline:.0f} MB")
+    if after > baseline + args.max_rss_growth_mb or after > peak - 5:
+        problems.append(
+            f"RSS after close {after:.0f} MB: peak {peak:.0f} MB, baseline {baseline:.0f} MB"
+        )
     if failures or during[0] < 5:
         problems.append(f"real requests: {during[0]} ok, {len(failures)} failed {failures[:5]}")
     out["problems"] = problems
@@ -159,9 +162,11 @@ def main():
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them all open")
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds after closing")
+    # The allocator hands freed pages back over seconds, not at once (56 MB 20 s after
+    # closing, from a 77 MB peak and a 40 MB start, in BENCHMARKS.md's run).
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds after closing")
     parser.add_argument("--max-rss-mb", type=float, default=150.0)
-    parser.add_argument("--max-rss-growth-mb", type=float, default=30.0)
+    parser.add_argument("--max-rss-growth-mb", type=float, default=40.0)
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args)))
 
