@@ -193,19 +193,27 @@ pub fn tracking_message(call: &str) -> RefOr<Schema> {
     schema(envelope(&[call], call == "track", &[write_key()]))
 }
 
+/// The operations of one path, whatever their methods.
+pub(super) fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The answers the document adds to every operation, with why.
 pub fn complete(api: &mut utoipa::openapi::OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {
         let admin = path.starts_with("/v1/admin/");
         let ingest = is_ingest(path);
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations(item) {
             let responses = &mut operation.responses.responses;
             let mut add = |status: u16, description: &str, retry_after: bool| {
                 responses

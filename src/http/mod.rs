@@ -273,14 +273,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 fn describe_responses(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     for item in api.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in contract::operations(item) {
             for (code, response) in operation.responses.responses.iter_mut() {
                 if let RefOr::T(response) = response
                     && response.description.is_empty()

@@ -461,12 +461,12 @@ impl Watched {
         let Some(answer) = self.answer.as_mut() else {
             return send(self.stream(), cx);
         };
-        let stream = Pin::new(
+        // Not `self.stream()`: `answer` borrows another field of `self`.
+        let mut stream = Pin::new(
             self.stream
                 .as_mut()
                 .expect("the stream is taken only on drop"),
         );
-        let mut stream = stream;
         loop {
             let at = usize::try_from(answer.position()).unwrap_or(usize::MAX);
             let rest = answer.get_ref().get(at..).unwrap_or_default();
