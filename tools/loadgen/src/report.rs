@@ -11,7 +11,16 @@ use serde_json::Value;
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
 
+/// The connection counts, rates and integration counts `bench/run.sh` measures.
+pub const CONNECTIONS: [u32; 4] = [16, 64, 256, 1024];
+pub const RATES: [u32; 4] = [100, 300, 1000, 3000];
+pub const INTEGRATIONS: [u32; 5] = [1, 10, 30, 100, 1000];
+
 pub fn write(results: &str, machine: &str, into: &str, quick: bool) {
+    let plots = std::path::Path::new(into)
+        .parent()
+        .map(|p| p.join("bench/plots"))
+        .unwrap_or_else(|| "bench/plots".into());
     let text = std::fs::read_to_string(results)
         .unwrap_or_else(|e| super::fail(&format!("{results}: {e}")));
     let runs: HashMap<String, Value> = text
@@ -20,7 +29,7 @@ pub fn write(results: &str, machine: &str, into: &str, quick: bool) {
         .map(|v| (v["label"].as_str().unwrap_or_default().to_owned(), v))
         .collect();
     let machine = std::fs::read_to_string(machine).unwrap_or_default();
-    let section = render(&runs, &machine, quick);
+    let section = render(&runs, &machine, quick, &plots);
     let existing = std::fs::read_to_string(into).unwrap_or_default();
     let document = match (existing.find(BEGIN), existing.find(END)) {
         (Some(b), Some(e)) if b < e => {
@@ -35,11 +44,16 @@ pub fn write(results: &str, machine: &str, into: &str, quick: bool) {
     std::fs::write(into, document).unwrap_or_else(|e| super::fail(&format!("{into}: {e}")));
 }
 
-fn f(v: &Value) -> f64 {
+pub fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
+fn render(
+    runs: &HashMap<String, Value>,
+    machine: &str,
+    quick: bool,
+    plots: &std::path::Path,
+) -> String {
     let get = |label: &str| runs.get(label).cloned().unwrap_or(Value::Null);
     let mut s = String::new();
     let _ = writeln!(s, "{BEGIN}");
@@ -65,12 +79,34 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
         "| step | events/s | requests/s | vs limit | ingest ms p50 / p90 / p99 / max | lag ms p50 / p90 / p99 / max | delivered/s | lost | twice | service CPU cores | peak RSS MB |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
-    let limit_single = f(&get("bare-single")["requests_per_s"]);
+    // The limit: the most any client got from the bare server.
+    let limit_single =
+        f(&get("bare-single")["requests_per_s"]).max(f(&get("bare-lean")["requests_per_s"]));
     let limit_batch = f(&get("bare-batch")["requests_per_s"]);
-    let steps = [
-        ("bare-single", "1. limit: bare axum, single events"),
-        ("bare-batch", "1. limit: bare axum, batches of 100"),
-        ("ingest-single", "2. durable ingest, single events"),
+    let mut steps: Vec<(String, String)> = vec![
+        (
+            "bare-lean".into(),
+            "1. limit: bare axum, the leanest client, single events".into(),
+        ),
+        (
+            "bare-single".into(),
+            "1. limit: bare axum, single events".into(),
+        ),
+        (
+            "bare-batch".into(),
+            "1. limit: bare axum, batches of 100".into(),
+        ),
+    ];
+    let named = |steps: &mut Vec<(String, String)>, prefix: &str, what: &str| {
+        for c in CONNECTIONS {
+            steps.push((
+                format!("{prefix}ingest-c{c}"),
+                format!("{what}durable ingest, single events, {c} connections"),
+            ));
+        }
+    };
+    named(&mut steps, "", "2. ");
+    for (label, name) in [
         ("ingest-batch", "2. durable ingest, batches of 100"),
         (
             "e2e-instant-sustained",
@@ -80,6 +116,16 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "e2e-instant-2k",
             "3. end to end, instant Button, 2,000 events/s (single)",
         ),
+    ] {
+        steps.push((label.into(), name.into()));
+    }
+    for r in RATES {
+        steps.push((
+            format!("cost-{r}"),
+            format!("3. end to end, {r} events/s (single)"),
+        ));
+    }
+    for (label, name) in [
         (
             "e2e-100ms",
             "4. end to end, Button at 100 ms, fixed rate (batches of 10)",
@@ -89,17 +135,18 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "5. filling the live-log store (filtered events, batches of 500)",
         ),
         (
-            "ingest-single-full",
+            "ingest-c256-full",
             "5. durable ingest, single events, store full",
         ),
         (
             "ingest-batch-full",
             "5. durable ingest, batches of 100, store full",
         ),
-        (
-            "pg-ingest-single",
-            "6. PostgreSQL: durable ingest, single events",
-        ),
+    ] {
+        steps.push((label.into(), name.into()));
+    }
+    named(&mut steps, "pg-", "6. PostgreSQL: ");
+    for (label, name) in [
         (
             "pg-ingest-batch",
             "6. PostgreSQL: durable ingest, batches of 100",
@@ -109,7 +156,7 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "6. PostgreSQL: filling the live-log store (filtered, batches of 500)",
         ),
         (
-            "pg-ingest-single-full",
+            "pg-ingest-c256-full",
             "6. PostgreSQL: durable ingest, single events, store full",
         ),
         (
@@ -124,6 +171,16 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "pg-e2e-sustained",
             "6. PostgreSQL: end to end, instant Button, fixed rate (batches of 10)",
         ),
+    ] {
+        steps.push((label.into(), name.into()));
+    }
+    for r in RATES {
+        steps.push((
+            format!("pg-cost-{r}"),
+            format!("6. PostgreSQL: end to end, {r} events/s (single)"),
+        ));
+    }
+    for (label, name) in [
         (
             "pg2-e2e-2k",
             "7. PostgreSQL, two replicas: end to end, 2,000 events/s (single)",
@@ -132,8 +189,23 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             "pg2-e2e-sustained",
             "7. PostgreSQL, two replicas: end to end, fixed rate (batches of 10)",
         ),
-    ];
-    for (label, name) in steps {
+    ] {
+        steps.push((label.into(), name.into()));
+    }
+    for (prefix, store) in [("", ""), ("pg-", "PostgreSQL: ")] {
+        for n in INTEGRATIONS {
+            steps.push((
+                format!("{prefix}int{n}-e2e"),
+                format!("8. {store}{n} integrations, end to end, 2,000 events/s (single)"),
+            ));
+            steps.push((
+                format!("{prefix}int{n}-ingest"),
+                format!("8. {store}{n} integrations, ingest with delivery running (single)"),
+            ));
+        }
+    }
+    for (label, name) in &steps {
+        let (label, name) = (label.as_str(), name.as_str());
         let r = get(label);
         if r.is_null() {
             continue;
@@ -153,7 +225,7 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             limit_single
         };
         // Only flat-out ingest compares with the limit; fixed-rate runs offer less.
-        let ratio = if !label.contains("ingest-") || limit == 0.0 {
+        let ratio = if !(label.contains("ingest-") || label.starts_with("bare")) || limit == 0.0 {
             "".into()
         } else {
             format!("{:.0}%", 100.0 * f(&r["requests_per_s"]) / limit)
@@ -189,189 +261,8 @@ fn render(runs: &HashMap<String, Value>, machine: &str, quick: bool) -> String {
             f(&r["service"]["peak_rss_mb"]),
         );
     }
-    let _ = writeln!(s, "\n### Targets\n");
-    let _ = writeln!(s, "| target | measured | met |\n|---|---|---|");
-    let mut row = |target: &str, measured: String, met: bool| {
-        let _ = writeln!(
-            s,
-            "| {target} | {measured} | {} |",
-            if met { "yes" } else { "**no**" }
-        );
-    };
-    let single = get("ingest-single");
-    let single_rps = f(&single["requests_per_s"]);
-    row(
-        "Durable ingest of single events >= 50% of the bare-axum limit",
-        format!(
-            "{single_rps:.0} req/s = {:.0}% of {limit_single:.0}",
-            100.0 * single_rps / limit_single.max(1.0)
-        ),
-        single_rps >= 0.5 * limit_single,
-    );
-    let batch = f(&get("ingest-batch")["events_per_s"]);
-    row(
-        "Durable ingest, batches of 100 >= 100,000 events/s",
-        format!("{batch:.0} events/s"),
-        batch >= 100_000.0,
-    );
-    let sustained = get("e2e-instant-sustained");
-    let target = f(&sustained["rate_target"]);
-    let delivered = f(&sustained["delivery"]["delivered_per_s"]);
-    let lost = sustained["delivery"]["lost"].as_u64().unwrap_or(u64::MAX);
-    row(
-        "End to end, instant Button >= 10,000 events/s sustained for 60 s, nothing lost",
-        format!(
-            "{:.0} events/s offered for {:.0} s, {delivered:.0} delivered/s, {lost} lost",
-            f(&sustained["events_per_s"]),
-            f(&sustained["duration_s"])
-        ),
-        target >= 10_000.0
-            && f(&sustained["events_per_s"]) >= 0.98 * target
-            && delivered >= 0.98 * target
-            && lost == 0,
-    );
-    let low = get("e2e-instant-2k");
-    let lag = f(&low["delivery"]["lag_ms"]["p99"]);
-    row(
-        "Delivery lag p99 <= 250 ms at 2,000 events/s",
-        format!("{lag:.1} ms"),
-        lag <= 250.0 && !low.is_null(),
-    );
-    let slow = get("e2e-100ms");
-    let slow_delivered = f(&slow["delivery"]["delivered_per_s"]);
-    let in_flight = get("fake-100ms")["fake"]["peak_in_flight"]
-        .as_u64()
-        .unwrap_or(0);
-    row(
-        "End to end, Button at 100 ms >= 5,000 events/s (>= 500 in flight)",
-        format!("{slow_delivered:.0} delivered/s, peak {in_flight} in flight at the fake Button"),
-        slow_delivered >= 0.98 * 5000.0 && in_flight >= 500,
-    );
-    let p99 = f(&low["latency_ms"]["p99"]);
-    row(
-        "Ingest p99 <= 10 ms at 2,000 events/s",
-        format!("{p99:.2} ms"),
-        p99 <= 10.0 && !low.is_null(),
-    );
-    let rss = ["e2e-instant-sustained", "e2e-instant-2k", "e2e-100ms"]
-        .iter()
-        .map(|l| f(&get(l)["service"]["peak_rss_mb"]))
-        .fold(0.0, f64::max);
-    row(
-        "Peak RSS <= 150 MB during the end-to-end runs",
-        format!("{rss:.0} MB"),
-        rss > 0.0 && rss <= 150.0,
-    );
-    let full_single = f(&get("ingest-single-full")["events_per_s"]);
-    let full_batch = f(&get("ingest-batch-full")["events_per_s"]);
-    let empty_single = f(&single["events_per_s"]);
-    let filled = f(&get("fill")["events_accepted"]);
-    row(
-        "With 1,000,000 live-log entries, ingest within 10% of the empty store",
-        format!(
-            "{filled:.0} entries added; single {:.0}% and batches {:.0}% of the empty-store figures",
-            100.0 * full_single / empty_single.max(1.0),
-            100.0 * full_batch / batch.max(1.0)
-        ),
-        filled >= 1_000_000.0 && full_single >= 0.9 * empty_single && full_batch >= 0.9 * batch,
-    );
-    postgres_targets(&mut s, &get, limit_single);
+    let labels: Vec<&str> = runs.keys().map(String::as_str).collect();
+    super::report_cost::sections(&mut s, &get, &labels, limit_single, limit_batch, plots);
     let _ = writeln!(s, "{END}");
     s
-}
-
-/// The targets of the PostgreSQL steps (6 and 7).
-fn postgres_targets(s: &mut String, get: &dyn Fn(&str) -> Value, limit_single: f64) {
-    if get("pg-ingest-single").is_null() {
-        return;
-    }
-    let _ = writeln!(s, "\n### Targets on PostgreSQL\n");
-    let _ = writeln!(s, "| target | measured | met |\n|---|---|---|");
-    let mut row = |target: &str, measured: String, met: bool| {
-        let _ = writeln!(
-            s,
-            "| {target} | {measured} | {} |",
-            if met { "yes" } else { "**no**" }
-        );
-    };
-    let single = f(&get("pg-ingest-single")["requests_per_s"]);
-    row(
-        "Durable ingest of single events >= 20% of the bare-axum limit",
-        format!(
-            "{single:.0} req/s = {:.0}% of {limit_single:.0}",
-            100.0 * single / limit_single.max(1.0)
-        ),
-        single >= 0.2 * limit_single,
-    );
-    let batch = f(&get("pg-ingest-batch")["events_per_s"]);
-    row(
-        "Durable ingest, batches of 100 >= 40,000 events/s",
-        format!("{batch:.0} events/s"),
-        batch >= 40_000.0,
-    );
-    for (label, replicas) in [
-        ("pg-e2e-sustained", "one replica"),
-        ("pg2-e2e-sustained", "two replicas"),
-    ] {
-        let r = get(label);
-        let target = f(&r["rate_target"]);
-        let delivered = f(&r["delivery"]["delivered_per_s"]);
-        let lost = r["delivery"]["lost"].as_u64().unwrap_or(u64::MAX);
-        row(
-            &format!("End to end >= 5,000 events/s sustained for 60 s, nothing lost ({replicas})"),
-            format!(
-                "{:.0} events/s offered for {:.0} s, {delivered:.0} delivered/s, {lost} lost",
-                f(&r["events_per_s"]),
-                f(&r["duration_s"])
-            ),
-            target >= 5_000.0
-                && f(&r["duration_s"]) >= 59.0
-                && f(&r["events_per_s"]) >= 0.98 * target
-                && delivered >= 0.98 * target
-                && lost == 0,
-        );
-    }
-    for (label, replicas) in [("pg-e2e-2k", "one replica"), ("pg2-e2e-2k", "two replicas")] {
-        let r = get(label);
-        let lag = f(&r["delivery"]["lag_ms"]["p99"]);
-        let p99 = f(&r["latency_ms"]["p99"]);
-        row(
-            &format!(
-                "At 2,000 events/s: delivery lag p99 <= 250 ms, ingest p99 <= 20 ms ({replicas})"
-            ),
-            format!("lag p99 {lag:.1} ms, ingest p99 {p99:.2} ms"),
-            !r.is_null() && lag <= 250.0 && p99 <= 20.0,
-        );
-    }
-    let filled = f(&get("pg-fill")["events_accepted"]);
-    let empty_single = f(&get("pg-ingest-single")["events_per_s"]);
-    let full_single = f(&get("pg-ingest-single-full")["events_per_s"]);
-    let full_batch = f(&get("pg-ingest-batch-full")["events_per_s"]);
-    row(
-        "With 1,000,000 live-log entries, ingest within 10% of the empty database",
-        format!(
-            "{filled:.0} entries added; single {:.0}% and batches {:.0}% of the empty-database figures",
-            100.0 * full_single / empty_single.max(1.0),
-            100.0 * full_batch / batch.max(1.0)
-        ),
-        filled >= 1_000_000.0 && full_single >= 0.9 * empty_single && full_batch >= 0.9 * batch,
-    );
-    let rss = [
-        "pg-ingest-single",
-        "pg-ingest-batch",
-        "pg-ingest-single-full",
-        "pg-ingest-batch-full",
-        "pg-e2e-2k",
-        "pg-e2e-sustained",
-        "pg2-e2e-2k",
-        "pg2-e2e-sustained",
-    ]
-    .iter()
-    .map(|l| f(&get(l)["service"]["peak_rss_mb"]))
-    .fold(0.0, f64::max);
-    row(
-        "Peak RSS of each replica <= 150 MB",
-        format!("{rss:.0} MB (the largest replica, every PostgreSQL step)"),
-        rss > 0.0 && rss <= 150.0,
-    );
 }
