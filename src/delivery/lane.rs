@@ -158,6 +158,8 @@ impl Lane {
         let poll = shared.settings.poll_interval;
         let ahead = shared.settings.lease_batch.min(self.concurrency * 2).max(1);
         let mut ready: VecDeque<Leased> = VecDeque::new();
+        // When the last lease took all that was due: until when nothing else is.
+        let mut drained: Option<Option<Instant>> = None;
         loop {
             if *stop.borrow() {
                 break;
@@ -165,6 +167,8 @@ impl Lane {
             match self.gate(&shared) {
                 None => break,
                 Some(Gate::Closed(until)) => {
+                    // Once open again, the lane asks afresh.
+                    drained = None;
                     self.give_back(&shared, &mut ready, until.map(|(_, at)| at))
                         .await;
                     self.idle(&mut stop, until.map(|(at, _)| at)).await;
@@ -173,32 +177,37 @@ impl Lane {
                 Some(Gate::Open) => {}
             }
             if ready.is_empty() {
+                // The last lease took everything due: nothing to ask until the next
+                // delivery falls due or the lane is woken (new work, a committed
+                // outcome that frees an order's next change, a change of the
+                // integration, the replicas' sweep). An idle lane costs nothing.
+                if let Some(wake_at) = drained.take() {
+                    self.idle(&mut stop, wake_at).await;
+                    continue;
+                }
                 let ask = LeaseAsk {
                     limit: ahead,
                     lease_for: shared.settings.lease_duration,
                     token: LeaseToken::new(),
                 };
                 self.leasing.store(true, Ordering::Release);
-                let leased = shared.store.lease(&self.id, &ask).await;
-                if let Ok(leased) = &leased {
-                    self.waiting.store(leased.len(), Ordering::Release);
-                    if !leased.is_empty() {
+                let lease = shared.store.lease(&self.id, &ask).await;
+                if let Ok(lease) = &lease {
+                    self.waiting.store(lease.taken.len(), Ordering::Release);
+                    if !lease.taken.is_empty() {
                         self.leases.fetch_add(1, Ordering::AcqRel);
                     }
                 }
                 self.leasing.store(false, Ordering::Release);
-                match leased {
-                    Ok(leased) if !leased.is_empty() => ready.extend(leased),
-                    Ok(_) => {
-                        let wake_at = match shared.store.next_due(&self.id).await {
-                            Ok(Some(due)) => {
+                match lease {
+                    Ok(lease) => {
+                        if lease.drained {
+                            drained = Some(lease.next_due.map(|due| {
                                 Instant::now()
                                     + Duration::from_millis((due - now_ms()).max(0) as u64)
-                                        .min(poll)
-                            }
-                            _ => Instant::now() + poll,
-                        };
-                        self.idle(&mut stop, Some(wake_at)).await;
+                            }));
+                        }
+                        ready.extend(lease.taken);
                     }
                     Err(e) => {
                         tracing::error!(integration_id = %self.id, error = %e, "cannot lease deliveries; retrying");
@@ -287,6 +296,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             .record(Record {
                 finish,
                 request: None,
+                wake: None,
             })
             .await;
         return;
@@ -363,6 +373,8 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
     );
     // The slot is freed once the outcome is with the recorder (so a shutdown that
     // waits for the slots finds every outcome queued for its flush).
+    // A later change of the same order waits for this one's outcome to be committed:
+    // the recorder wakes the lane then.
     shared
         .recorder
         .record(Record {
@@ -373,6 +385,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
                 ..finish(&job, &decision, now, log)
             },
             request: view,
+            wake: job.order_key.is_some().then(|| lane.clone()),
         })
         .await;
     drop(permit);
@@ -386,16 +399,14 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             decision.state(),
         ));
     }
-    match decision {
-        Decision::Retry { at, .. } => {
-            let wait = remaining(at, SystemTime::now());
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                lane.wake();
-            });
-        }
-        Decision::PauseLane => {}
-        _ => lane.wake(),
+    // A retry wakes the lane when it falls due. A freed slot needs no wake: a lane
+    // with leased work waits on its slots, and an idle one had nothing to send.
+    if let Decision::Retry { at, .. } = decision {
+        let wait = remaining(at, SystemTime::now());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            lane.wake();
+        });
     }
 }
 

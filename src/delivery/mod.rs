@@ -90,6 +90,7 @@ impl Delivery {
             changes,
             delivery.stop.subscribe(),
         ));
+        tokio::spawn(sweep(Arc::downgrade(&delivery), delivery.stop.subscribe()));
         delivery
     }
 
@@ -249,6 +250,42 @@ async fn follow(
                 }
             }
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Lanes sleep while they have nothing due, and are woken by what gives them work.
+/// On a shared store (PostgreSQL) some work comes unannounced: another replica's
+/// queued deliveries, a dead replica's expired leases. Every `delivery.poll_interval`
+/// one query asks which idle lanes have such work, and wakes those. The embedded
+/// store has one process and nothing to sweep: this ends at once there.
+async fn sweep(weak: std::sync::Weak<Delivery>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let Some(delivery) = weak.upgrade() else {
+            return;
+        };
+        let poll = delivery.shared.settings.poll_interval;
+        let idle: Vec<IntegrationId> = delivery
+            .lanes()
+            .iter()
+            .filter(|(_, lane)| !lane.busy())
+            .map(|(id, _)| id.clone())
+            .collect();
+        match delivery.shared.store.due_among(&idle).await {
+            None => return,
+            Some(Ok(due)) => {
+                for id in &due {
+                    delivery.notify(id);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot look for deliveries due on idle lanes; trying again")
+            }
+        }
+        drop(delivery);
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::lane::Lane;
 use crate::domain::clock::now_ms;
 use crate::live_logs::{Hub, RequestView};
 use crate::metrics::Metrics;
@@ -19,6 +20,9 @@ pub struct Record {
     pub finish: Finish,
     /// The request, for the live tail (only built when someone is watching).
     pub request: Option<RequestView>,
+    /// The lane to wake once the outcome is committed (a later change of the same
+    /// order may wait for it).
+    pub wake: Option<Arc<Lane>>,
 }
 
 enum Msg {
@@ -125,6 +129,9 @@ async fn commit(records: &mut Vec<Record>, store: &Store, hub: &Hub, metrics: &M
         metrics.delivery(&log.integration_id, log.outcome);
         if watched {
             hub.publish(log, record.request);
+        }
+        if let Some(lane) = record.wake {
+            lane.wake();
         }
     }
 }

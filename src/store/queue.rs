@@ -41,6 +41,17 @@ pub struct Leased {
     pub order_key: Option<String>,
 }
 
+/// What a lease took. When it took less than it asked for, nothing else was due: it
+/// also says when the integration's next delivery falls due (`next_due`, ms; the
+/// deliveries just taken count, due again when their lease ends), so that the lane
+/// can sleep until then without asking again.
+#[derive(Debug)]
+pub struct Lease {
+    pub taken: Vec<Leased>,
+    pub drained: bool,
+    pub next_due: Option<i64>,
+}
+
 /// What a lane asks for when it leases.
 #[derive(Debug, Clone)]
 pub struct LeaseAsk {
@@ -93,7 +104,7 @@ impl Store {
         &self,
         integration_id: &IntegrationId,
         ask: &LeaseAsk,
-    ) -> Result<Vec<Leased>, StoreError> {
+    ) -> Result<Lease, StoreError> {
         on_backend!(self.backend, db => db.lease(integration_id, ask).await)
     }
 
@@ -116,6 +127,22 @@ impl Store {
         available_at: i64,
     ) -> Result<(), StoreError> {
         on_backend!(self.backend, db => db.release(leases, available_at).await)
+    }
+
+    /// Of `ids`, the integrations with a delivery due now that no replica told this
+    /// one about: on PostgreSQL, work another replica queued or a dead replica's
+    /// expired leases. One statement, whatever the number of integrations, so a
+    /// replica's idle lanes are looked after for the price of one query. The embedded
+    /// store has one process, whose lanes hear of all their work: `None` there, and
+    /// nothing needs sweeping.
+    pub async fn due_among(
+        &self,
+        ids: &[IntegrationId],
+    ) -> Option<Result<Vec<IntegrationId>, StoreError>> {
+        match &self.backend {
+            super::Backend::Sqlite(_) => None,
+            super::Backend::Postgres(db) => Some(db.due_among(ids).await),
+        }
     }
 
     /// When the integration's next pending delivery falls due, if it has one.

@@ -15,7 +15,7 @@ use super::rows::storable;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
-use crate::store::queue::{Finish, LeaseAsk, Leased, Parcel};
+use crate::store::queue::{Finish, Lease, LeaseAsk, Parcel};
 use crate::store::{MAX_BINDS, StoreError, pieces, rows};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
@@ -45,6 +45,18 @@ static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Which of the integrations given (a text array) have a delivery due: ids, now.
+static DUE_AMONG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT u.id FROM unnest($1::text[]) AS u(id)
+         WHERE EXISTS (SELECT 1 FROM deliveries d
+                       WHERE d.integration_id = u.id COLLATE \"C\" AND d.state = '{}'
+                         AND d.available_at <= $2 AND {held})",
+        DeliveryState::Pending,
+        held = NOT_HELD.as_str(),
+    )
+});
+
 /// A delivery of an order waits while one accepted before it for the same order is
 /// not delivered (pending or in flight, failed, or dead-lettered); replaying the
 /// earlier one (or discarding a dead letter) releases it. `d` is the delivery.
@@ -65,7 +77,7 @@ impl PgStore {
         &self,
         integration_id: &IntegrationId,
         ask: &LeaseAsk,
-    ) -> Result<Vec<Leased>, StoreError> {
+    ) -> Result<Lease, StoreError> {
         let now = now_ms();
         let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE.as_str()))
             .bind(now + ask.lease_for.as_millis() as i64)
@@ -82,7 +94,17 @@ impl PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         // RETURNING gives no order; serve the oldest first.
         leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
-        Ok(leased)
+        let drained = leased.len() < ask.limit;
+        let next_due = if drained {
+            self.next_due(integration_id).await?
+        } else {
+            None
+        };
+        Ok(Lease {
+            taken: leased,
+            drained,
+            next_due,
+        })
     }
 
     pub(in crate::store) async fn finish(
@@ -180,6 +202,25 @@ impl PgStore {
         insert_logs(&mut tx, &self.replica, &refs).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(in crate::store) async fn due_among(
+        &self,
+        ids: &[IntegrationId],
+    ) -> Result<Vec<IntegrationId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(IntegrationId::as_str).collect();
+        let due: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(DUE_AMONG.as_str()))
+            .bind(ids)
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(due
+            .iter()
+            .filter_map(|id| IntegrationId::parse(id).ok())
+            .collect())
     }
 
     pub(in crate::store) async fn next_due(
