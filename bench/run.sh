@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # The benchmark: one machine, one run, side by side.
-#   1. the limit: a bare axum server answering 202, driven by the same load generator;
-#   2. durable ingest alone (delivery paused): single events, batches of 100;
+#   1. the limit: a bare axum server answering 202, driven by the load generator, and
+#      by the leanest client (`loadgen lean`) to show the load generator is not what
+#      limits it;
+#   2. durable ingest alone (delivery paused): single events at 16, 64, 256 and 1,024
+#      connections, batches of 100;
 #   3. end to end with an instant fake Button: 2,000 events/s for delivery lag and
-#      ingest latency, then 10,000 events/s for 60 s;
+#      ingest latency, then 10,000 events/s for 60 s; then the cost curve: service CPU
+#      per event at 100, 300, 1,000 and 3,000 events/s;
 #   4. end to end with a fake Button taking 100 ms per request: 5,000 events/s;
 #   5. ingest again once the live-log store holds 1,000,000 entries;
 #   6. the same on PostgreSQL (BENCH_POSTGRES_URL, a server on this machine by default;
-#      each step gets a fresh database there): durable ingest, end to end at 2,000
-#      events/s and 5,000 events/s for 60 s, ingest with 1,000,000 entries stored;
-#   7. end to end on PostgreSQL with two replicas sharing the load.
-# It rewrites the measured part of BENCHMARKS.md (between the bench markers).
+#      each step gets a fresh database there): durable ingest at each connection count,
+#      end to end at 2,000 events/s and 5,000 events/s for 60 s, the cost curve,
+#      ingest with 1,000,000 entries stored;
+#   7. end to end on PostgreSQL with two replicas sharing the load;
+#   8. many integrations: 1, 100 and 1,000 installed, events spread over them (each
+#      posted to one integration's own ingest path): end to end at 2,000 events/s,
+#      then flat-out ingest with delivery running; on both stores.
+# It rewrites the measured part of BENCHMARKS.md (between the bench markers) and draws
+# its curves (bench/plots/*.svg).
 #
-#   bench/run.sh              # the full run (about 10 minutes on 2 cores)
+#   bench/run.sh              # the full run (about 25 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh  # a few seconds per step, results only under bench/results (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +29,10 @@ cd "$(dirname "$0")/.."
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
   dur=2; sustained=3; fill=2000; rate_hi=1000; rate_lo=200; rate_slow=500; rate_pg=500; drain=20
+  cost_rates="100 300"; many="1 10 30"; conns="16 256"
 else
   dur=${BENCH_DURATION:-20}; sustained=60; fill=1000000; rate_hi=10000; rate_lo=2000; rate_slow=5000; rate_pg=5000; drain=90
+  cost_rates="100 300 1000 3000"; many="1 100 1000"; conns="16 64 256 1024"
 fi
 pg_server=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v psql >/dev/null || { echo "psql is needed for the PostgreSQL steps" >&2; exit 1; }
@@ -63,7 +74,7 @@ start_replica() {
   local dir=$out/$name
   mkdir -p "$dir"
   env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$dir/data" \
-      BUTTON_AUTH__ADMIN_TOKENS=$admin BUTTON_AUTH__INGEST_TOKENS=$ingest \
+      BUTTON_AUTH__ADMIN_TOKENS=$admin BUTTON_AUTH__INGEST_TOKENS=$ingest BUTTON_SERVER__ADMIN_RATE_LIMIT=0 \
       BUTTON_BUTTON__ORDERS_BASE_URL=http://127.0.0.1:$fake_port \
       BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
       "$@" "$bin/button-delivery" > "$dir/service.log" 2>&1 &
@@ -98,25 +109,79 @@ stop_fake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null
 
 load() { "$bin/loadgen" run --out "$results" "$@"; }
 
-echo "== 1. the limit: bare axum"
+echo "== 1. the limit: bare axum, and the load generator against the leanest client"
 "$bin/bare" --listen 127.0.0.1:$bare_port 2>/dev/null &
 bare_pid=$!; pids+=("$bare_pid")
 wait_http $bare_port
+"$bin/loadgen" lean --out "$results" --label bare-lean --url http://127.0.0.1:$bare_port --token x --duration $dur --pid $bare_pid
 load --label bare-single --url http://127.0.0.1:$bare_port --token x --duration $dur --pid $bare_pid
 load --label bare-batch --url http://127.0.0.1:$bare_port --token x --batch 100 --connections 16 --duration $dur --pid $bare_pid
 kill $bare_pid; wait $bare_pid 2>/dev/null || true
+# The sustained end-to-end rates are the targets' shares of this limit: 0.15 of it on
+# SQLite, 0.08 on PostgreSQL (issue 13), so that the run says whether they hold.
+limit=$(python3 -c '
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(int(max(r["requests_per_s"] for r in runs if r["label"] in ("bare-lean", "bare-single"))))' "$results")
+if [ "$quick" != 1 ]; then
+  rate_hi=$(( (limit * 15 + 99) / 100 )); rate_pg=$(( (limit * 8 + 99) / 100 ))
+fi
+echo "the limit: $limit requests/s; sustained runs at $rate_hi (SQLite) and $rate_pg (PostgreSQL) events/s"
+
+# Durable ingest of single events at each connection count (delivery paused);
+# `$1` prefixes the labels.
+ingest_by_connections() {
+  for c in $conns; do
+    load --label "$1ingest-c$c" --url http://127.0.0.1:$svc_port --token $ingest --connections "$c" --duration $dur --pid "$svc_pid"
+  done
+}
+
+# End to end, single events at each rate of the cost curve; `$1` prefixes the labels.
+cost_curve() {
+  for r in $cost_rates; do
+    load --label "$1cost-$r" --url http://127.0.0.1:$svc_port --token $ingest --rate "$r" \
+         --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+  done
+}
+
+# The service's CPU while nothing happens, over $dur seconds, as a result line `$1`.
+idle_cost() {
+  local ticks=$(getconf CLK_TCK) c0 c1
+  sleep 1
+  c0=$(awk '{print $14 + $15}' "/proc/$svc_pid/stat")
+  sleep "$dur"
+  c1=$(awk '{print $14 + $15}' "/proc/$svc_pid/stat")
+  echo "{\"label\":\"$1\",\"duration_s\":$dur,\"service\":{\"cpu_s_total\":$(awk -v a="$c0" -v b="$c1" -v t="$ticks" 'BEGIN {print (b - a) / t}'),\"cpu_cores_during_load\":$(awk -v a="$c0" -v b="$c1" -v t="$ticks" -v d="$dur" 'BEGIN {print (b - a) / t / d}')}}" >> "$results"
+}
+
+# $2 integrations installed on a fresh service (BUTTON_* settings after), events spread
+# over them: end to end at the steady rate, then flat out with delivery running.
+many_integrations() {
+  local prefix=$1 n=$2; shift 2
+  start_fake
+  start_replica "${prefix}many-$n" "$@"
+  "$bin/loadgen" setup --url "http://127.0.0.1:$svc_port" --admin-token $admin --api-key $key \
+      --application-id app-bench1 --count "$n" > "$out/${prefix}ids-$n"
+  idle_cost "${prefix}int$n-idle"
+  load --label "${prefix}int$n-e2e" --url http://127.0.0.1:$svc_port --token $ingest --rate $rate_lo \
+       --duration $dur --spread "$out/${prefix}ids-$n" --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+  load --label "${prefix}int$n-ingest" --url http://127.0.0.1:$svc_port --token $ingest \
+       --duration $dur --spread "$out/${prefix}ids-$n" --pid "$svc_pid"
+  stop_service "${prefix}many-$n"
+  stop_fake
+}
 
 echo "== 2. durable ingest alone (delivery paused)"
 start_fake
 start_service ingest
 "$bin/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token $admin --id "$integration"
-load --label ingest-single --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+ingest_by_connections ""
 load --label ingest-batch --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 
 echo "== 5. the same ingest with $fill live-log entries stored"
 load --label fill --url http://127.0.0.1:$svc_port --token $ingest --batch 500 --connections 4 --mix filtered \
      --duration 600 --max-events $fill --pid "$svc_pid"
-load --label ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+load --label ingest-c256-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
 load --label ingest-batch-full --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 stop_service ingest
 stop_fake
@@ -130,6 +195,7 @@ load --label e2e-instant-2k --url http://127.0.0.1:$svc_port --token $ingest --r
      --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
 load --label e2e-instant-sustained --url http://127.0.0.1:$svc_port --token $ingest --batch 10 --rate $rate_hi \
      --duration $sustained --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+cost_curve ""
 stop_service e2e-instant
 stop_fake
 
@@ -147,11 +213,11 @@ echo "== 6. PostgreSQL, one replica"
 start_fake
 start_service pg-ingest BUTTON_DATABASE__URL="$(fresh_database ingest)"
 "$bin/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token $admin --id "$integration"
-load --label pg-ingest-single --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+ingest_by_connections pg-
 load --label pg-ingest-batch --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 load --label pg-fill --url http://127.0.0.1:$svc_port --token $ingest --batch 500 --connections 4 --mix filtered \
      --duration 900 --max-events $fill --pid "$svc_pid"
-load --label pg-ingest-single-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
+load --label pg-ingest-c256-full --url http://127.0.0.1:$svc_port --token $ingest --connections 256 --duration $dur --pid "$svc_pid"
 load --label pg-ingest-batch-full --url http://127.0.0.1:$svc_port --token $ingest --batch 100 --connections 16 --duration $dur --pid "$svc_pid"
 stop_service pg-ingest
 stop_fake
@@ -161,6 +227,7 @@ load --label pg-e2e-2k --url http://127.0.0.1:$svc_port --token $ingest --rate $
      --duration $dur --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
 load --label pg-e2e-sustained --url http://127.0.0.1:$svc_port --token $ingest --batch 10 --rate $rate_pg \
      --duration $sustained --fake http://127.0.0.1:$fake_port --drain $drain --pid "$svc_pid"
+cost_curve pg-
 stop_service pg-e2e
 stop_fake
 
@@ -181,6 +248,10 @@ stop_service pg2-a "$pid_a"
 stop_service pg2-b "$pid_b"
 svc_port=$port_a
 stop_fake
+
+echo "== 8. many integrations"
+for n in $many; do many_integrations "" "$n"; done
+for n in $many; do many_integrations pg- "$n" BUTTON_DATABASE__URL="$(fresh_database many$n)"; done
 
 {
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"

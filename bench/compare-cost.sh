@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A/B of what the work costs: two builds of the service measured alternately (old then
+# new in odd rounds, new then old in even ones), each step on a fresh service with a
+# fresh data directory and a fresh fake Button:
+#   idle-100    100 integrations installed, nothing sent: service CPU over 10 s;
+#   cost-100    end to end, 100 single events/s for BENCH_DURATION s: CPU per event;
+#   cost-1000   the same at 1,000 events/s;
+#   int100-e2e  100 integrations, 2,000 events/s spread over them: CPU per event, lag.
+# Prints one line per step and build with the medians over the rounds, and writes the
+# raw results to bench/results/compare-cost-<UTC>/results.jsonl.
+#
+#   bench/compare-cost.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]   # ROUNDS defaults to 3
+#
+# The tools (loadgen, fake-button) come from target/release for both sides.
+set -euo pipefail
+[ $# -ge 2 ] || { echo "usage: $0 OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]" >&2; exit 2; }
+old=$(cd "$1" && pwd); new=$(cd "$2" && pwd); rounds=${3:-3}
+cd "$(dirname "$0")/.."
+tools=target/release
+dur=${BENCH_DURATION:-15}
+out=bench/results/compare-cost-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"; results=$out/results.jsonl; : > "$results"
+base=${BENCH_PORT_BASE:-19280}; fake_port=$((base + 2)); svc_port=$((base + 3))
+svc_pid=; fake_pid=
+cleanup() { kill $svc_pid $fake_pid 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_http() {
+  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+
+start() {
+  local bin=$1 name=$2
+  rm -rf "${out:?}/$name"; mkdir -p "$out/$name"
+  "$tools/fake-button" --listen 127.0.0.1:$fake_port --api-key sk-bench-key --record-arrivals 2>/dev/null &
+  fake_pid=$!; wait_http $fake_port
+  env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$out/$name/data" \
+      BUTTON_AUTH__ADMIN_TOKENS=adm BUTTON_AUTH__INGEST_TOKENS=ing BUTTON_SERVER__ADMIN_RATE_LIMIT=0 \
+      BUTTON_BUTTON__ORDERS_BASE_URL=http://127.0.0.1:$fake_port \
+      BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
+      "$bin/button-delivery" > /dev/null 2>&1 &
+  svc_pid=$!; wait_http $svc_port
+}
+stop() { kill $svc_pid $fake_pid; wait $svc_pid $fake_pid 2>/dev/null || true; svc_pid=; fake_pid=; }
+
+setup() { "$tools/loadgen" setup --url http://127.0.0.1:$svc_port --admin-token adm --api-key sk-bench-key --count "$1" > "$out/ids"; }
+
+run_side() {
+  local side=$1 bin=$2
+  start "$bin" "$side-idle"; setup 100; sleep 1
+  local c0 c1; c0=$(awk '{print $14 + $15}' /proc/$svc_pid/stat); sleep 10; c1=$(awk '{print $14 + $15}' /proc/$svc_pid/stat)
+  echo "{\"label\":\"idle-100\",\"side\":\"$side\",\"cores\":$(awk -v a="$c0" -v b="$c1" -v t="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / t / 10}')}" >> "$results"
+  stop
+  for rate in 100 1000; do
+    start "$bin" "$side-cost-$rate"; setup 1
+    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate $rate --duration "$dur" \
+      --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label "cost-$rate" 2>/dev/null
+    stop
+  done
+  start "$bin" "$side-int100"; setup 100
+  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate 2000 --duration "$dur" \
+    --spread "$out/ids" --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label int100-e2e 2>/dev/null
+  stop
+  python3 -c '
+import json, sys
+side = sys.argv[2]
+for l in open(sys.argv[1]):
+    r = json.loads(l); r["side"] = side; print(json.dumps(r))' "$out/$side.jsonl" "$side" >> "$results"
+  rm -f "$out/$side.jsonl"
+}
+
+for round in $(seq 1 "$rounds"); do
+  if [ $((round % 2)) = 1 ]; then run_side old "$old"; run_side new "$new"; else run_side new "$new"; run_side old "$old"; fi
+  echo "round $round done"
+done
+
+python3 - "$results" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def fig(r):
+    if r["label"] == "idle-100":
+        return r["cores"], "cores idle"
+    return 1000 * r["service"]["cpu_s_total"] / max(r["events_accepted"], 1), "ms CPU/event"
+print("| step | old | new | new/old |\n|---|---:|---:|---:|")
+for label in ["idle-100", "cost-100", "cost-1000", "int100-e2e"]:
+    med = {}
+    for side in ["old", "new"]:
+        vals = [fig(r)[0] for r in rows if r["label"] == label and r["side"] == side]
+        med[side] = statistics.median(vals) if vals else float("nan")
+    unit = fig(next(r for r in rows if r["label"] == label))[1]
+    lag = {s: statistics.median([r["delivery"]["lag_ms"]["p99"] for r in rows if r["label"] == label and r["side"] == s] or [0]) for s in ["old", "new"]} if label != "idle-100" else None
+    extra = f" (lag p99 {lag['old']:.1f} / {lag['new']:.1f} ms)" if lag else ""
+    ratio = med["new"] / med["old"] if med["old"] else float("nan")
+    print(f"| {label}: {unit}{extra} | {med['old']:.3f} | {med['new']:.3f} | {ratio:.2f} |")
+EOF
