@@ -13,7 +13,8 @@ use crate::store::{StoreError, rows};
 
 /// An ended delivery with its event and its newest entry, `d` and `e` below.
 const SELECT: &str = "SELECT d.id, d.message_id, d.event_name, d.test, e.payload,
-     (SELECT MAX(l.id) FROM live_logs l WHERE l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
+     (SELECT MAX(l.id) FROM live_logs l
+      WHERE l.integration_id = d.integration_id AND l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
      FROM deliveries d LEFT JOIN events e ON e.message_id = d.message_id
      WHERE d.integration_id = ";
 
