@@ -15,6 +15,7 @@
 #   is made and filled with that version's schema and measured with it ("before"), then
 #   the current build (target/release) starts on the same store, applies its
 #   migrations (their time is printed) and is measured again ("after").
+#   LIVE_LOGS_AFTER=DIR: the current build's binaries, if not target/release.
 # LIVE_LOGS_STORES="sqlite postgres" (the default), or either alone.
 # LIVE_LOGS_REQUESTS: requests per case (default 300; quick: 20).
 # BENCH_POSTGRES_URL: the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres);
@@ -38,7 +39,7 @@ integrations_count=4
 if [ "${LIVE_LOGS_NO_BUILD:-0}" != 1 ]; then
   cargo build --release --locked --bin button-delivery --quiet
 fi
-after_bin=target/release/button-delivery
+after_bin=${LIVE_LOGS_AFTER:-target/release}/button-delivery
 first_bin=${before:+$before/button-delivery}
 first_bin=${first_bin:-$after_bin}
 out=bench/results/live-logs-$(date -u +%Y%m%dT%H%M%SZ)
