@@ -96,7 +96,7 @@ def select_rows(n, k, filtered_only, dialect):
     return source, ms, r, e
 
 
-def fill_sql(n, integrations, dialect):
+def fill_sql(n, integrations, dialect, response_bytes=False):
     k = len(integrations)
     last = k - 1
     source, ms, r, e = select_rows(n, k, None, dialect)
@@ -122,6 +122,9 @@ def fill_sql(n, integrations, dialect):
     # The per-row values, computed once in a subquery.
     base = (f"SELECT i, {integ} AS integration_id, {ms} AS ms, {ulid} AS ulid, {outcome} AS outcome, "
             f"{event} AS event_name, {call} AS call, {test} AS test, {message} AS message_id FROM {source}")
+    # PostgreSQL keeps answers as bytes from migration 0008 on (stored as they are,
+    # which the service reads as written before packing).
+    pack_response = (lambda x: f"convert_to({x}, 'UTF8')") if response_bytes else (lambda x: x)  # noqa: E731
     response = ("'{\"headers\":{\"content-type\":\"application/json\",\"x-request-id\":\"req-' || ulid || "
                 "'\"},\"body\":\"{\\\"object\\\":{\\\"status\\\":\\\"open\\\",\\\"button_order_id\\\":\\\"btnorder-' || ulid || "
                 "'\\\"}}\",\"truncated\":false}'")
@@ -143,7 +146,7 @@ def fill_sql(n, integrations, dialect):
             f"status_code, status_line, latency_ms, error, hint, warnings, next_attempt_at, response, test, created_at, replaces) "
             f"SELECT 'log_' || ulid, integration_id, 'dlv_' || ulid, {b('message_id')}, {b('event_name')}, call, {attempt}, outcome, "
             f"{status_code}, {status_line}, {latency}, {error}, {hint}, NULL, {next_at}, "
-            f"(CASE WHEN {answered} THEN {response} ELSE NULL END), test, ms, NULL FROM ({base}) AS v")
+            f"(CASE WHEN {answered} THEN {pack_response(response)} ELSE NULL END), test, ms, NULL FROM ({base}) AS v")
     state = ("(CASE outcome WHEN 'delivered' THEN 'delivered' WHEN 'retry_scheduled' THEN 'delivered' "
              "WHEN 'failed' THEN 'failed' WHEN 'dead_lettered' THEN 'dead' WHEN 'filtered' THEN 'filtered' "
              "ELSE 'mapping_failed' END)")
@@ -217,7 +220,11 @@ def fill_postgres(url, n, integrations):
          "AND indexname NOT LIKE '%_pkey'"],
         check=True, capture_output=True, text=True).stdout.strip().splitlines()
     indexes = [r.split("\t", 1) for r in rows if r]
-    logs, deliveries, counts = fill_sql(n, integrations, "pg")
+    response_type = subprocess.run(
+        ["psql", url, "-qAt", "-c",
+         "SELECT data_type FROM information_schema.columns WHERE table_name = 'live_logs' AND column_name = 'response'"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    logs, deliveries, counts = fill_sql(n, integrations, "pg", response_type == "bytea")
     settings = "SET synchronous_commit = off; SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; "
     psql(url, " ".join(f"DROP INDEX {name};" for name, _ in indexes) or "SELECT 1")
     started = time.time()

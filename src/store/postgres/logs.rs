@@ -71,7 +71,7 @@ impl PgStore {
         page: &Page<LogId>,
     ) -> Result<Vec<LogRow>, StoreError> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
-        q.push(", NULL AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id WHERE l.integration_id = ")
+        q.push(", NULL::bytea AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id WHERE l.integration_id = ")
             .push_bind(integration_id);
         if let Some(before) = &page.from {
             q.push(" AND l.id < ").push_bind(before);
@@ -133,7 +133,7 @@ impl PgStore {
     ) -> Result<Vec<LogRow>, StoreError> {
         let ids: Vec<&str> = ids.iter().map(LogId::as_str).collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT}, NULL AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id
+            "{SELECT}, NULL::bytea AS payload FROM live_logs l LEFT JOIN deliveries d ON d.id = l.delivery_id
              WHERE l.id = ANY($1) ORDER BY l.id"
         )))
         .bind(ids)

@@ -10,6 +10,7 @@ use super::rows::storable;
 use crate::domain::IntegrationId;
 use crate::domain::clock::now_ms;
 use crate::live_logs::LogRecord;
+use crate::store::pack::{Kind, pack};
 use crate::store::remap::{Remap, RemapFilter, Unmapped};
 use crate::store::{StoreError, rows};
 
@@ -75,7 +76,7 @@ impl PgStore {
                 .bind(remap.state)
                 .bind(remap.call)
                 .bind(remap.url.as_deref().map(storable))
-                .bind(remap.body.as_deref())
+                .bind(remap.body.as_deref().map(|b| pack(Kind::Request, b)))
                 .bind(warnings.as_deref().map(storable))
                 .bind(now)
                 .bind(&remap.delivery_id)

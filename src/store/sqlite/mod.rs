@@ -94,6 +94,13 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0007_live_log_filters.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("packed_values"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0008_packed_values.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -8,6 +8,7 @@ use super::logs::insert_logs;
 use crate::domain::IntegrationId;
 use crate::domain::clock::now_ms;
 use crate::live_logs::LogRecord;
+use crate::store::pack::{Kind, pack};
 use crate::store::remap::{Remap, RemapFilter, Unmapped};
 use crate::store::{StoreError, rows};
 
@@ -74,7 +75,7 @@ impl SqliteStore {
                             .bind(remap.state)
                             .bind(remap.call)
                             .bind(remap.url.as_deref())
-                            .bind(remap.body.as_deref())
+                            .bind(remap.body.as_deref().map(|b| pack(Kind::Request, b)))
                             .bind(rows::warnings_text(&remap.log.warnings))
                             .bind(now)
                             .bind(now)
