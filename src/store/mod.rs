@@ -38,6 +38,7 @@ pub mod sources;
 pub mod stats;
 
 mod columns;
+pub(crate) mod pack;
 mod postgres;
 mod rows;
 mod sqlite;

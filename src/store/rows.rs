@@ -15,6 +15,7 @@ use crate::store::dead_letters::DeadLetter;
 use crate::store::ingest::{NewDelivery, NewEvent};
 use crate::store::integrations::IntegrationRow;
 use crate::store::logs::LogRow;
+use crate::store::pack::{Kind, pack, unpack};
 use crate::store::queue::{Leased, Parcel};
 use crate::store::remap::Unmapped;
 use crate::store::sources::SourceRow;
@@ -52,6 +53,30 @@ pub(super) trait Cells {
             index: column.to_owned(),
             source: "NULL where a value is required".into(),
         })
+    }
+
+    /// A value kept packed ([`pack`]), as it was before packing.
+    fn packed(&self, column: &str, kind: Kind) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        self.bytes(column)?
+            .map(|stored| {
+                unpack(kind, stored).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: column.to_owned(),
+                    source: Box::new(e),
+                })
+            })
+            .transpose()
+    }
+
+    /// A text value kept packed ([`pack`]), as it was before packing.
+    fn packed_text(&self, column: &str, kind: Kind) -> Result<Option<String>, sqlx::Error> {
+        self.packed(column, kind)?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: column.to_owned(),
+                    source: Box::new(e),
+                })
+            })
+            .transpose()
     }
 
     /// A word or an id, parsed from its text.
@@ -131,12 +156,12 @@ impl Insert for &LogRecord {
         b.text(self.hint.as_deref());
         b.text(warnings_text(&self.warnings).as_deref());
         b.int(self.next_attempt_at);
-        b.text(
-            self.response
-                .as_ref()
-                .map(|r| serde_json::to_string(r).expect("a response view serialises"))
-                .as_deref(),
-        );
+        b.bytes(self.response.as_ref().map(|r| {
+            pack(
+                Kind::Response,
+                &serde_json::to_vec(r).expect("a response view serialises"),
+            )
+        }));
         b.flag(self.test);
         b.int(Some(self.created_at));
         b.shared(self.replaces.as_ref().map(|r| r.shared()));
@@ -161,8 +186,8 @@ pub(super) fn log_record(c: &impl Cells) -> Result<LogRecord, sqlx::Error> {
         warnings: warnings_of(c.text("warnings")?),
         next_attempt_at: c.int("next_attempt_at")?,
         response: c
-            .text("response")?
-            .and_then(|r| serde_json::from_str(&r).ok()),
+            .packed("response", Kind::Response)?
+            .and_then(|r| serde_json::from_slice(&r).ok()),
         test: c.flag("test")?,
         created_at: c.required("created_at", Cells::int)?,
         replaces: c.parsed("replaces")?,
@@ -175,8 +200,8 @@ pub(super) fn log_row(c: &impl Cells) -> Result<LogRow, sqlx::Error> {
     Ok(LogRow {
         record: log_record(c)?,
         url: c.text("url")?,
-        body: c.bytes("body")?,
-        event: c.text("payload")?,
+        body: c.packed("body", Kind::Request)?,
+        event: c.packed_text("payload", Kind::Event)?,
     })
 }
 
@@ -199,7 +224,7 @@ pub(super) fn leased(c: &impl Cells) -> Result<Leased, sqlx::Error> {
         parcel: parcel(c)?,
         attempts: c.required("attempts", Cells::int)?,
         url: c.text("url")?,
-        body: c.bytes("body")?,
+        body: c.packed("body", Kind::Request)?,
         lease_token: c.required("lease_token", Cells::parsed)?,
         order_key: c.text("order_key")?,
     })
@@ -211,7 +236,7 @@ pub(super) fn unmapped(c: &impl Cells) -> Result<Unmapped, sqlx::Error> {
         message_id: c.required("message_id", Cells::event_text)?,
         event_name: c.required("event_name", Cells::event_text)?,
         test: c.flag("test")?,
-        payload: c.text("payload")?,
+        payload: c.packed_text("payload", Kind::Event)?,
         last_entry: c.parsed("last_entry")?,
     })
 }
@@ -367,7 +392,7 @@ impl Insert for EventRow<'_> {
         b.event_text(Some(&self.event.message_id));
         b.event_text(self.event.event_name.as_deref());
         b.int(Some(self.event.received_at));
-        b.text(Some(&self.payload));
+        b.bytes(Some(pack(Kind::Event, self.payload.as_bytes())));
     }
 }
 
@@ -408,7 +433,7 @@ impl Insert for DeliveryRow<'_> {
         b.int(Some(0));
         b.int(Some(d.created_at));
         b.text(d.url.as_deref());
-        b.bytes(self.body);
+        b.bytes(self.body.map(|body| pack(Kind::Request, &body)));
         b.text(warnings_text(&p.warnings).as_deref());
         b.flag(p.test);
         b.int(Some(d.created_at));

@@ -88,6 +88,20 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0006_store_probe.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("live_log_filters"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0007_live_log_filters.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            Cow::Borrowed("packed_values"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0008_packed_values.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

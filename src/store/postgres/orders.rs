@@ -7,6 +7,7 @@ use super::rows::storable;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::orders::OrderChange;
+use crate::store::pack::{Kind, pack, unpack_text};
 
 impl PgStore {
     pub(in crate::store) async fn order_state(
@@ -14,13 +15,17 @@ impl PgStore {
         integration_id: &IntegrationId,
         order_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT body FROM order_states WHERE integration_id = $1 AND order_id = $2",
         )
         .bind(integration_id)
         .bind(storable(order_id).as_ref())
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        Ok(stored
+            .map(|b| unpack_text(Kind::Request, b))
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
     }
 }
 
@@ -40,7 +45,7 @@ pub(super) async fn apply_order_changes(
                 )
                 .bind(*integration_id)
                 .bind(storable(order_id).as_ref())
-                .bind(storable(body).as_ref())
+                .bind(pack(Kind::Request, body.as_bytes()))
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;

@@ -10,12 +10,14 @@ use super::rows::storable;
 use crate::domain::IntegrationId;
 use crate::domain::clock::now_ms;
 use crate::live_logs::LogRecord;
+use crate::store::pack::{Kind, pack};
 use crate::store::remap::{Remap, RemapFilter, Unmapped};
 use crate::store::{StoreError, rows};
 
 /// An ended delivery with its event and its newest entry, `d` and `e` below.
 const SELECT: &str = "SELECT d.id, d.message_id, d.event_name, d.test, e.payload,
-     (SELECT MAX(l.id) FROM live_logs l WHERE l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
+     (SELECT MAX(l.id) FROM live_logs l
+      WHERE l.integration_id = d.integration_id AND l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
      FROM deliveries d LEFT JOIN events e ON e.message_id = d.message_id
      WHERE d.integration_id = ";
 
@@ -74,7 +76,7 @@ impl PgStore {
                 .bind(remap.state)
                 .bind(remap.call)
                 .bind(remap.url.as_deref().map(storable))
-                .bind(remap.body.as_deref())
+                .bind(remap.body.as_deref().map(|b| pack(Kind::Request, b)))
                 .bind(warnings.as_deref().map(storable))
                 .bind(now)
                 .bind(&remap.delivery_id)

@@ -6,6 +6,7 @@ use super::SqliteStore;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
 use crate::store::orders::OrderChange;
+use crate::store::pack::{Kind, pack, unpack_text};
 
 impl SqliteStore {
     pub(in crate::store) async fn order_state(
@@ -13,13 +14,17 @@ impl SqliteStore {
         integration_id: &IntegrationId,
         order_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT body FROM order_states WHERE integration_id = ? AND order_id = ?",
         )
         .bind(integration_id)
         .bind(order_id)
         .fetch_optional(&self.read)
-        .await?)
+        .await?;
+        Ok(stored
+            .map(|b| unpack_text(Kind::Request, b))
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
     }
 }
 
@@ -38,7 +43,7 @@ pub(super) async fn apply_order_changes(
                 )
                 .bind(*integration_id)
                 .bind(order_id)
-                .bind(body)
+                .bind(pack(Kind::Request, body.as_bytes()))
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;

@@ -8,12 +8,14 @@ use super::logs::insert_logs;
 use crate::domain::IntegrationId;
 use crate::domain::clock::now_ms;
 use crate::live_logs::LogRecord;
+use crate::store::pack::{Kind, pack};
 use crate::store::remap::{Remap, RemapFilter, Unmapped};
 use crate::store::{StoreError, rows};
 
 /// An ended delivery with its event and its newest entry, `d` and `e` below.
 const SELECT: &str = "SELECT d.id, d.message_id, d.event_name, d.test, e.payload,
-     (SELECT MAX(l.id) FROM live_logs l WHERE l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
+     (SELECT MAX(l.id) FROM live_logs l
+      WHERE l.integration_id = d.integration_id AND l.message_id = d.message_id AND l.delivery_id = d.id) AS last_entry
      FROM deliveries d LEFT JOIN events e ON e.message_id = d.message_id
      WHERE d.integration_id = ";
 
@@ -73,7 +75,7 @@ impl SqliteStore {
                             .bind(remap.state)
                             .bind(remap.call)
                             .bind(remap.url.as_deref())
-                            .bind(remap.body.as_deref())
+                            .bind(remap.body.as_deref().map(|b| pack(Kind::Request, b)))
                             .bind(rows::warnings_text(&remap.log.warnings))
                             .bind(now)
                             .bind(now)

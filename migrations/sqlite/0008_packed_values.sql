@@ -1,0 +1,5 @@
+-- The large values are kept packed (zstd with a dictionary per kind of value; see
+-- store/pack.rs): events.payload, deliveries.body, live_logs.response and
+-- order_states.body now hold bytes. SQLite keeps bytes in these columns as they are,
+-- and rows already stored (text) are read as written before packing, so no statement
+-- is needed: this migration marks the version from which new rows are packed.
