@@ -212,6 +212,66 @@ fn arrivals(fake: &FakeButton) -> HashMap<String, usize> {
     arrivals
 }
 
+/// Idle lanes never poll; on PostgreSQL one query per `delivery.poll_interval` finds
+/// work no replica announced (another replica's, or a dead one's expired lease). Here
+/// a delivered order is made due again behind the service's back, as the database
+/// would show such work: only that sweep can find it, since its lane sleeps with
+/// nothing due.
+#[tokio::test]
+async fn idle_lanes_find_work_no_replica_announced() {
+    let Some(cluster) = Cluster::start(
+        1,
+        Config::default(),
+        &[("BUTTON_DELIVERY__POLL_INTERVAL", "200ms")],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = cluster.api_key.clone();
+    cluster.install(0, &key).await;
+    cluster.send(0, "/v1/events", purchase("sweep-1")).await;
+    let arrived = |n: usize| {
+        let fake = &cluster.fake;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while arrivals(fake).get("order-sweep-1").copied().unwrap_or(0) < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "arrival {n} of the order never came"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    arrived(1).await;
+    // Its lane has nothing due now and sleeps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = &cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "BUTTON_DATABASE__URL")
+        .expect("the cluster's database")
+        .1;
+    let db = sqlx::PgPool::connect(url).await.unwrap();
+    let requeued = sqlx::query(
+        "UPDATE deliveries SET state = 'pending', available_at = 0, lease_token = NULL",
+    )
+    .execute(&db)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(requeued, 1);
+    db.close().await;
+    let since = Instant::now();
+    arrived(2).await;
+    println!(
+        "sweep test: unannounced work found and sent {} ms after it became due",
+        since.elapsed().as_millis()
+    );
+    cluster.stop();
+}
+
 #[tokio::test]
 async fn nothing_acknowledged_is_lost_when_one_of_three_replicas_is_killed() {
     let concurrency = CONCURRENCY.to_string();
