@@ -2,8 +2,7 @@
 //! Button, each of Button's answers), packed at rest: zstd with a dictionary per kind
 //! of value, since each value is a small JSON record that alone compresses poorly
 //! (about 0.7 of its size) but shares most of its keys and words with every other of
-//! its kind (0.25-0.35 of its size with the dictionary; BENCHMARKS.md has the
-//! figures).
+//! its kind (0.2-0.4 of its size with the dictionary; BENCHMARKS.md has the figures).
 //!
 //! A packed value is one byte, [`ZSTD_V1`], then a zstd frame without its four-byte
 //! magic number (the byte says what follows). Values written before packing (JSON
