@@ -214,7 +214,11 @@ fn plot(
     let (w, h, left, bottom, top, right) = (640.0, 360.0, 70.0, 50.0, 40.0, 130.0);
     let x_min = all.iter().map(|p| p.0).fold(f64::MAX, f64::min).log10();
     let x_max = all.iter().map(|p| p.0).fold(f64::MIN, f64::max).log10();
-    let y_max = all.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1;
+    // Five ticks of a round step (1, 2 or 5 times a power of ten) above the highest point.
+    let top_value = all.iter().map(|p| p.1).fold(0.0, f64::max);
+    let step = nice_step(top_value / 5.0);
+    let ticks = (top_value / step).ceil().max(1.0) as u32;
+    let y_max = step * f64::from(ticks);
     let x = |v: f64| left + (v.log10() - x_min) / (x_max - x_min).max(1e-9) * (w - left - right);
     let y = |v: f64| h - bottom - v / y_max.max(1e-9) * (h - bottom - top);
     let mut svg = String::new();
@@ -246,10 +250,12 @@ fn plot(
             h - bottom + 16.0
         );
     }
-    for i in 0..=5 {
-        let v = y_max * f64::from(i) / 5.0;
-        let label = if y_max >= 100.0 {
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
+        let label = if step >= 1.0 {
             format!("{v:.0}")
+        } else if step >= 0.1 {
+            format!("{v:.1}")
         } else {
             format!("{v:.2}")
         };
@@ -314,6 +320,19 @@ fn plot(
         return;
     }
     let _ = writeln!(s, "\n![{title}](bench/plots/{name})");
+}
+
+/// The smallest of 1, 2 or 5 times a power of ten that is at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if raw <= 0.0 {
+        return 1.0;
+    }
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * power)
 }
 
 /// Issue 13's targets, as ratios to the limit measured in the same run.
