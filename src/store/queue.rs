@@ -2,6 +2,7 @@
 //! transaction as the event, leased by the integration's lane with an expiry, and
 //! finished with its live-log entry in one transaction.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::{Store, StoreError, on_backend};
@@ -40,6 +41,22 @@ pub struct Leased {
     /// The order it creates or changes, if any.
     pub order_key: Option<String>,
 }
+
+/// A delivery `d` of an order waits while one accepted before it for the same order is
+/// not delivered (pending, or in flight), failed, or dead-lettered; replaying the
+/// earlier one (or discarding a dead letter) releases it. The same SQL on both
+/// backends, with the states written in from their words.
+pub(super) static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(d.order_key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM deliveries p
+             WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
+               AND p.id < d.id AND p.state IN ('{}', '{}', '{}')))",
+        DeliveryState::Pending,
+        DeliveryState::Failed,
+        DeliveryState::Dead
+    )
+});
 
 /// What a lease took. When it took less than it asked for, nothing else was due: it
 /// also says when the integration's next delivery falls due (`next_due`, ms; the

@@ -15,7 +15,7 @@ use super::rows::storable;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
-use crate::store::queue::{Finish, Lease, LeaseAsk, Parcel};
+use crate::store::queue::{Finish, Lease, LeaseAsk, NOT_HELD, Parcel};
 use crate::store::{MAX_BINDS, StoreError, pieces, rows};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
@@ -54,21 +54,6 @@ static DUE_AMONG: LazyLock<String> = LazyLock::new(|| {
                          AND d.available_at <= $2 AND {held})",
         DeliveryState::Pending,
         held = NOT_HELD.as_str(),
-    )
-});
-
-/// A delivery of an order waits while one accepted before it for the same order is
-/// not delivered (pending or in flight, failed, or dead-lettered); replaying the
-/// earlier one (or discarding a dead letter) releases it. `d` is the delivery.
-static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "(d.order_key IS NULL OR NOT EXISTS (
-             SELECT 1 FROM deliveries p
-             WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
-               AND p.id < d.id AND p.state IN ('{}', '{}', '{}')))",
-        DeliveryState::Pending,
-        DeliveryState::Failed,
-        DeliveryState::Dead
     )
 });
 

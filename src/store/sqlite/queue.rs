@@ -20,13 +20,13 @@ use super::orders::apply_order_changes;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
-use crate::store::queue::{Finish, Lease, LeaseAsk, Parcel};
+use crate::store::queue::{Finish, Lease, LeaseAsk, NOT_HELD, Parcel};
 use crate::store::rows;
 use crate::store::{MAX_BINDS, StoreError, pieces};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
 /// integration, now; how many. A delivery of an order waits while one accepted before
-/// it for the same order is not delivered ([`WAITING`]).
+/// it for the same order is not delivered ([`NOT_HELD`]).
 pub(super) static LEASE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE deliveries SET available_at = ?, lease_token = ?, updated_at = ?
@@ -50,27 +50,6 @@ pub(super) static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
         held = NOT_HELD.as_str(),
     )
 });
-
-/// A delivery `d` of an order is held while an earlier one of the same order is in
-/// one of the [`WAITING`] states.
-static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "(d.order_key IS NULL OR NOT EXISTS (
-             SELECT 1 FROM deliveries p
-             WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
-               AND p.id < d.id AND p.state IN ('{}', '{}', '{}')))",
-        WAITING[0], WAITING[1], WAITING[2]
-    )
-});
-
-/// The states of an earlier delivery of an order that hold the later ones: not yet
-/// delivered (pending, or in flight), failed, or dead-lettered. Replaying the earlier
-/// one (or discarding a dead letter) releases them.
-pub(super) const WAITING: [DeliveryState; 3] = [
-    DeliveryState::Pending,
-    DeliveryState::Failed,
-    DeliveryState::Dead,
-];
 
 impl SqliteStore {
     pub(in crate::store) async fn lease(
