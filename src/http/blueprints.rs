@@ -30,7 +30,7 @@ pub async fn get_blueprint(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
-    Ok(Json(find(&state, &id)?.blueprint_doc.clone()))
+    Ok(Json(find(&state, &id)?.blueprint_doc.as_ref().to_owned()))
 }
 
 /// Replaces the blueprint. It is compiled first; a bad one is refused with an error per
@@ -70,7 +70,7 @@ pub async fn replace_blueprint(
         .set_blueprint(&integration.id, doc.text.trim())
         .await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "blueprint replaced");
-    Ok(Json(updated.blueprint_doc.clone()))
+    Ok(Json(updated.blueprint_doc.as_ref().to_owned()))
 }
 
 /// Puts the catalog entry's default blueprint back.
@@ -89,7 +89,7 @@ pub async fn reset_blueprint(
         .set_blueprint(&integration.id, integration.entry.default_blueprint.get())
         .await?;
     tracing::info!(audit = "integration.updated", integration_id = %id, caller = %caller, "blueprint reset to default");
-    Ok(Json(updated.blueprint_doc.clone()))
+    Ok(Json(updated.blueprint_doc.as_ref().to_owned()))
 }
 
 /// What the blueprint makes of an event: a request to send, the outcome Live Logs

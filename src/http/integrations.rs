@@ -73,7 +73,7 @@ impl IntegrationView {
                 lane: integration.lane_state,
                 reason: integration.lane_reason.clone(),
             },
-            blueprint: integration.blueprint_doc.clone(),
+            blueprint: integration.blueprint_doc.as_ref().to_owned(),
             created_at: rfc3339(integration.created_at),
             updated_at: rfc3339(integration.updated_at),
         }

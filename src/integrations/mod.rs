@@ -6,6 +6,8 @@
 pub mod registry;
 pub mod request;
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -33,9 +35,10 @@ pub struct Integration {
     /// Non-secret config; blueprints read it as `config.*`.
     pub config: Value,
     pub api_key: SecretString,
-    /// The blueprint document as written.
-    pub blueprint_doc: Box<RawValue>,
-    pub blueprint: Blueprint<CallKind>,
+    /// The blueprint document as written. Integrations with the same document share
+    /// it and its compiled form ([`registry`]'s `Blueprints`).
+    pub blueprint_doc: Arc<RawValue>,
+    pub blueprint: Arc<Blueprint<CallKind>>,
     pub lane_state: LaneState,
     pub lane_reason: Option<String>,
     pub created_at: i64,
