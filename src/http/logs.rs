@@ -170,7 +170,27 @@ pub struct ReplayRequest {
     pub after: Option<DeliveryId>,
     /// Most deliveries mapped again in this call: 1 to 1,000, default 1,000.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub limit: Option<u32>,
+}
+
+/// A whole number however JSON writes it: `398.0` is the integer 398 (as JSON Schema
+/// says), not an error. One out of range stays out of range (clamped to `0` or
+/// `u32::MAX`) for the caller's own bounds to name.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(u32::try_from(v).unwrap_or(u32::MAX)));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.fract() == 0.0 => {
+            Ok(Some(f.clamp(0.0, u32::MAX as f64) as u32))
+        }
+        _ => Err(D::Error::custom(format!("{n} is not a whole number"))),
+    }
 }
 
 /// The outcomes whose entries a replay maps again (the document's view of

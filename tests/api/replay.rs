@@ -155,6 +155,8 @@ async fn a_replay_names_what_is_wrong_with_its_filters() {
         (json!({"outcome": "delivered"}), "outcome"),
         (json!({"outcome": "nonsense"}), "outcome"),
         (json!({"limit": 0}), "limit"),
+        (json!({"limit": 2.5}), "limit"),
+        (json!({"limit": 1e12}), "limit"),
         (json!({"since": "yesterday"}), "since"),
         (json!({"message_ids": vec!["m"; 1001]}), "message_ids"),
         (json!({"evnt": "purchase"}), "evnt"),
@@ -164,6 +166,9 @@ async fn a_replay_names_what_is_wrong_with_its_filters() {
         let text = answer.to_string();
         assert!(text.contains(field), "{body}: {answer} names {field}");
     }
+    // A whole number written with a fraction is that number (JSON Schema's integer).
+    let (status, answer) = replay(&app, &id, Some(json!({"limit": 398.0}))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, answer) = replay(&app, "int_01j00000000000000000000000", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 }
