@@ -60,3 +60,26 @@ impl From<sqlx::Error> for StoreError {
         }
     }
 }
+
+/// The writer's direct statements on SQLite ([`rusqlite`]) fail as sqlx's do.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        match &e {
+            E::SqliteFailure(failure, _) => {
+                if SQLITE_UNAVAILABLE.contains(&(i64::from(failure.extended_code) & 0xff)) {
+                    Self::Unavailable(e.to_string())
+                } else {
+                    Self::Rejected(e.to_string())
+                }
+            }
+            E::FromSqlConversionFailure(..)
+            | E::IntegralValueOutOfRange(..)
+            | E::Utf8Error(..)
+            | E::InvalidColumnIndex(_)
+            | E::InvalidColumnName(_)
+            | E::InvalidColumnType(..) => Self::Corrupt(e.to_string()),
+            _ => Self::Rejected(e.to_string()),
+        }
+    }
+}

@@ -3,39 +3,38 @@
 //! back), and the large values (each event's payload, each request body) are moved
 //! into the statements rather than copied, so the records come back without them.
 //!
-//! Finding first is exact: this runs on the only writer, inside its transaction.
+//! Finding first is exact: this runs on the only writer, inside its transaction, on
+//! its direct connection (one prepared statement per lookup and per row).
 
 use std::collections::HashSet;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use rusqlite::OptionalExtension;
 
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
-use super::rows::insert;
+use super::rows::insert_direct;
 use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
+use crate::store::StoreError;
 use crate::store::ingest::{IngestRecord, NewDelivery, Written};
 use crate::store::rows::{DeliveryRow, EventRow};
-use crate::store::{MAX_BINDS, StoreError, pieces};
 
 impl SqliteStore {
     pub(in crate::store) async fn ingest(
         &self,
         records: Vec<IngestRecord>,
     ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
-        self.writer
-            .write(move |conn| Box::pin(async move { write(conn, records).await }))
-            .await
+        self.writer.direct(move |db| write(db, records)).await
     }
 }
 
-async fn write(
-    conn: &mut SqliteConnection,
+fn write(
+    db: &rusqlite::Connection,
     mut records: Vec<IngestRecord>,
 ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
     // Events: new unless stored, or repeated earlier in this same write.
-    let stored = stored_events(conn, &records).await?;
+    let stored = stored_events(db, &records)?;
     let mut seen = HashSet::with_capacity(records.len());
     let new_event: Vec<bool> = records
         .iter()
@@ -58,7 +57,7 @@ async fn write(
         })
         .collect();
     let expected = events.len();
-    expect_rows("events", insert(conn, events).await?, expected)?;
+    expect_rows("events", insert_direct(db, events)?, expected)?;
 
     // Deliveries: an event reaches each integration once. An integration deleted
     // since the request was routed takes nothing (deletes go through this same
@@ -67,13 +66,13 @@ async fn write(
         .iter()
         .flat_map(|r| r.deliveries.iter().map(|d| &d.parcel.integration_id))
         .collect();
-    let existing = existing_integrations(conn, &ids).await?;
+    let existing = existing_integrations(db, &ids)?;
     let candidates: Vec<&NewDelivery> = records
         .iter()
         .flat_map(|r| r.deliveries.iter())
         .filter(|d| existing.contains(&d.parcel.integration_id))
         .collect();
-    let stored = stored_deliveries(conn, &candidates).await?;
+    let stored = stored_deliveries(db, &candidates)?;
     let stored: HashSet<(&IntegrationId, &str)> =
         stored.iter().map(|(i, m)| (i, m.as_str())).collect();
     let mut seen = HashSet::with_capacity(candidates.len());
@@ -96,14 +95,14 @@ async fn write(
         })
         .collect();
     let expected = deliveries.len();
-    expect_rows("deliveries", insert(conn, deliveries).await?, expected)?;
+    expect_rows("deliveries", insert_direct(db, deliveries)?, expected)?;
 
     let logs: Vec<&LogRecord> = records
         .iter()
         .flat_map(|r| r.logs.iter())
         .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
         .collect();
-    insert_logs(conn, &logs).await?;
+    insert_logs(db, &logs)?;
     Ok(records
         .into_iter()
         .zip(new_event)
@@ -123,63 +122,40 @@ async fn write(
 }
 
 /// The messageIds of `records` already stored.
-async fn stored_events(
-    conn: &mut SqliteConnection,
+fn stored_events(
+    db: &rusqlite::Connection,
     records: &[IngestRecord],
 ) -> Result<HashSet<String>, StoreError> {
+    let mut find = db.prepare_cached("SELECT 1 FROM events WHERE message_id = ?")?;
     let mut stored = HashSet::new();
-    let mut rest = records;
-    for n in pieces(records.len(), MAX_BINDS) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT message_id FROM events WHERE message_id IN (");
-        let mut list = q.separated(", ");
-        for r in chunk {
-            list.push_bind(&r.event.message_id);
-        }
-        list.push_unseparated(")");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            stored.insert(row.try_get::<String, _>(0)?);
+    for r in records {
+        let id = r.event.message_id.as_str();
+        if find.query_row([id], |_| Ok(())).optional()?.is_some() {
+            stored.insert(id.to_owned());
         }
     }
     Ok(stored)
 }
 
-/// The (integration, messageId) pairs of `deliveries` already stored: one query per
-/// integration, on the `deliveries_once` index.
-async fn stored_deliveries(
-    conn: &mut SqliteConnection,
+/// The (integration, messageId) pairs of `deliveries` already stored, on the
+/// `deliveries_once` index.
+fn stored_deliveries(
+    db: &rusqlite::Connection,
     deliveries: &[&NewDelivery],
 ) -> Result<Vec<(IntegrationId, String)>, StoreError> {
-    let mut by_integration: Vec<(&IntegrationId, Vec<&str>)> = Vec::new();
+    let mut find =
+        db.prepare_cached("SELECT 1 FROM deliveries WHERE integration_id = ? AND message_id = ?")?;
+    let mut stored = Vec::new();
     for d in deliveries {
         let p = &d.parcel;
-        match by_integration
-            .iter_mut()
-            .find(|(i, _)| *i == &p.integration_id)
-        {
-            Some((_, ids)) => ids.push(&p.message_id),
-            None => by_integration.push((&p.integration_id, vec![&p.message_id])),
-        }
-    }
-    let mut stored = Vec::new();
-    for (integration_id, message_ids) in by_integration {
-        let mut rest: &[&str] = &message_ids;
-        for n in pieces(message_ids.len(), MAX_BINDS - 1) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT message_id FROM deliveries WHERE integration_id = ");
-            q.push_bind(integration_id).push(" AND message_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            list.push_unseparated(")");
-            for row in q.build().fetch_all(&mut *conn).await? {
-                stored.push((integration_id.clone(), row.try_get::<String, _>(0)?));
-            }
+        let found = find
+            .query_row(
+                rusqlite::params![p.integration_id, p.message_id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if found.is_some() {
+            stored.push((p.integration_id.clone(), p.message_id.clone()));
         }
     }
     Ok(stored)

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use super::rows::insert;
@@ -110,25 +110,19 @@ async fn delete_all(conn: &mut SqliteConnection, id: &IntegrationId) -> Result<b
 
 /// Which of `ids` name integrations that exist (read inside the writer's transaction,
 /// so a delete cannot slip in between).
-pub(super) async fn existing_integrations(
-    conn: &mut SqliteConnection,
+pub(super) fn existing_integrations(
+    db: &rusqlite::Connection,
     ids: &[&IntegrationId],
 ) -> Result<HashSet<IntegrationId>, StoreError> {
     let mut wanted: Vec<&IntegrationId> = ids.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT id FROM integrations WHERE id IN (");
-    let mut list = q.separated(", ");
+    let mut find = db.prepare_cached("SELECT 1 FROM integrations WHERE id = ?")?;
+    let mut existing = HashSet::with_capacity(wanted.len());
     for id in wanted {
-        list.push_bind(id);
+        if find.exists([id])? {
+            existing.insert(id.clone());
+        }
     }
-    list.push_unseparated(")");
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get::<IntegrationId, _>(0)?))
-        .collect()
+    Ok(existing)
 }

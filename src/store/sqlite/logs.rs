@@ -1,10 +1,10 @@
 //! Live-log rows on SQLite: inserted with the lifetime outcome counts and the
 //! per-integration entry counts kept current, and read newest first.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
-use super::rows::insert;
+use super::rows::insert_direct;
 use crate::domain::clock::from_ms;
 use crate::domain::{IntegrationId, LogId};
 use crate::live_logs::{LogFilter, LogRecord};
@@ -16,44 +16,37 @@ use crate::store::{Page, StoreError};
 const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, l.replaces, d.url, d.body";
 
 /// Inserts `records` and adds them to the lifetime outcome counts and the entry counts.
-pub(super) async fn insert_logs(
-    conn: &mut SqliteConnection,
+pub(super) fn insert_logs(
+    db: &rusqlite::Connection,
     records: &[&LogRecord],
 ) -> Result<(), StoreError> {
-    insert(conn, records.to_vec()).await?;
+    insert_direct(db, records.iter().copied())?;
     let tally = Tally::of(records);
+    let mut count = db.prepare_cached(
+        "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES (?, ?, ?)
+         ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count",
+    )?;
     for ((integration_id, outcome), n) in tally.outcomes {
-        sqlx::query(
-            "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES (?, ?, ?)
-             ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count",
-        )
-        .bind(integration_id)
-        .bind(outcome)
-        .bind(n)
-        .execute(&mut *conn)
-        .await?;
+        count.execute(rusqlite::params![integration_id, outcome, n])?;
     }
     for (integration_id, n) in tally.entries {
-        add_entries(conn, integration_id, n).await?;
+        add_entries(db, integration_id, n)?;
     }
     Ok(())
 }
 
 /// Keeps `live_log_counts` (entries stored per integration) current, so retention by
 /// count never has to count.
-pub(super) async fn add_entries(
-    conn: &mut SqliteConnection,
+pub(super) fn add_entries(
+    db: &rusqlite::Connection,
     integration_id: &IntegrationId,
     n: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    db.prepare_cached(
         "INSERT INTO live_log_counts (integration_id, entries) VALUES (?, ?)
          ON CONFLICT (integration_id) DO UPDATE SET entries = live_log_counts.entries + excluded.entries",
-    )
-    .bind(integration_id)
-    .bind(n)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(rusqlite::params![integration_id, n])?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use sqlx::{SqlSafeStr, SqlitePool};
 use super::StoreError;
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::domain::clock::now_ms;
-use writer::Writer;
+use writer::{DirectOptions, Writer};
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -136,9 +136,9 @@ fn owner_only(database: &std::path::Path) -> Result<(), StoreError> {
 
 impl SqliteStore {
     pub(super) async fn open(url: &str, settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let synchronous = match settings.synchronous {
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Normal => SqliteSynchronous::Normal,
+        let (synchronous, synchronous_word) = match settings.synchronous {
+            Synchronous::Full => (SqliteSynchronous::Full, "FULL"),
+            Synchronous::Normal => (SqliteSynchronous::Normal, "NORMAL"),
         };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -151,6 +151,14 @@ impl SqliteStore {
         // Commits do not checkpoint (a checkpoint inside a commit stalls every write
         // waiting behind it): a background connection does, see `checkpoints`. The
         // writer's own threshold stays as a backstop should that ever fall behind.
+        let writer_pragmas = vec![
+            (
+                "cache_size",
+                format!("-{}", settings.writer_cache_mib * 1024),
+            ),
+            ("wal_autocheckpoint", "16384".to_owned()),
+            ("journal_size_limit", "67108864".to_owned()),
+        ];
         let write_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -158,16 +166,26 @@ impl SqliteStore {
             // longer than for a lock.
             .acquire_timeout(settings.busy_timeout)
             .connect_with(
-                options
-                    .clone()
-                    .pragma(
-                        "cache_size",
-                        format!("-{}", settings.writer_cache_mib * 1024),
-                    )
-                    .pragma("wal_autocheckpoint", "16384")
-                    .pragma("journal_size_limit", "67108864"),
+                writer_pragmas
+                    .iter()
+                    .fold(options.clone(), |o, (name, value)| {
+                        o.pragma(*name, value.clone())
+                    }),
             )
             .await?;
+        // The writer's own connection, for its direct writes: as sqlx's writer.
+        let direct = DirectOptions {
+            path: options.get_filename().to_owned(),
+            busy_timeout: settings.busy_timeout,
+            pragmas: [
+                ("foreign_keys", "ON".to_owned()),
+                ("synchronous", synchronous_word.to_owned()),
+                ("temp_store", "memory".to_owned()),
+            ]
+            .into_iter()
+            .chain(writer_pragmas)
+            .collect(),
+        };
         migrator()
             .run(&write_pool)
             .await
@@ -183,7 +201,7 @@ impl SqliteStore {
             .await?;
         let (stop_checkpoints, stopping) = tokio::sync::watch::channel(false);
         tokio::spawn(checkpoints(checkpoint_pool.clone(), stopping));
-        let writer = Writer::start(write_pool.clone(), settings.max_batch_ops);
+        let writer = Writer::start(write_pool.clone(), direct, settings.max_batch_ops);
         let store = Self {
             read,
             write_pool,

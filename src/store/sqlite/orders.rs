@@ -1,7 +1,5 @@
 //! Order states on SQLite.
 
-use sqlx::SqliteConnection;
-
 use super::SqliteStore;
 use crate::domain::IntegrationId;
 use crate::store::StoreError;
@@ -29,31 +27,30 @@ impl SqliteStore {
 }
 
 /// Records what delivered order calls left at Button (inside the finishing commit).
-pub(super) async fn apply_order_changes(
-    conn: &mut SqliteConnection,
+pub(super) fn apply_order_changes(
+    db: &rusqlite::Connection,
     changes: &[(&IntegrationId, &OrderChange)],
     now: i64,
 ) -> Result<(), StoreError> {
     for (integration_id, change) in changes {
         match change {
             OrderChange::Sent { order_id, body } => {
-                sqlx::query(
+                db.prepare_cached(
                     "INSERT INTO order_states (integration_id, order_id, body, updated_at) VALUES (?, ?, ?, ?)
                      ON CONFLICT (integration_id, order_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                )
-                .bind(*integration_id)
-                .bind(order_id)
-                .bind(pack(Kind::Request, body.as_bytes()))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                )?
+                .execute(rusqlite::params![
+                    integration_id,
+                    order_id,
+                    pack(Kind::Request, body.as_bytes()),
+                    now
+                ])?;
             }
             OrderChange::Cancelled { order_id } => {
-                sqlx::query("DELETE FROM order_states WHERE integration_id = ? AND order_id = ?")
-                    .bind(*integration_id)
-                    .bind(order_id)
-                    .execute(&mut *conn)
-                    .await?;
+                db.prepare_cached(
+                    "DELETE FROM order_states WHERE integration_id = ? AND order_id = ?",
+                )?
+                .execute(rusqlite::params![integration_id, order_id])?;
             }
         }
     }

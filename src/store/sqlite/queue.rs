@@ -11,8 +11,6 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use sqlx::{QueryBuilder, Sqlite};
-
 use super::SqliteStore;
 use super::integrations::existing_integrations;
 use super::logs::insert_logs;
@@ -20,9 +18,9 @@ use super::orders::apply_order_changes;
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
+use crate::store::StoreError;
 use crate::store::queue::{Finish, Lease, LeaseAsk, NOT_HELD, Parcel};
 use crate::store::rows;
-use crate::store::{MAX_BINDS, StoreError, pieces};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
 /// integration, now; how many. A delivery of an order waits while one accepted before
@@ -59,39 +57,36 @@ impl SqliteStore {
     ) -> Result<Lease, StoreError> {
         let (integration_id, ask) = (integration_id.clone(), ask.clone());
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    // The time of the writer's turn: what is due then is taken.
-                    let now = now_ms();
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE.as_str()))
-                        .bind(now + ask.lease_for.as_millis() as i64)
-                        .bind(&ask.token)
-                        .bind(now)
-                        .bind(&integration_id)
-                        .bind(now)
-                        .bind(ask.limit as i64)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    let mut leased = rows
-                        .iter()
-                        .map(rows::leased)
-                        .collect::<Result<Vec<_>, _>>()?;
-                    // RETURNING gives no order; serve the oldest first.
-                    leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
-                    let drained = leased.len() < ask.limit;
-                    let next_due = if drained {
-                        sqlx::query_scalar(sqlx::AssertSqlSafe(NEXT_DUE.as_str()))
-                            .bind(&integration_id)
-                            .fetch_one(&mut *conn)
-                            .await?
-                    } else {
-                        None
-                    };
-                    Ok(Lease {
-                        taken: leased,
-                        drained,
-                        next_due,
-                    })
+            .direct(move |db| {
+                // The time of the writer's turn: what is due then is taken.
+                let now = now_ms();
+                let mut lease = db.prepare_cached(&LEASE)?;
+                let mut rows = lease.query(rusqlite::params![
+                    now + ask.lease_for.as_millis() as i64,
+                    ask.token,
+                    now,
+                    integration_id,
+                    now,
+                    ask.limit as i64,
+                ])?;
+                let mut leased = Vec::with_capacity(ask.limit);
+                while let Some(row) = rows.next()? {
+                    leased.push(rows::leased(row)?);
+                }
+                drop(rows);
+                // RETURNING gives no order; serve the oldest first.
+                leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
+                let drained = leased.len() < ask.limit;
+                let next_due = if drained {
+                    db.prepare_cached(&NEXT_DUE)?
+                        .query_row([&integration_id], |row| row.get(0))?
+                } else {
+                    None
+                };
+                Ok(Lease {
+                    taken: leased,
+                    drained,
+                    next_due,
                 })
             })
             .await
@@ -103,48 +98,40 @@ impl SqliteStore {
         now: i64,
     ) -> Result<(Vec<Finish>, u64), StoreError> {
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    // One statement per chunk: the new state of each delivery comes in
-                    // a VALUES list (columns column1.. in SQLite and PostgreSQL alike).
-                    let mut updated = 0;
-                    let mut rest: &[Finish] = &finishes;
-                    for n in pieces(finishes.len(), MAX_BINDS / 5) {
-                        let (chunk, tail) = rest.split_at(n);
-                        rest = tail;
-                        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                            "UPDATE deliveries SET state = v.column3, attempts = attempts + v.column4, available_at = v.column5, lease_token = NULL, updated_at = ",
-                        );
-                        q.push_bind(now).push(" FROM (");
-                        q.push_values(chunk, |mut b, f| {
-                            b.push_bind(&f.delivery_id)
-                                .push_bind(&f.lease_token)
-                                .push_bind(f.state)
-                                .push_bind(i64::from(f.count_attempt))
-                                .push_bind(f.available_at);
-                        });
-                        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2");
-                        updated += q.build().execute(&mut *conn).await?.rows_affected();
-                    }
-                    let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
-                    // Outcomes of an integration deleted meanwhile are not recorded.
-                    let ids: Vec<&IntegrationId> =
-                        finishes.iter().map(|f| &f.log.integration_id).collect();
-                    let existing: HashSet<IntegrationId> = existing_integrations(conn, &ids).await?;
-                    let logs: Vec<&LogRecord> = finishes
-                        .iter()
-                        .map(|f| &f.log)
-                        .filter(|l| existing.contains(&l.integration_id))
-                        .collect();
-                    insert_logs(conn, &logs).await?;
-                    let orders: Vec<_> = finishes
-                        .iter()
-                        .filter(|f| existing.contains(&f.log.integration_id))
-                        .filter_map(|f| f.order.as_ref().map(|o| (&f.log.integration_id, o)))
-                        .collect();
-                    apply_order_changes(conn, &orders, now).await?;
-                    Ok((finishes, lost))
-                })
+            .direct(move |db| {
+                let mut update = db.prepare_cached(
+                    "UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, lease_token = NULL, updated_at = ?
+                     WHERE id = ? AND lease_token = ?",
+                )?;
+                let mut updated = 0;
+                for f in &finishes {
+                    updated += update.execute(rusqlite::params![
+                        f.state,
+                        i64::from(f.count_attempt),
+                        f.available_at,
+                        now,
+                        f.delivery_id,
+                        f.lease_token,
+                    ])? as u64;
+                }
+                let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
+                // Outcomes of an integration deleted meanwhile are not recorded.
+                let ids: Vec<&IntegrationId> =
+                    finishes.iter().map(|f| &f.log.integration_id).collect();
+                let existing: HashSet<IntegrationId> = existing_integrations(db, &ids)?;
+                let logs: Vec<&LogRecord> = finishes
+                    .iter()
+                    .map(|f| &f.log)
+                    .filter(|l| existing.contains(&l.integration_id))
+                    .collect();
+                insert_logs(db, &logs)?;
+                let orders: Vec<_> = finishes
+                    .iter()
+                    .filter(|f| existing.contains(&f.log.integration_id))
+                    .filter_map(|f| f.order.as_ref().map(|o| (&f.log.integration_id, o)))
+                    .collect();
+                apply_order_changes(db, &orders, now)?;
+                Ok((finishes, lost))
             })
             .await
     }
@@ -155,24 +142,20 @@ impl SqliteStore {
         available_at: i64,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let mut rest: &[(DeliveryId, LeaseToken)] = &leases;
-                    for n in pieces(leases.len(), MAX_BINDS / 2) {
-                        let (chunk, tail) = rest.split_at(n);
-                        rest = tail;
-                        let mut q: QueryBuilder<Sqlite> =
-                            QueryBuilder::new("UPDATE deliveries SET lease_token = NULL, available_at = ");
-                        q.push_bind(available_at).push(" FROM (");
-                        q.push_values(chunk, |mut b, (id, token)| {
-                            b.push_bind(id).push_bind(token);
-                        });
-                        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2 AND deliveries.state = ")
-                            .push_bind(DeliveryState::Pending);
-                        q.build().execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
+            .direct(move |db| {
+                let mut release = db.prepare_cached(
+                    "UPDATE deliveries SET lease_token = NULL, available_at = ?
+                     WHERE id = ? AND lease_token = ? AND state = ?",
+                )?;
+                for (id, token) in &leases {
+                    release.execute(rusqlite::params![
+                        available_at,
+                        id,
+                        token,
+                        DeliveryState::Pending
+                    ])?;
+                }
+                Ok(())
             })
             .await
     }
@@ -182,17 +165,11 @@ impl SqliteStore {
     /// back at once instead of waiting for their expiry.
     pub(super) async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    Ok(sqlx::query(
-                        "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = ? AND lease_token IS NOT NULL",
-                    )
-                    .bind(now)
-                    .bind(DeliveryState::Pending)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected())
-                })
+            .direct(move |db| {
+                Ok(db.execute(
+                    "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = ? AND lease_token IS NOT NULL",
+                    rusqlite::params![now, DeliveryState::Pending],
+                )? as u64)
             })
             .await
     }
@@ -221,11 +198,9 @@ impl SqliteStore {
         logs: Vec<LogRecord>,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let refs: Vec<&LogRecord> = logs.iter().collect();
-                    insert_logs(conn, &refs).await
-                })
+            .direct(move |db| {
+                let refs: Vec<&LogRecord> = logs.iter().collect();
+                insert_logs(db, &refs)
             })
             .await
     }

@@ -66,32 +66,29 @@ impl SqliteStore {
         remaps: Vec<Remap>,
     ) -> Result<Vec<Remap>, StoreError> {
         self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let now = now_ms();
-                    let mut written = Vec::with_capacity(remaps.len());
-                    for remap in remaps {
-                        let changed = sqlx::query(REWRITE)
-                            .bind(remap.state)
-                            .bind(remap.call)
-                            .bind(remap.url.as_deref())
-                            .bind(remap.body.as_deref().map(|b| pack(Kind::Request, b)))
-                            .bind(rows::warnings_text(&remap.log.warnings))
-                            .bind(now)
-                            .bind(now)
-                            .bind(&remap.delivery_id)
-                            .bind(remap.from)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        if changed == 1 {
-                            written.push(remap);
-                        }
+            .direct(move |db| {
+                let now = now_ms();
+                let mut rewrite = db.prepare_cached(REWRITE)?;
+                let mut written = Vec::with_capacity(remaps.len());
+                for remap in remaps {
+                    let changed = rewrite.execute(rusqlite::params![
+                        remap.state,
+                        remap.call,
+                        remap.url.as_deref(),
+                        remap.body.as_deref().map(|b| pack(Kind::Request, b)),
+                        rows::warnings_text(&remap.log.warnings),
+                        now,
+                        now,
+                        remap.delivery_id,
+                        remap.from,
+                    ])?;
+                    if changed == 1 {
+                        written.push(remap);
                     }
-                    let logs: Vec<&LogRecord> = written.iter().map(|r| &r.log).collect();
-                    insert_logs(conn, &logs).await?;
-                    Ok(written)
-                })
+                }
+                let logs: Vec<&LogRecord> = written.iter().map(|r| &r.log).collect();
+                insert_logs(db, &logs)?;
+                Ok(written)
             })
             .await
     }

@@ -4,8 +4,6 @@
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use sqlx::Row;
-
 use super::SqliteStore;
 use super::logs::add_entries;
 use crate::domain::clock::to_ms;
@@ -36,18 +34,14 @@ enum Arg {
     State(DeliveryState),
 }
 
-fn bind<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    for arg in args {
-        q = match arg {
-            Arg::Text(s) => q.bind(s),
-            Arg::Int(i) => q.bind(i),
-            Arg::State(s) => q.bind(s),
-        };
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(s) => s.to_sql(),
+            Arg::Int(i) => i.to_sql(),
+            Arg::State(s) => s.to_sql(),
+        }
     }
-    q
 }
 
 impl SqliteStore {
@@ -123,27 +117,27 @@ impl SqliteStore {
             args.push(Arg::Int(chunk));
             let n = self
                 .writer
-                .write(move |conn| {
-                    Box::pin(async move {
-                        let sql = format!(
-                            "DELETE FROM live_logs WHERE id IN ({select}) RETURNING integration_id"
-                        );
-                        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        let mut gone: Vec<(IntegrationId, i64)> = Vec::new();
-                        for row in &rows {
-                            let integration_id: IntegrationId = row.try_get(0)?;
-                            match gone.iter_mut().find(|(i, _)| *i == integration_id) {
-                                Some((_, n)) => *n += 1,
-                                None => gone.push((integration_id, 1)),
-                            }
+                .direct(move |db| {
+                    let sql = format!(
+                        "DELETE FROM live_logs WHERE id IN ({select}) RETURNING integration_id"
+                    );
+                    let mut delete = db.prepare_cached(&sql)?;
+                    let mut rows = delete.query(rusqlite::params_from_iter(&args))?;
+                    let mut deleted = 0;
+                    let mut gone: Vec<(IntegrationId, i64)> = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        deleted += 1;
+                        let integration_id: IntegrationId = row.get(0)?;
+                        match gone.iter_mut().find(|(i, _)| *i == integration_id) {
+                            Some((_, n)) => *n += 1,
+                            None => gone.push((integration_id, 1)),
                         }
-                        for (integration_id, n) in gone {
-                            add_entries(conn, &integration_id, -n).await?;
-                        }
-                        Ok(rows.len() as u64)
-                    })
+                    }
+                    drop(rows);
+                    for (integration_id, n) in gone {
+                        add_entries(db, &integration_id, -n)?;
+                    }
+                    Ok(deleted)
                 })
                 .await?;
             total += n;
@@ -162,13 +156,10 @@ impl SqliteStore {
             let args = args.clone();
             let n = self
                 .writer
-                .write(move |conn| {
-                    Box::pin(async move {
-                        Ok(bind(sqlx::query(sql), args)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected())
-                    })
+                .direct(move |db| {
+                    Ok(db
+                        .prepare_cached(sql)?
+                        .execute(rusqlite::params_from_iter(&args))? as u64)
                 })
                 .await?;
             total += n;
