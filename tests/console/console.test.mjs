@@ -209,6 +209,15 @@ test('a dead letter is listed, and replaying it delivers it', async () => {
 
   await visit(`#/integrations/${integrationId}/logs?message_id=${event.messageId}`, 'table.logs');
   await page.locator(`tr:has-text("${event.messageId}") .outcome-delivered`).waitFor({ timeout: 10000 });
+
+  // The list's filters are the API's: only the dead-lettered attempt.
+  await visit(`#/integrations/${integrationId}/logs`, '.tail-state[data-state="live"]');
+  await page.locator('.filters select[name="outcome"]').selectOption('dead_lettered');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForFunction(() => location.hash.includes('outcome=dead_lettered'));
+  await page.locator('table.logs tbody tr').first().waitFor();
+  const outcomes = await page.locator('table.logs tbody tr .badge:not(.tone-neutral)').allTextContents();
+  assert.deepEqual(outcomes, ['dead lettered']);
 });
 
 test('pausing a lane holds delivery (events queue), resuming delivers them', async () => {
@@ -255,6 +264,10 @@ test('the blueprint is readable, a bad edit is refused with the error at its pla
   await page.locator('[data-outcome="request"]').waitFor();
   assert.match(await page.locator('.preview-result').textContent(), /\/v1\/order/);
   await shot('blueprint');
+
+  await page.locator('#reset-blueprint').click();
+  await page.getByRole('button', { name: 'Reset', exact: true }).click();
+  await page.getByText('Blueprint reset to the default.').waitFor();
 });
 
 test('an event carrying script in its properties is shown as text and runs nothing', async () => {
@@ -316,11 +329,20 @@ test('settings: rename, rotate the key, disable and enable; delete is refused wh
   await page.getByRole('button', { name: 'Rename' }).click();
   await page.getByRole('heading', { name: 'Button (EU store)', level: 1 }).waitFor();
 
-  await page.getByLabel('New API key').fill('sk-test-valid');
+  // A key Button refuses: Test Event shows its 401 and the product page's hint.
+  await page.getByLabel('New API key').fill('sk-test-wrong');
   await page.getByRole('button', { name: 'Rotate key' }).click();
   await page.getByText('API key rotated.').waitFor();
   assert.equal(await page.locator('[data-masked]').textContent(), '***');
   assert.equal(await page.getByLabel('New API key').inputValue(), '');
+  await page.locator('#test-event').click();
+  await page.locator('.test-result .status-big').waitFor();
+  assert.equal((await page.locator('.test-result .status-big').textContent()).trim(), '401 Unauthorized');
+  assert.match(await page.locator('.test-result .hint-box').textContent(), /api_key/);
+  await shot('test-event-failed');
+  await page.getByLabel('New API key').fill('sk-test-valid');
+  await page.getByRole('button', { name: 'Rotate key' }).click();
+  await page.getByText('API key rotated.').waitFor();
 
   await page.locator('#enable-toggle').click();
   await page.locator('#enable-toggle', { hasText: 'Enable' }).waitFor();
