@@ -78,10 +78,13 @@ export async function integrationsView(main, { title, report, stale }) {
     clearTimeout(timer);
     if (auto.checked) {
       timer = setTimeout(async () => {
-        try {
-          await load(true);
-        } catch (error) {
-          report(error);
+        // A hidden tab spends none of the token's rate limit (one call per integration).
+        if (!document.hidden) {
+          try {
+            await load(true);
+          } catch (error) {
+            report(error);
+          }
         }
         schedule();
       }, REFRESH_MS);
