@@ -13,7 +13,7 @@ const SAMPLES = [
   ['product_view', 'a sample product_view'],
 ];
 
-function testEventPanel(id, report) {
+function testEventPanel(id, report, onSent) {
   const which = h('select', { id: 'test-event-kind' }, SAMPLES.map(([value, label]) => h('option', { value }, label)));
   const result = h('div', { class: 'test-result', 'aria-live': 'polite' });
   const send = button('Test Event', async () => {
@@ -26,6 +26,7 @@ function testEventPanel(id, report) {
         issues('Warnings', answer.warnings, 'warn'),
         h('div', { class: 'panes two' }, requestPanel(answer.request), answerPanel(answer.status, answer.response)),
         h('p', {}, h('a', { href: `#/integrations/${encodeURIComponent(id)}/logs/${encodeURIComponent(answer.log_id)}` }, 'Its Live Logs entry')));
+      onSent();
     } catch (error) {
       replace(result, h('p', { class: 'error' }, error.message));
       if (!(error instanceof ApiError)) report(error);
@@ -177,11 +178,24 @@ export async function integrationView(main, { params, title, toast, report, go, 
     if (stopped || stale()) return;
     title(integration.name);
     const reload = () => load().catch(report);
+    let figures = statsPanel(integration, stats);
+    // After a Test Event, its entry shows in the last hour's figures.
+    const refreshFigures = async () => {
+      try {
+        const fresh = statsPanel(integration, await get(integrationPath(id, '/stats')));
+        if (figures.isConnected) {
+          figures.replaceWith(fresh);
+          figures = fresh;
+        }
+      } catch (error) {
+        report(error);
+      }
+    };
     replace(main,
       heading(integration, 'overview', stats.lane.state),
       h('div', { class: 'grid' },
-        testEventPanel(id, report),
-        statsPanel(integration, stats),
+        testEventPanel(id, report, refreshFigures),
+        figures,
         settingsPanel(integration, { reload, toast, go })));
   }
   await load();
