@@ -30,8 +30,9 @@ export function chart(lastHour) {
   const highest = Math.max(1, ...totals);
   const barWidth = (WIDTH - GAP * (windows.length - 1)) / Math.max(1, windows.length);
   const { all, perMinute, deliveredShare } = rates(lastHour);
+  const rate = perMinute < 0.1 ? 'under 0.1' : perMinute.toFixed(1);
   const summary = all
-    ? `${count(all)} entries in the last hour, ${perMinute.toFixed(1)} a minute, ${Math.round(deliveredShare * 100)}% delivered`
+    ? `${count(all)} ${all === 1 ? 'entry' : 'entries'} in the last hour, ${rate} a minute, ${Math.round(deliveredShare * 100)}% delivered`
     : 'No entries in the last hour';
   const bars = windows.map((w, i) => {
     const x = i * (barWidth + GAP);
