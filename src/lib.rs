@@ -7,13 +7,15 @@
 //! client, and [`live_logs`] shows every attempt. [`records`] builds what each stage
 //! records; [`remap`] maps stored events again after a blueprint fix; [`test_event`]
 //! sends one event through an integration at once; the words
-//! they all share (ids, states, outcomes) are the [`domain`]'s.
+//! they all share (ids, states, outcomes) are the [`domain`]'s. The [`console`] is the
+//! admin API's browser client, served by the same binary.
 #![forbid(unsafe_code)]
 
 pub mod blueprint;
 pub mod button;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod domain;
 pub mod http;

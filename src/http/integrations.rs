@@ -216,6 +216,61 @@ pub struct Stats {
     pub queue: QueueStats,
     /// Lifetime count of each live-log outcome.
     pub outcomes: BTreeMap<&'static str, i64>,
+    pub last_hour: LastHour,
+}
+
+/// Live-log entries of about the last hour by outcome (Test Event ones too), in
+/// windows of five minutes aligned to the clock: the current one, still filling, last.
+/// The delivery rate and outcome mix the console draws.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastHour {
+    /// Start of the first window (RFC 3339).
+    pub since: String,
+    pub window_seconds: u32,
+    /// Entries of each outcome over all the windows.
+    pub outcomes: BTreeMap<&'static str, i64>,
+    /// Twelve windows, oldest first.
+    pub windows: Vec<OutcomeWindow>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeWindow {
+    /// When the window starts (RFC 3339).
+    pub start: String,
+    /// Entries of each outcome that has any in the window.
+    pub outcomes: BTreeMap<&'static str, i64>,
+}
+
+/// Windows of [`LastHour`].
+const WINDOW_MS: i64 = 5 * 60 * 1000;
+const WINDOWS: i64 = 12;
+
+async fn last_hour(state: &AppState, id: &IntegrationId, now: i64) -> Result<LastHour, ApiError> {
+    let current = now - now.rem_euclid(WINDOW_MS);
+    let starts: Vec<i64> = (0..WINDOWS)
+        .map(|i| current - (WINDOWS - 1 - i) * WINDOW_MS)
+        .collect();
+    let mut outcomes: BTreeMap<&'static str, i64> =
+        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
+    let mut windows: Vec<OutcomeWindow> = starts
+        .iter()
+        .map(|&start| OutcomeWindow {
+            start: rfc3339(start),
+            outcomes: BTreeMap::new(),
+        })
+        .collect();
+    for (outcome, slot, count) in state.store.recent_outcome_counts(id, &starts).await? {
+        *outcomes.entry(outcome.as_str()).or_default() += count;
+        if let Some(window) = windows.get_mut(slot) {
+            *window.outcomes.entry(outcome.as_str()).or_default() += count;
+        }
+    }
+    Ok(LastHour {
+        since: rfc3339(starts[0]),
+        window_seconds: (WINDOW_MS / 1000) as u32,
+        outcomes,
+        windows,
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -235,7 +290,8 @@ pub struct QueueStats {
     pub dead_letters: i64,
 }
 
-/// Counts by outcome, queue depth, oldest pending age, lane state.
+/// Counts by outcome, queue depth, oldest pending age, lane state, and the last hour's
+/// entries by outcome in five-minute windows.
 #[utoipa::path(get, path = "/v1/admin/integrations/{id}/stats", tag = "integrations",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
@@ -254,6 +310,7 @@ pub async fn integration_stats(
         outcomes.insert(outcome.as_str(), count);
     }
     let lane = state.delivery.lane_status(id);
+    let last_hour = last_hour(&state, id, now).await?;
     Ok(Json(Stats {
         integration_id: id.clone(),
         lane: LaneStats {
@@ -276,5 +333,6 @@ pub async fn integration_stats(
             dead_letters: depth.dead,
         },
         outcomes,
+        last_hour,
     }))
 }

@@ -1,7 +1,8 @@
 //! The HTTP surface: admin API (`/v1/admin`, admin token), event ingest (`/v1/events`,
 //! ingest token), operations (`/healthz`, `/readyz`, `/metrics`) and the OpenAPI
 //! document (`/openapi.json`), which is generated from the same route registrations
-//! that build the router, so every route served is described.
+//! that build the router, so every route of the API is described. Beside it, the ops
+//! console's static files ([`crate::console`], `/console/`): no API, no data, no token.
 
 pub mod auth;
 pub mod blueprints;
@@ -251,6 +252,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = merge([admin, events, tracking, ops, metrics]);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     let router = router
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -1,5 +1,5 @@
 //! What an operator and the metrics read about the queue: its depth and age, dead
-//! letters, and the lifetime count of each outcome.
+//! letters, the lifetime count of each outcome, and the recent entries by outcome.
 
 use super::{Store, StoreError, on_backend};
 use crate::domain::{IntegrationId, Outcome};
@@ -39,5 +39,21 @@ impl Store {
         integration_id: &IntegrationId,
     ) -> Result<Vec<(Outcome, i64)>, StoreError> {
         on_backend!(self.backend, db => db.outcome_counts(integration_id).await)
+    }
+
+    /// Live-log entries of the integration from `bounds[0]` on, by outcome, in the
+    /// windows `bounds` delimit (milliseconds, ascending): `(outcome, window, count)`,
+    /// window `i` running from `bounds[i]` to `bounds[i + 1]` and the last one open.
+    /// Entry ids are time-ordered, so the windows are ranges of the outcome index and
+    /// only the entries in them are read.
+    pub async fn recent_outcome_counts(
+        &self,
+        integration_id: &IntegrationId,
+        bounds: &[i64],
+    ) -> Result<Vec<(Outcome, usize, i64)>, StoreError> {
+        if bounds.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(self.backend, db => db.recent_outcome_counts(integration_id, bounds).await)
     }
 }

@@ -331,3 +331,65 @@ async fn retention_drops_entries_events_and_finished_deliveries_past_their_age()
     let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
     assert_eq!(stats["outcomes"]["delivered"], 3);
 }
+
+/// The figures the console draws: the last hour's entries by outcome, in twelve
+/// five-minute windows aligned to the clock, the current one last.
+#[tokio::test]
+async fn stats_count_the_last_hours_entries_by_outcome_in_five_minute_windows() {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let parse = |v: &Value| OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap();
+
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    let mut refused = purchase("hour-3");
+    refused["context"] = serde_json::json!({"consent": {"canonical": {"marketing": false}}});
+    app.send_batch(vec![purchase("hour-1"), purchase("hour-2"), refused])
+        .await;
+    app.wait_logs(&id, "outcome=delivered", 2, WAIT).await;
+    app.settled(&id).await;
+
+    let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+    let hour = &stats["last_hour"];
+    assert_eq!(hour["window_seconds"], 300, "{hour}");
+    assert_eq!(hour["outcomes"]["delivered"], 2, "{hour}");
+    assert_eq!(hour["outcomes"]["filtered"], 1, "{hour}");
+    assert_eq!(
+        hour["outcomes"]["failed"], 0,
+        "every outcome is listed: {hour}"
+    );
+    let windows = hour["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 12, "{hour}");
+    assert_eq!(hour["since"], windows[0]["start"]);
+    for pair in windows.windows(2) {
+        assert_eq!(
+            (parse(&pair[1]["start"]) - parse(&pair[0]["start"])).whole_seconds(),
+            300,
+            "{hour}"
+        );
+    }
+    let last = parse(&windows[11]["start"]);
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        last <= now && now - last < time::Duration::seconds(300),
+        "the last window is the current one: {last} at {now}"
+    );
+    assert_eq!(last.unix_timestamp() % 300, 0, "aligned to the clock");
+    // The windows add up to the totals; an outcome without entries is left out of a window.
+    for outcome in ["delivered", "filtered"] {
+        let sum: i64 = windows
+            .iter()
+            .map(|w| w["outcomes"][outcome].as_i64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            sum,
+            hour["outcomes"][outcome].as_i64().unwrap(),
+            "{outcome}: {hour}"
+        );
+    }
+    assert!(
+        windows
+            .iter()
+            .all(|w| w["outcomes"].get("failed").is_none())
+    );
+}

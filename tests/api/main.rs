@@ -4,6 +4,7 @@
 
 mod admin;
 mod client;
+mod console;
 mod crash;
 mod delivery;
 mod helpers;

@@ -7,6 +7,8 @@ use crate::helpers::TestApp;
 /// Every route the service serves. A route added to the router must be added here, and
 /// the test proves the document lists it; the document is generated from the same
 /// registrations as the router, so a route it lists is also served (checked below).
+/// The console's static files (`/console/`) are served beside the API, not described
+/// in it (tests/api/console.rs).
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/integration-catalog"),
     ("get", "/v1/admin/integration-catalog/{key}"),

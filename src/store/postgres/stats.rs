@@ -2,10 +2,11 @@
 
 use std::sync::LazyLock;
 
-use sqlx::Row;
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::PgStore;
-use crate::domain::{DeliveryState, IntegrationId, Outcome};
+use crate::domain::clock::from_ms;
+use crate::domain::{DeliveryState, IntegrationId, LogId, Outcome};
 use crate::store::StoreError;
 use crate::store::stats::{PendingCount, QueueDepth};
 
@@ -71,5 +72,41 @@ impl PgStore {
         .bind(integration_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    pub(in crate::store) async fn recent_outcome_counts(
+        &self,
+        integration_id: &IntegrationId,
+        bounds: &[i64],
+    ) -> Result<Vec<(Outcome, usize, i64)>, StoreError> {
+        let floor = |ms: i64| LogId::floor_at(from_ms(ms));
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT outcome, CASE");
+        for (slot, bound) in bounds.iter().enumerate().skip(1) {
+            q.push(" WHEN id < ")
+                .push_bind(floor(*bound))
+                .push(format_args!(" THEN CAST({} AS BIGINT)", slot - 1));
+        }
+        q.push(format_args!(
+            " ELSE CAST({} AS BIGINT) END AS slot, COUNT(*) AS n FROM live_logs WHERE integration_id = ",
+            bounds.len() - 1
+        ))
+        .push_bind(integration_id);
+        // Every outcome named, so that the outcome index can be read as one range per
+        // outcome.
+        q.push(" AND outcome IN (");
+        let mut outcomes = q.separated(", ");
+        for outcome in Outcome::ALL {
+            outcomes.push_bind(*outcome);
+        }
+        q.push(") AND id >= ")
+            .push_bind(floor(bounds[0]))
+            .push(" GROUP BY outcome, slot");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let slot: i64 = r.try_get("slot")?;
+                Ok((r.try_get("outcome")?, slot as usize, r.try_get("n")?))
+            })
+            .collect()
     }
 }
