@@ -1,6 +1,7 @@
 //! Group commit. Every write of the service is an operation sent to one writer task,
-//! which runs all the operations waiting at that moment in one transaction, each in its
-//! own savepoint, and answers each only after the commit. Under load many ingest
+//! which runs all the operations waiting at that moment in one transaction (one per
+//! connection, below), each in its own savepoint, and answers each only after the
+//! commit. Under load many ingest
 //! requests, lease grabs and attempt results share one commit (one fsync), which is
 //! what makes durable ingest fast; alone, an operation commits at once.
 //!
@@ -19,10 +20,10 @@
 //! own after the direct one. The two connections never hold the write lock at once:
 //! one thread runs both, one after the other.
 
-use futures_util::future::BoxFuture;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
