@@ -2,13 +2,12 @@
 
 use std::sync::LazyLock;
 
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, Row};
 
 use super::PgStore;
-use crate::domain::clock::from_ms;
-use crate::domain::{DeliveryState, IntegrationId, LogId, Outcome};
+use crate::domain::{DeliveryState, IntegrationId, Outcome};
 use crate::store::StoreError;
-use crate::store::stats::{PendingCount, QueueDepth};
+use crate::store::stats::{PendingCount, QueueDepth, recent_outcomes_query};
 
 /// Pending count and oldest of one integration, and its dead letters (each counted on
 /// its partial index, so the words are written from the enum).
@@ -79,28 +78,7 @@ impl PgStore {
         integration_id: &IntegrationId,
         bounds: &[i64],
     ) -> Result<Vec<(Outcome, usize, i64)>, StoreError> {
-        let floor = |ms: i64| LogId::floor_at(from_ms(ms));
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT outcome, CASE");
-        for (slot, bound) in bounds.iter().enumerate().skip(1) {
-            q.push(" WHEN id < ")
-                .push_bind(floor(*bound))
-                .push(format_args!(" THEN CAST({} AS BIGINT)", slot - 1));
-        }
-        q.push(format_args!(
-            " ELSE CAST({} AS BIGINT) END AS slot, COUNT(*) AS n FROM live_logs WHERE integration_id = ",
-            bounds.len() - 1
-        ))
-        .push_bind(integration_id);
-        // Every outcome named, so that the outcome index can be read as one range per
-        // outcome.
-        q.push(" AND outcome IN (");
-        let mut outcomes = q.separated(", ");
-        for outcome in Outcome::ALL {
-            outcomes.push_bind(*outcome);
-        }
-        q.push(") AND id >= ")
-            .push_bind(floor(bounds[0]))
-            .push(" GROUP BY outcome, slot");
+        let mut q = recent_outcomes_query::<Postgres>("live_logs", integration_id, bounds);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {

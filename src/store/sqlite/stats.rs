@@ -1,12 +1,11 @@
 //! Queue depth, dead letters and outcome counts on SQLite (reads).
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 
 use super::SqliteStore;
-use crate::domain::clock::from_ms;
-use crate::domain::{DeliveryState, IntegrationId, LogId, Outcome};
+use crate::domain::{DeliveryState, IntegrationId, Outcome};
 use crate::store::StoreError;
-use crate::store::stats::{PendingCount, QueueDepth};
+use crate::store::stats::{PendingCount, QueueDepth, recent_outcomes_query};
 
 impl SqliteStore {
     pub(in crate::store) async fn queue_depth(
@@ -71,28 +70,12 @@ impl SqliteStore {
         integration_id: &IntegrationId,
         bounds: &[i64],
     ) -> Result<Vec<(Outcome, usize, i64)>, StoreError> {
-        let floor = |ms: i64| LogId::floor_at(from_ms(ms));
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT outcome, CASE");
-        for (slot, bound) in bounds.iter().enumerate().skip(1) {
-            q.push(" WHEN id < ")
-                .push_bind(floor(*bound))
-                .push(format_args!(" THEN CAST({} AS BIGINT)", slot - 1));
-        }
-        q.push(format_args!(
-            " ELSE CAST({} AS BIGINT) END AS slot, COUNT(*) AS n FROM live_logs INDEXED BY live_logs_outcome WHERE integration_id = ",
-            bounds.len() - 1
-        ))
-        .push_bind(integration_id);
-        // Every outcome named, so that the outcome index is read as one range per
-        // outcome (SQLite's planner must be told to use it).
-        q.push(" AND outcome IN (");
-        let mut outcomes = q.separated(", ");
-        for outcome in Outcome::ALL {
-            outcomes.push_bind(*outcome);
-        }
-        q.push(") AND id >= ")
-            .push_bind(floor(bounds[0]))
-            .push(" GROUP BY outcome, slot");
+        // SQLite's planner must be told to read the outcome index.
+        let mut q = recent_outcomes_query::<Sqlite>(
+            "live_logs INDEXED BY live_logs_outcome",
+            integration_id,
+            bounds,
+        );
         let rows = q.build().fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
