@@ -1,9 +1,11 @@
 //! The ingest stage: validate each event's envelope, route it to the integrations that
 //! take it, map it to the exact Button request for each, and write the event, its
 //! deliveries and any immediate outcome (filtered, mapping failed) in one commit.
-//! Nothing is acknowledged before that commit.
+//! Nothing is acknowledged before that commit. A lane with room and nothing else due
+//! gets its new deliveries leased in that same commit and handed straight over
+//! ([`Handover`]), so it takes no lease of its own for them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -14,14 +16,15 @@ use crate::blueprint::{self, transform};
 use crate::button::Client;
 use crate::delivery::Delivery;
 use crate::domain::clock::now_ms;
-use crate::domain::{DeliveryState, FieldError, IntegrationId};
+use crate::domain::{DeliveryId, DeliveryState, FieldError, IntegrationId, LeaseToken};
 use crate::integrations::{Integration, Registry};
 use crate::live_logs::Hub;
 use crate::mapping;
 use crate::metrics::Metrics;
 use crate::records::{self, EventRef};
 use crate::sources::Sender;
-use crate::store::ingest::{IngestRecord, NewEvent};
+use crate::store::ingest::{IngestLease, IngestRecord, NewEvent};
+use crate::store::queue::Leased;
 use crate::store::{Store, StoreError};
 
 const MAX_MESSAGE_ID: usize = 255;
@@ -186,14 +189,27 @@ impl Ingest {
             });
             records.push((index, record));
         }
-        let (indexes, records): (Vec<usize>, Vec<IngestRecord>) = records.into_iter().unzip();
+        let (indexes, mut records): (Vec<usize>, Vec<IngestRecord>) = records.into_iter().unzip();
+        let handover = Handover::reserve(&self.delivery, &mut records, now);
         let written = if records.is_empty() {
             Vec::new()
         } else {
-            self.store.ingest(records).await?
+            match self.store.ingest(records).await {
+                Ok(written) => written,
+                Err(e) => {
+                    handover.cancel(&self.delivery);
+                    return Err(e);
+                }
+            }
         };
 
-        // Committed: now tell the lanes, the live tail and the metrics.
+        // Committed: now hand the lanes what was leased for them, wake those with
+        // other new work, and tell the live tail and the metrics.
+        let leased: HashSet<DeliveryId> = written
+            .iter()
+            .flat_map(|(_, w)| w.leased.iter().cloned())
+            .collect();
+        handover.hand(&self.delivery, &leased);
         let mut woken = HashSet::new();
         let watched = self.hub.has_subscribers();
         for (index, (record, written)) in indexes.into_iter().zip(written) {
@@ -216,7 +232,7 @@ impl Ingest {
                     DeliveryState::Pending => {
                         result.deliveries_queued += 1;
                         let to = &d.parcel.integration_id;
-                        if woken.insert(to.clone()) {
+                        if !leased.contains(&d.parcel.id) && woken.insert(to.clone()) {
                             self.delivery.notify(to);
                         }
                     }
@@ -388,6 +404,85 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// New deliveries leased in the ingest commit, for lanes that have room and nothing
+/// else due ([`Delivery::reserve`]): each lane is handed its own once the commit is
+/// done, instead of leasing them in a commit of its own. What the commit did not
+/// lease (a repeat, an order change held behind an earlier one) frees its room and
+/// waits in the store for the lane's lease, like any delivery.
+struct Handover {
+    /// Per lane: the room reserved, and the deliveries written into it.
+    lanes: HashMap<IntegrationId, (usize, Vec<Leased>)>,
+}
+
+impl Handover {
+    /// Reserves room for the queued deliveries of `records`, oldest first, and marks
+    /// those that fit to be leased by the write.
+    fn reserve(delivery: &Delivery, records: &mut [IngestRecord], now: i64) -> Self {
+        let mut wanted: HashMap<&IntegrationId, usize> = HashMap::new();
+        for d in records.iter().flat_map(|r| r.deliveries.iter()) {
+            if d.state == DeliveryState::Pending {
+                *wanted.entry(&d.parcel.integration_id).or_default() += 1;
+            }
+        }
+        let mut room: HashMap<IntegrationId, usize> = wanted
+            .into_iter()
+            .filter_map(|(id, want)| {
+                let granted = delivery.reserve(id, want);
+                (granted > 0).then(|| (id.clone(), granted))
+            })
+            .collect();
+        let mut lanes: HashMap<IntegrationId, (usize, Vec<Leased>)> = room
+            .iter()
+            .map(|(id, granted)| (id.clone(), (*granted, Vec::with_capacity(*granted))))
+            .collect();
+        if lanes.is_empty() {
+            return Self { lanes };
+        }
+        let lease = IngestLease {
+            token: LeaseToken::new(),
+            until: now + delivery.lease_for().as_millis() as i64,
+        };
+        for d in records.iter_mut().flat_map(|r| r.deliveries.iter_mut()) {
+            let to = &d.parcel.integration_id;
+            let Some(left) = room.get_mut(to).filter(|left| **left > 0) else {
+                continue;
+            };
+            if d.state != DeliveryState::Pending {
+                continue;
+            }
+            *left -= 1;
+            d.lease = Some(lease.clone());
+            if let Some((_, handed)) = lanes.get_mut(to) {
+                handed.push(Leased {
+                    parcel: d.parcel.clone(),
+                    attempts: 0,
+                    url: d.url.clone(),
+                    body: d.body.clone(),
+                    lease_token: lease.token.clone(),
+                    order_key: d.order_key.clone(),
+                });
+            }
+        }
+        Self { lanes }
+    }
+
+    /// Hands each lane the deliveries the commit leased (`leased`), freeing the room
+    /// of the rest.
+    fn hand(self, delivery: &Delivery, leased: &HashSet<DeliveryId>) {
+        for (id, (reserved, mut handed)) in self.lanes {
+            handed.retain(|j| leased.contains(&j.parcel.id));
+            delivery.hand(&id, handed, reserved);
+        }
+    }
+
+    /// Frees the room of a write that failed.
+    fn cancel(self, delivery: &Delivery) {
+        for (id, (reserved, _)) in self.lanes {
+            delivery.unreserve(&id, reserved);
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub events_ingested: Counter,
     pub events_duplicate: Counter,
     pub events_rejected: Counter,
+    pub deliveries_handed: Counter,
     pub deliveries: Family<OutcomeLabels, Counter>,
     pub attempt_duration: Family<IntegrationLabels, Histogram>,
     pub queue_depth: Family<IntegrationLabels, Gauge>,
@@ -65,6 +66,12 @@ impl Metrics {
             "events_rejected",
             "Events refused at ingest as invalid",
             events_rejected.clone(),
+        );
+        let deliveries_handed = Counter::default();
+        registry.register(
+            "deliveries_handed",
+            "Deliveries leased in the commit that accepted them and handed straight to their lane",
+            deliveries_handed.clone(),
         );
         let deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -103,6 +110,7 @@ impl Metrics {
             events_ingested,
             events_duplicate,
             events_rejected,
+            deliveries_handed,
             deliveries,
             attempt_duration,
             queue_depth,

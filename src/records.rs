@@ -76,6 +76,7 @@ pub fn delivery(
         body,
         order_key,
         created_at: now,
+        lease: None,
     };
     Some((delivery, ended))
 }

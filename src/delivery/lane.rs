@@ -21,6 +21,17 @@ use crate::live_logs::{LogRecord, RequestView};
 use crate::records;
 use crate::store::queue::{Finish, LeaseAsk, Leased, Parcel};
 
+/// What ended a lane's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    /// There may be new work in the store, or the integration changed.
+    Work,
+    /// Ingest handed leased deliveries over.
+    Handed,
+    /// The time waited for came, or the service stops.
+    Time,
+}
+
 enum Gate {
     Open,
     Closed(Option<(Instant, SystemTime)>),
@@ -40,6 +51,31 @@ pub struct Lane {
     leasing: AtomicBool,
     /// Leases that took deliveries, ever.
     leases: AtomicU64,
+    /// Most deliveries leased and not yet started (two slots' worth, at most the
+    /// lease batch).
+    ahead: usize,
+    /// What ingest hands over: deliveries it leased in its own commit.
+    inbox: Mutex<Inbox>,
+    /// Rung when ingest hands deliveries over. Apart from `wake`: handed work is
+    /// leased already, so a lane that had nothing else due need not ask the store.
+    handed: Notify,
+    /// Counts wakes: a lease that found nothing more due opens the inbox only if no
+    /// wake came while it ran (that wake may announce work the lease did not see).
+    wakes: AtomicU64,
+}
+
+/// Deliveries ingest leased for a lane in the commit that accepted them, so that the
+/// lane need not lease them in a commit of its own. Ingest hands over only while the
+/// lane is open, its last lease found nothing more due and no wake has come since
+/// (so nothing older waits in the store), and only as many as fit ahead of its
+/// slots: the room is reserved before the commit and freed when the commit is done.
+#[derive(Default)]
+struct Inbox {
+    open: bool,
+    /// The lane's loop has ended: what comes now is given back.
+    ended: bool,
+    reserved: usize,
+    handed: Vec<Leased>,
 }
 
 /// What a lane is doing, for stats and metrics.
@@ -51,7 +87,7 @@ pub struct LaneStatus {
 }
 
 impl Lane {
-    pub fn new(id: IntegrationId, concurrency: usize) -> Arc<Self> {
+    pub fn new(id: IntegrationId, concurrency: usize, lease_batch: usize) -> Arc<Self> {
         Arc::new(Self {
             id,
             concurrency,
@@ -61,12 +97,68 @@ impl Lane {
             waiting: AtomicUsize::new(0),
             leasing: AtomicBool::new(false),
             leases: AtomicU64::new(0),
+            ahead: lease_batch.min(concurrency * 2).max(1),
+            inbox: Mutex::new(Inbox::default()),
+            handed: Notify::new(),
+            wakes: AtomicU64::new(0),
         })
     }
 
-    /// There may be new work, or the integration changed.
+    /// There may be new work, or the integration changed. Until the lane has looked,
+    /// ingest hands it nothing (what it hands would go ahead of that work).
     pub fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::AcqRel);
+        self.inbox().open = false;
         self.wake.notify_one();
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves room for up to `want` deliveries that ingest is about to write leased
+    /// to this lane; answers how many fit (none unless the inbox is open).
+    pub fn reserve(&self, want: usize) -> usize {
+        let mut inbox = self.inbox();
+        if !inbox.open || inbox.ended {
+            return 0;
+        }
+        let held = self.waiting.load(Ordering::Acquire) + inbox.reserved + inbox.handed.len();
+        let granted = want.min(self.ahead.saturating_sub(held));
+        inbox.reserved += granted;
+        granted
+    }
+
+    /// Frees room reserved for deliveries that were not written leased.
+    pub fn unreserve(&self, reserved: usize) {
+        let mut inbox = self.inbox();
+        inbox.reserved = inbox.reserved.saturating_sub(reserved);
+    }
+
+    /// Takes deliveries ingest leased for this lane, freeing the `reserved` room they
+    /// were written in. Answers them back if the lane's loop has ended (the caller
+    /// gives their leases back).
+    pub fn hand(&self, leased: Vec<Leased>, reserved: usize) -> Vec<Leased> {
+        let mut inbox = self.inbox();
+        inbox.reserved = inbox.reserved.saturating_sub(reserved);
+        if inbox.ended {
+            return leased;
+        }
+        if !leased.is_empty() {
+            inbox.handed.extend(leased);
+            drop(inbox);
+            self.handed.notify_one();
+        }
+        Vec::new()
+    }
+
+    /// Moves what ingest handed over into `ready`.
+    fn take_handed(&self, ready: &mut VecDeque<Leased>) {
+        let mut inbox = self.inbox();
+        if !inbox.handed.is_empty() {
+            ready.extend(inbox.handed.drain(..));
+            self.waiting.store(ready.len(), Ordering::Release);
+        }
     }
 
     fn held_until(&self) -> Option<(Instant, SystemTime)> {
@@ -115,11 +207,16 @@ impl Lane {
         self.concurrency - self.permits.available_permits()
     }
 
-    /// Whether the lane has an attempt running or leased deliveries not yet started.
+    /// Whether the lane has an attempt running, leased deliveries not yet started, or
+    /// deliveries that ingest is handing over.
     pub fn busy(&self) -> bool {
         self.leasing.load(Ordering::Acquire)
             || self.in_flight() > 0
             || self.waiting.load(Ordering::Acquire) > 0
+            || {
+                let inbox = self.inbox();
+                inbox.reserved > 0 || !inbox.handed.is_empty()
+            }
     }
 
     /// How many leases have taken deliveries so far.
@@ -153,10 +250,10 @@ impl Lane {
     /// Leases due deliveries ahead of the free slots (at most two slots' worth, so
     /// none waits in memory for long against its lease) and starts an attempt per free
     /// slot, until the integration is deleted or the service stops. Leases held when
-    /// the lane closes are given back at once.
+    /// the lane closes are given back at once. While its last lease found nothing more
+    /// due, ingest hands it new deliveries already leased ([`Inbox`]).
     pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let poll = shared.settings.poll_interval;
-        let ahead = shared.settings.lease_batch.min(self.concurrency * 2).max(1);
         let mut ready: VecDeque<Leased> = VecDeque::new();
         // When the last lease took all that was due: until when nothing else is.
         let mut drained: Option<Option<Instant>> = None;
@@ -164,11 +261,13 @@ impl Lane {
             if *stop.borrow() {
                 break;
             }
+            self.take_handed(&mut ready);
             match self.gate(&shared) {
                 None => break,
                 Some(Gate::Closed(until)) => {
                     // Once open again, the lane asks afresh.
                     drained = None;
+                    self.inbox().open = false;
                     self.give_back(&shared, &mut ready, until.map(|(_, at)| at))
                         .await;
                     self.idle(&mut stop, until.map(|(at, _)| at)).await;
@@ -181,15 +280,20 @@ impl Lane {
                 // delivery falls due or the lane is woken (new work, a committed
                 // outcome that frees an order's next change, a change of the
                 // integration, the replicas' sweep). An idle lane costs nothing.
-                if let Some(wake_at) = drained.take() {
-                    self.idle(&mut stop, wake_at).await;
+                // Deliveries handed over by ingest leave that so: they were leased
+                // in their own commit.
+                if let Some(wake_at) = drained {
+                    if self.idle(&mut stop, wake_at).await != Woken::Handed {
+                        drained = None;
+                    }
                     continue;
                 }
                 let ask = LeaseAsk {
-                    limit: ahead,
+                    limit: self.ahead,
                     lease_for: shared.settings.lease_duration,
                     token: LeaseToken::new(),
                 };
+                let wakes = self.wakes.load(Ordering::Acquire);
                 self.leasing.store(true, Ordering::Release);
                 let lease = shared.store.lease(&self.id, &ask).await;
                 if let Ok(lease) = &lease {
@@ -199,6 +303,10 @@ impl Lane {
                     }
                 }
                 self.leasing.store(false, Ordering::Release);
+                // Nothing more due, and no wake since the lease began: ingest may
+                // hand new work over.
+                self.inbox().open = matches!(&lease, Ok(l) if l.drained)
+                    && self.wakes.load(Ordering::Acquire) == wakes;
                 match lease {
                     Ok(lease) => {
                         if lease.drained {
@@ -231,6 +339,12 @@ impl Lane {
                 self.waiting.store(ready.len(), Ordering::Release);
             }
         }
+        {
+            let mut inbox = self.inbox();
+            inbox.ended = true;
+            inbox.open = false;
+            ready.extend(inbox.handed.drain(..));
+        }
         self.give_back(&shared, &mut ready, None).await;
     }
 
@@ -255,7 +369,8 @@ impl Lane {
         self.waiting.store(0, Ordering::Release);
     }
 
-    async fn idle(&self, stop: &mut watch::Receiver<bool>, until: Option<Instant>) {
+    /// Waits for a wake, a hand-over, `until`, or the stop; answers which came.
+    async fn idle(&self, stop: &mut watch::Receiver<bool>, until: Option<Instant>) -> Woken {
         let sleep = async {
             match until {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -263,9 +378,10 @@ impl Lane {
             }
         };
         tokio::select! {
-            _ = self.wake.notified() => {}
-            _ = sleep => {}
-            _ = stop.changed() => {}
+            _ = self.wake.notified() => Woken::Work,
+            _ = self.handed.notified() => Woken::Handed,
+            _ = sleep => Woken::Time,
+            _ = stop.changed() => Woken::Time,
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::integrations::Registry;
 use crate::live_logs::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::queue::Leased;
 pub use backoff::RetryPolicy;
 use lane::{Lane, LaneStatus};
 use recorder::Recorder;
@@ -113,7 +114,8 @@ impl Delivery {
                 }
             }
             (None, true) => {
-                let lane = Lane::new(id.clone(), self.shared.settings.lane_concurrency);
+                let settings = &self.shared.settings;
+                let lane = Lane::new(id.clone(), settings.lane_concurrency, settings.lease_batch);
                 let task =
                     tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
                 self.lane_tasks
@@ -131,6 +133,59 @@ impl Delivery {
         if let Some(lane) = self.lanes().get(id) {
             lane.wake();
         }
+    }
+
+    /// How long a lease lasts: ingest leases for as long as a lane does.
+    pub fn lease_for(&self) -> Duration {
+        self.shared.settings.lease_duration
+    }
+
+    /// Reserves room on integration `id`'s lane for up to `want` new deliveries that
+    /// ingest would lease in its own commit and hand over ([`Delivery::hand`]).
+    /// Answers how many fit: none unless the lane is open, found nothing more due at
+    /// its last lease, and has room ahead of its slots.
+    pub fn reserve(&self, id: &IntegrationId, want: usize) -> usize {
+        let Some(lane) = self.lanes().get(id).cloned() else {
+            return 0;
+        };
+        if lane.closed(&self.shared) {
+            return 0;
+        }
+        lane.reserve(want)
+    }
+
+    /// Frees room reserved on integration `id`'s lane by a write that failed.
+    pub fn unreserve(&self, id: &IntegrationId, reserved: usize) {
+        if let Some(lane) = self.lanes().get(id) {
+            lane.unreserve(reserved);
+        }
+    }
+
+    /// Hands integration `id`'s lane the deliveries ingest leased for it in `reserved`
+    /// room. If the lane is gone, their leases are given back.
+    pub fn hand(&self, id: &IntegrationId, leased: Vec<Leased>, reserved: usize) {
+        let handed = leased.len() as u64;
+        let back = match self.lanes().get(id).cloned() {
+            Some(lane) => lane.hand(leased, reserved),
+            None => leased,
+        };
+        self.shared
+            .metrics
+            .deliveries_handed
+            .inc_by(handed - back.len() as u64);
+        if back.is_empty() {
+            return;
+        }
+        let store = self.shared.store.clone();
+        let leases: Vec<_> = back
+            .into_iter()
+            .map(|j| (j.parcel.id, j.lease_token))
+            .collect();
+        tokio::spawn(async move {
+            if let Err(e) = store.release(leases, now_ms()).await {
+                tracing::warn!(error = %e, "could not give back deliveries leased for a stopped lane; they return when their lease expires");
+            }
+        });
     }
 
     /// Holds the integration's lane until `until`: Button's `Retry-After`, heard by

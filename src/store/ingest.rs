@@ -8,7 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::queue::Parcel;
 use super::{Backend, Store, StoreError, on_backend};
-use crate::domain::{DeliveryId, DeliveryState};
+use crate::domain::{DeliveryId, DeliveryState, LeaseToken};
 use crate::live_logs::LogRecord;
 
 #[derive(Debug, Clone)]
@@ -33,6 +33,36 @@ pub struct NewDelivery {
     /// time, in the order they were accepted.
     pub order_key: Option<String>,
     pub created_at: i64,
+    /// Leased in the ingest commit itself, to be handed straight to its lane (which
+    /// had room and nothing else due): the lease the lane would otherwise take in a
+    /// commit of its own. A delivery of an order is leased only when no earlier
+    /// change of the same order holds it ([`NOT_HELD`]); otherwise it is written
+    /// unleased, like any other, and the lane leases it when it is free.
+    ///
+    /// [`NOT_HELD`]: super::queue::NOT_HELD
+    pub lease: Option<IngestLease>,
+}
+
+/// The lease ingest writes with a delivery: whose it is, and until when.
+#[derive(Debug, Clone)]
+pub struct IngestLease {
+    pub token: LeaseToken,
+    /// When the lease ends (ms): as a lane's lease, the delivery is due again then.
+    pub until: i64,
+}
+
+impl NewDelivery {
+    /// The lease written with the row itself: a delivery of no order cannot be held,
+    /// so its lease goes in with it. One of an order is leased after it is written,
+    /// if nothing holds it.
+    pub(super) fn lease_on_insert(&self) -> Option<&IngestLease> {
+        self.lease.as_ref().filter(|_| self.order_key.is_none())
+    }
+
+    /// Its lease, if it must first be checked against the order's earlier changes.
+    pub(super) fn lease_if_free(&self) -> Option<&IngestLease> {
+        self.lease.as_ref().filter(|_| self.order_key.is_some())
+    }
 }
 
 /// An accepted event with everything ingest decided for it.
@@ -52,6 +82,8 @@ pub struct Written {
     /// Ids of the deliveries written: an event reaches each integration once, so a
     /// delivery to an integration that already had this messageId is not written.
     pub deliveries: Vec<DeliveryId>,
+    /// Of those, the ones written leased ([`NewDelivery::lease`]), now the lane's.
+    pub leased: Vec<DeliveryId>,
 }
 
 impl Store {

@@ -1,6 +1,7 @@
 //! The delivery queue: one row per (event, integration), written at ingest in the same
-//! transaction as the event, leased by the integration's lane with an expiry, and
-//! finished with its live-log entry in one transaction.
+//! transaction as the event, leased by the integration's lane with an expiry (or, for
+//! a lane with room and nothing else due, in that ingest transaction), and finished
+//! with its live-log entry in one transaction.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -55,6 +56,27 @@ pub(super) static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
         DeliveryState::Pending,
         DeliveryState::Failed,
         DeliveryState::Dead
+    )
+});
+
+/// Leases a delivery ingest has just written unless an earlier change of its order
+/// holds it ([`NOT_HELD`]): the same rule a lane's lease applies, in the ingest
+/// commit. SQLite: lease expiry, token, id.
+pub(super) static LEASE_IF_FREE_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries AS d SET available_at = ?, lease_token = ? WHERE d.id = ? AND {}",
+        NOT_HELD.as_str()
+    )
+});
+
+/// The same on PostgreSQL, for many at once: ids, tokens, lease expiries (arrays).
+pub(super) static LEASE_IF_FREE_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries AS d SET available_at = u.until, lease_token = u.token
+         FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(id, token, until)
+         WHERE d.id = u.id AND {}
+         RETURNING d.id",
+        NOT_HELD.as_str()
     )
 });
 

@@ -420,10 +420,12 @@ impl Insert for DeliveryRow<'_> {
         "created_at",
         "updated_at",
         "order_key",
+        "lease_token",
     ];
 
     fn bind(self, b: &mut impl Values) {
         let (d, p) = (self.delivery, &self.delivery.parcel);
+        let lease = d.lease_on_insert();
         b.shared(Some(p.id.shared()));
         b.shared(Some(p.integration_id.shared()));
         b.event_text(Some(&p.message_id));
@@ -431,7 +433,7 @@ impl Insert for DeliveryRow<'_> {
         b.text(p.call.map(|c| c.as_str()));
         b.text(Some(d.state.as_str()));
         b.int(Some(0));
-        b.int(Some(d.created_at));
+        b.int(Some(lease.map_or(d.created_at, |l| l.until)));
         b.text(d.url.as_deref());
         b.bytes(self.body.map(|body| pack(Kind::Request, &body)));
         b.text(warnings_text(&p.warnings).as_deref());
@@ -439,6 +441,7 @@ impl Insert for DeliveryRow<'_> {
         b.int(Some(d.created_at));
         b.int(Some(d.created_at));
         b.text(d.order_key.as_deref());
+        b.text(lease.map(|l| l.token.as_str()));
     }
 }
 
@@ -545,6 +548,7 @@ pub(super) mod tests {
             body: None,
             order_key: None,
             created_at: 0,
+            lease: None,
         };
         binds_every_column(DeliveryRow {
             delivery: &delivery,

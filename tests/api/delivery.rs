@@ -991,3 +991,107 @@ async fn error_messages_read_cleanly() {
     let message = body["error"]["message"].as_str().unwrap();
     assert_eq!(message.matches("column").count(), 1, "said once: {message}");
 }
+
+/// `button_delivery_deliveries_handed_total`, from the metrics.
+async fn handed(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("button_delivery_deliveries_handed_total "))
+        .unwrap_or_else(|| panic!("no handed counter in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// A lane with nothing else due is handed new deliveries leased in the commit that
+/// accepted them, and takes no lease of its own for them. What must wait is left in
+/// the store for the lane's lease: an order's change behind its create, work beyond
+/// the lane's room (two slots' worth), anything while the lane is paused. All of it
+/// arrives, the order's changes in order.
+#[tokio::test]
+async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
+    let app = TestApp::spawn_with(&[("BUTTON_DELIVERY__LANE_CONCURRENCY", "2")]).await;
+    let id = app.install().await;
+    // Once this is delivered the lane has looked at the store and found nothing else.
+    app.send_event(product_view("h-0")).await;
+    app.wait_logs(&id, "outcome=delivered", 1, WAIT).await;
+    app.settled(&id).await;
+    let before = handed(&app).await;
+
+    app.send_event(add_to_cart("h-1")).await;
+    app.wait_logs(&id, "outcome=delivered", 2, WAIT).await;
+    assert_eq!(handed(&app).await, before + 1, "the event was handed over");
+
+    // A create and its update in one batch: the create is handed over, the update
+    // waits in the store until the create is delivered.
+    let mut update = purchase("h-3");
+    update["event"] = json!("Order Updated");
+    update["properties"]["order_id"] = json!("order-h-2");
+    let (status, body) = app.send_batch(vec![purchase("h-2"), update]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_logs(&id, "message_id=h-3&outcome=delivered", 1, WAIT)
+        .await;
+    app.settled(&id).await;
+    assert_eq!(handed(&app).await, before + 2, "only the create was handed");
+    let orders: Vec<(String, String)> = app
+        .fake
+        .received()
+        .iter()
+        .filter(|r| r.kind.is_order())
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        orders,
+        [
+            ("POST".to_owned(), "/v1/order".to_owned()),
+            ("POST".to_owned(), "/v1/order/order-h-2".to_owned())
+        ],
+        "the create, then its update"
+    );
+
+    // Ten at once: the lane has room for four (two slots' worth); the rest it leases.
+    let batch: Vec<Value> = (0..10).map(|i| add_to_cart(&format!("h-b{i}"))).collect();
+    let (status, body) = app.send_batch(batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_logs(&id, "outcome=delivered", 14, WAIT).await;
+    app.settled(&id).await;
+    assert_eq!(
+        handed(&app).await,
+        before + 6,
+        "four of the ten were handed"
+    );
+    assert_eq!(
+        app.fake.received().len(),
+        14,
+        "each event reached Button once"
+    );
+
+    // Paused: nothing is handed; once resumed, the lane leases what waited.
+    app.admin("POST", &format!("/v1/admin/integrations/{id}/pause"), None)
+        .await;
+    app.send_event(add_to_cart("h-p")).await;
+    app.settled(&id).await;
+    assert_eq!(
+        app.fake.received().len(),
+        14,
+        "nothing is sent while paused"
+    );
+    app.admin("POST", &format!("/v1/admin/integrations/{id}/resume"), None)
+        .await;
+    app.wait_logs(&id, "message_id=h-p&outcome=delivered", 1, WAIT)
+        .await;
+    assert_eq!(
+        handed(&app).await,
+        before + 6,
+        "a paused lane is handed nothing"
+    );
+    assert_eq!(app.queue_depth(&id).await, 0);
+}

@@ -21,6 +21,7 @@ use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::ingest::{IngestRecord, Written};
+use crate::store::queue::LEASE_IF_FREE_POSTGRES;
 use crate::store::rows::{DeliveryRow, EventRow};
 
 impl PgStore {
@@ -98,6 +99,8 @@ async fn write(
         .map(|row| row.try_get::<DeliveryId, _>(0))
         .collect::<Result<_, _>>()?;
 
+    let leased = lease_written(conn, &records, &written).await?;
+
     let logs: Vec<&LogRecord> = records
         .iter()
         .flat_map(|r| r.logs.iter())
@@ -116,8 +119,51 @@ async fn write(
                     .filter(|d| written.contains(&d.parcel.id))
                     .map(|d| d.parcel.id.clone())
                     .collect(),
+                leased: r
+                    .deliveries
+                    .iter()
+                    .filter(|d| leased.contains(&d.parcel.id))
+                    .map(|d| d.parcel.id.clone())
+                    .collect(),
             };
             (r, outcome)
         })
         .collect())
+}
+
+/// Of the deliveries written, those now leased: each written with its lease, and each
+/// of an order whose lease held once written (nothing earlier of the order pending,
+/// failed or dead), in one statement for all of those.
+async fn lease_written(
+    conn: &mut PgConnection,
+    records: &[IngestRecord],
+    written: &HashSet<DeliveryId>,
+) -> Result<HashSet<DeliveryId>, StoreError> {
+    let mut leased = HashSet::new();
+    let (mut ids, mut tokens, mut until) = (Vec::new(), Vec::new(), Vec::new());
+    for d in records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| written.contains(&d.parcel.id))
+    {
+        if d.lease_on_insert().is_some() {
+            leased.insert(d.parcel.id.clone());
+        } else if let Some(lease) = d.lease_if_free() {
+            ids.push(d.parcel.id.as_str());
+            tokens.push(lease.token.as_str());
+            until.push(lease.until);
+        }
+    }
+    if !ids.is_empty() {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE_IF_FREE_POSTGRES.as_str()))
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(&until)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in &rows {
+            leased.insert(row.try_get::<DeliveryId, _>(0)?);
+        }
+    }
+    Ok(leased)
 }

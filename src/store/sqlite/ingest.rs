@@ -18,6 +18,7 @@ use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::ingest::{IngestRecord, NewDelivery, Written};
+use crate::store::queue::LEASE_IF_FREE_SQLITE;
 use crate::store::rows::{DeliveryRow, EventRow};
 
 impl SqliteStore {
@@ -96,6 +97,7 @@ fn write(
         .collect();
     let expected = deliveries.len();
     expect_rows("deliveries", insert_direct(db, deliveries)?, expected)?;
+    let leased = lease_written(db, &records, &written)?;
 
     let logs: Vec<&LogRecord> = records
         .iter()
@@ -115,10 +117,49 @@ fn write(
                     .filter(|d| written.contains(&d.parcel.id))
                     .map(|d| d.parcel.id.clone())
                     .collect(),
+                leased: r
+                    .deliveries
+                    .iter()
+                    .filter(|d| leased.contains(&d.parcel.id))
+                    .map(|d| d.parcel.id.clone())
+                    .collect(),
             };
             (r, outcome)
         })
         .collect())
+}
+
+/// Of the deliveries written, those now leased: each written with its lease, and
+/// each of an order whose lease held once written (nothing earlier of the order
+/// pending, failed or dead).
+fn lease_written(
+    db: &rusqlite::Connection,
+    records: &[IngestRecord],
+    written: &HashSet<DeliveryId>,
+) -> Result<HashSet<DeliveryId>, StoreError> {
+    let mut leased = HashSet::new();
+    let mut if_free = None;
+    for d in records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| written.contains(&d.parcel.id))
+    {
+        let took = if d.lease_on_insert().is_some() {
+            true
+        } else if let Some(lease) = d.lease_if_free() {
+            let statement = match &mut if_free {
+                Some(s) => s,
+                None => if_free.insert(db.prepare_cached(&LEASE_IF_FREE_SQLITE)?),
+            };
+            statement.execute(rusqlite::params![lease.until, lease.token, d.parcel.id])? == 1
+        } else {
+            false
+        };
+        if took {
+            leased.insert(d.parcel.id.clone());
+        }
+    }
+    Ok(leased)
 }
 
 /// The messageIds of `records` already stored.
