@@ -5,11 +5,16 @@
 #   idle-100    100 integrations installed, nothing sent: service CPU over 10 s;
 #   cost-100    end to end, 100 single events/s for BENCH_DURATION s: CPU per event;
 #   cost-1000   the same at 1,000 events/s;
-#   int100-e2e  100 integrations, 2,000 events/s spread over them: CPU per event, lag.
+#   intN-e2e    N integrations, 2,000 events/s spread over them: CPU per event, lag;
+#   intN-ingest the same N, flat-out ingest with delivery running: events/s, peak RSS.
+# N is 100, or each of COMPARE_INTEGRATIONS (e.g. "100 1000").
 # Prints one line per step and build with the medians over the rounds, and writes the
 # raw results to bench/results/compare-cost-<UTC>/results.jsonl.
 #
 #   bench/compare-cost.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]   # ROUNDS defaults to 3
+#
+# On PostgreSQL instead of the embedded store: COMPARE_POSTGRES_URL=postgres://.../postgres
+# (each service then gets a fresh database on that server).
 #
 # The tools (loadgen, fake-button) come from target/release for both sides.
 set -euo pipefail
@@ -24,6 +29,9 @@ base=${BENCH_PORT_BASE:-19280}; fake_port=$((base + 2)); svc_port=$((base + 3))
 svc_pid=; fake_pid=
 cleanup() { kill $svc_pid $fake_pid 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
+pg_server=${COMPARE_POSTGRES_URL:-}
+many=${COMPARE_INTEGRATIONS:-100}
+store=()
 
 wait_http() {
   for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
@@ -33,13 +41,18 @@ wait_http() {
 start() {
   local bin=$1 name=$2
   rm -rf "${out:?}/$name"; mkdir -p "$out/$name"
+  if [ -n "$pg_server" ]; then
+    local db=compare_${name//-/_}
+    psql "$pg_server" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+    store=(BUTTON_DATABASE__URL="${pg_server%/*}/$db")
+  fi
   "$tools/fake-button" --listen 127.0.0.1:$fake_port --api-key sk-bench-key --record-arrivals 2>/dev/null &
   fake_pid=$!; wait_http $fake_port
   env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$out/$name/data" \
       BUTTON_AUTH__ADMIN_TOKENS=adm BUTTON_AUTH__INGEST_TOKENS=ing BUTTON_SERVER__ADMIN_RATE_LIMIT=0 \
       BUTTON_BUTTON__ORDERS_BASE_URL=http://127.0.0.1:$fake_port \
       BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
-      "$bin/button-delivery" > /dev/null 2>&1 &
+      "${store[@]}" "$bin/button-delivery" > /dev/null 2>&1 &
   svc_pid=$!; wait_http $svc_port
 }
 stop() { kill $svc_pid $fake_pid; wait $svc_pid $fake_pid 2>/dev/null || true; svc_pid=; fake_pid=; }
@@ -58,10 +71,14 @@ run_side() {
       --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label "cost-$rate" 2>/dev/null
     stop
   done
-  start "$bin" "$side-int100"; setup 100
-  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate 2000 --duration "$dur" \
-    --spread "$out/ids" --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label int100-e2e 2>/dev/null
-  stop
+  for n in $many; do
+    start "$bin" "$side-int$n"; setup "$n"
+    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate 2000 --duration "$dur" \
+      --spread "$out/ids" --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label "int$n-e2e" 2>/dev/null
+    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --duration "$dur" \
+      --spread "$out/ids" --pid $svc_pid --label "int$n-ingest" 2>/dev/null
+    stop
+  done
   python3 -c '
 import json, sys
 side = sys.argv[2]
@@ -75,22 +92,38 @@ for round in $(seq 1 "$rounds"); do
   echo "round $round done"
 done
 
-python3 - "$results" <<'EOF'
+python3 - "$results" $many <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def fig(r):
     if r["label"] == "idle-100":
         return r["cores"], "cores idle"
+    if r["label"].endswith("-ingest"):
+        return r["events_per_s"], "events/s ingested"
     return 1000 * r["service"]["cpu_s_total"] / max(r["events_accepted"], 1), "ms CPU/event"
 print("| step | old | new | new/old |\n|---|---:|---:|---:|")
-for label in ["idle-100", "cost-100", "cost-1000", "int100-e2e"]:
+labels = ["idle-100", "cost-100", "cost-1000"]
+for n in sys.argv[2:]:
+    labels += [f"int{n}-e2e", f"int{n}-ingest"]
+for label in labels:
     med = {}
     for side in ["old", "new"]:
         vals = [fig(r)[0] for r in rows if r["label"] == label and r["side"] == side]
         med[side] = statistics.median(vals) if vals else float("nan")
     unit = fig(next(r for r in rows if r["label"] == label))[1]
-    lag = {s: statistics.median([r["delivery"]["lag_ms"]["p99"] for r in rows if r["label"] == label and r["side"] == s] or [0]) for s in ["old", "new"]} if label != "idle-100" else None
-    extra = f" (lag p99 {lag['old']:.1f} / {lag['new']:.1f} ms)" if lag else ""
+    def med_of(side, key):
+        vals = [key(r) for r in rows if r["label"] == label and r["side"] == side]
+        return statistics.median(vals) if vals else 0
+    extra = ""
+    if label.endswith("-e2e") or label.startswith("cost-"):
+        lag = {s: med_of(s, lambda r: r["delivery"]["lag_ms"]["p99"]) for s in ["old", "new"]}
+        got = {s: med_of(s, lambda r: r["delivery"]["delivered_per_s"]) for s in ["old", "new"]}
+        p99 = {s: med_of(s, lambda r: r["latency_ms"]["p99"]) for s in ["old", "new"]}
+        extra = (f" (lag p99 {lag['old']:.1f} / {lag['new']:.1f} ms; ingest p99 {p99['old']:.1f} / {p99['new']:.1f} ms;"
+                 f" delivered {got['old']:.0f} / {got['new']:.0f} per s)")
+    elif label.endswith("-ingest"):
+        rss = {s: med_of(s, lambda r: r["service"]["peak_rss_mb"]) for s in ["old", "new"]}
+        extra = f" (peak RSS {rss['old']:.0f} / {rss['new']:.0f} MB)"
     ratio = med["new"] / med["old"] if med["old"] else float("nan")
     print(f"| {label}: {unit}{extra} | {med['old']:.3f} | {med['new']:.3f} | {ratio:.2f} |")
 EOF
