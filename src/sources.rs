@@ -9,6 +9,7 @@
 //! another replica made is [`reload`](Sources::reload)ed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -62,15 +63,52 @@ pub enum SourceError {
     Store(#[from] StoreError),
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Table {
     by_id: BTreeMap<SourceId, Arc<Source>>,
     by_digest: HashMap<[u8; 32], SourceId>,
+    /// The ticket of the read that last set a source (or its absence), where newer
+    /// than `all_read`: a read that began earlier does not overwrite it.
+    read: HashMap<SourceId, u64>,
+    /// The ticket of the last read of every source.
+    all_read: u64,
+}
+
+impl Table {
+    fn last_read(&self, id: &SourceId) -> u64 {
+        self.read.get(id).copied().unwrap_or(0).max(self.all_read)
+    }
+
+    /// The table with `id` set from a read of `ticket`; `None` if a later read set it.
+    fn published(&self, id: &SourceId, row: Option<SourceRow>, ticket: u64) -> Option<Table> {
+        if ticket < self.last_read(id) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.set(id, row);
+        next.read.insert(id.clone(), ticket);
+        Some(next)
+    }
+
+    fn set(&mut self, id: &SourceId, row: Option<SourceRow>) {
+        self.by_id.remove(id);
+        self.by_digest.retain(|_, s| s != id);
+        if let Some(row) = row {
+            let (digest, source) = open(row);
+            self.by_digest.insert(digest, source.id.clone());
+            self.by_id.insert(source.id.clone(), Arc::new(source));
+        }
+    }
 }
 
 pub struct Sources {
     store: Store,
     current: RwLock<Arc<Table>>,
+    /// Orders what is read from the store. A read takes a ticket before it reads, a
+    /// local delete after its write is committed, and what is in memory is replaced
+    /// only by a later ticket: a reload that read a source just before it was deleted
+    /// (one set off by another replica's change, say) cannot bring it back.
+    tickets: AtomicU64,
 }
 
 fn open(row: SourceRow) -> ([u8; 32], Source) {
@@ -94,6 +132,7 @@ impl Sources {
         let sources = Self {
             store,
             current: RwLock::new(Arc::default()),
+            tickets: AtomicU64::new(1),
         };
         sources.reload_all().await?;
         Ok(sources)
@@ -122,21 +161,17 @@ impl Sources {
         self.table().by_id.values().cloned().collect()
     }
 
-    /// Replaces (or, with `None`, removes) one source in memory.
-    fn publish(&self, id: &SourceId, row: Option<SourceRow>) {
+    fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Replaces (or, with `None`, removes) one source in memory, unless what is there
+    /// came from a later `ticket`.
+    fn publish(&self, id: &SourceId, row: Option<SourceRow>, ticket: u64) {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = Table {
-            by_id: current.by_id.clone(),
-            by_digest: current.by_digest.clone(),
-        };
-        next.by_id.remove(id);
-        next.by_digest.retain(|_, s| s != id);
-        if let Some(row) = row {
-            let (digest, source) = open(row);
-            next.by_digest.insert(digest, source.id.clone());
-            next.by_id.insert(source.id.clone(), Arc::new(source));
+        if let Some(next) = current.published(id, row, ticket) {
+            *current = Arc::new(next);
         }
-        *current = Arc::new(next);
     }
 
     /// Creates a source connected to `integrations`; answers it with its token, which
@@ -203,7 +238,8 @@ impl Sources {
 
     pub async fn delete(&self, id: &SourceId) -> Result<(), SourceError> {
         let existed = self.store.delete_source(id).await?;
-        self.publish(id, None);
+        let ticket = self.ticket();
+        self.publish(id, None, ticket);
         if existed {
             Ok(())
         } else {
@@ -213,20 +249,81 @@ impl Sources {
 
     /// Reads one source again from the store (after a change here or elsewhere).
     pub async fn reload(&self, id: &SourceId) -> Result<(), StoreError> {
+        let ticket = self.ticket();
         let row = self.store.get_source(id).await?;
-        self.publish(id, row);
+        self.publish(id, row, ticket);
         Ok(())
     }
 
-    /// Reads every source again.
+    /// Reads every source again. A source set meanwhile by a later read keeps that.
     pub async fn reload_all(&self) -> Result<(), StoreError> {
-        let mut table = Table::default();
-        for row in self.store.all_sources().await? {
-            let (digest, source) = open(row);
-            table.by_digest.insert(digest, source.id.clone());
-            table.by_id.insert(source.id.clone(), Arc::new(source));
+        let ticket = self.ticket();
+        let rows = self.store.all_sources().await?;
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut table = Table {
+            all_read: ticket.max(current.all_read),
+            ..Table::default()
+        };
+        if ticket >= current.all_read {
+            for row in rows {
+                let (digest, source) = open(row);
+                table.by_digest.insert(digest, source.id.clone());
+                table.by_id.insert(source.id.clone(), Arc::new(source));
+            }
+        } else {
+            // A later read of every source is already in: keep it all.
+            table.by_id = current.by_id.clone();
+            table.by_digest = current.by_digest.clone();
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        for (id, &read) in current.read.iter().filter(|(_, r)| **r > ticket) {
+            let kept = current.by_id.get(id).cloned();
+            table.by_id.remove(id);
+            table.by_digest.retain(|_, s| s != id);
+            if let Some(source) = kept {
+                if let Some((digest, _)) = current.by_digest.iter().find(|(_, s)| *s == id) {
+                    table.by_digest.insert(*digest, id.clone());
+                }
+                table.by_id.insert(id.clone(), source);
+            }
+            table.read.insert(id.clone(), read);
+        }
+        *current = Arc::new(table);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &SourceId, name: &str) -> SourceRow {
+        SourceRow {
+            id: id.clone(),
+            name: name.into(),
+            token_sha256: vec![7; 32],
+            integrations: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A reload that read a source before it was deleted, published after the delete,
+    /// does not bring it back; a later read does.
+    #[test]
+    fn a_stale_read_does_not_undo_a_later_change() {
+        let id = SourceId::new();
+        let table = Table::default()
+            .published(&id, Some(row(&id, "a")), 5)
+            .unwrap();
+        assert!(table.by_id.contains_key(&id));
+        let deleted = table.published(&id, None, 7).unwrap();
+        assert!(deleted.by_id.is_empty() && deleted.by_digest.is_empty());
+        assert!(
+            deleted.published(&id, Some(row(&id, "a")), 6).is_none(),
+            "a read begun before the delete is refused"
+        );
+        let back = deleted.published(&id, Some(row(&id, "b")), 8).unwrap();
+        assert_eq!(back.by_id[&id].name, "b");
+        assert_eq!(back.by_digest[&[7; 32]], id);
     }
 }
