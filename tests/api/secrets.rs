@@ -76,9 +76,11 @@ impl Process {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// Waits (up to 30 s: a process starting beside the whole suite on two cores, its
+    /// migrations on a shared PostgreSQL, has taken over 10) until it answers ready.
     pub async fn wait_ready(&self) {
         let client = crate::helpers::client();
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(r) = client.get(self.url("/readyz")).send().await
                 && r.status() == StatusCode::OK
             {
