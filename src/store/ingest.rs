@@ -2,6 +2,7 @@
 //! deliveries that ended at once (filtered, mapping failed), all in one commit. The
 //! [`Committer`] gathers the records of concurrent requests so they share that commit.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -84,6 +85,60 @@ pub struct Written {
     pub deliveries: Vec<DeliveryId>,
     /// Of those, the ones written leased ([`NewDelivery::lease`]), now the lane's.
     pub leased: Vec<DeliveryId>,
+}
+
+/// Of the deliveries `written`, those leased with their row, and the leases of those
+/// of an order still to be checked against the order's earlier changes (each backend
+/// checks them its own way, with [`NOT_HELD`]).
+///
+/// [`NOT_HELD`]: super::queue::NOT_HELD
+pub(super) fn written_leases<'a>(
+    records: &'a [IngestRecord],
+    written: &HashSet<DeliveryId>,
+) -> (HashSet<DeliveryId>, Vec<(&'a DeliveryId, &'a IngestLease)>) {
+    let mut leased = HashSet::new();
+    let mut to_check = Vec::new();
+    for d in records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| written.contains(&d.parcel.id))
+    {
+        if d.lease_on_insert().is_some() {
+            leased.insert(d.parcel.id.clone());
+        } else if let Some(lease) = d.lease_if_free() {
+            to_check.push((&d.parcel.id, lease));
+        }
+    }
+    (leased, to_check)
+}
+
+/// Each record with what was written for it: whether its event was new, which of its
+/// deliveries were `written`, and which of those `leased`.
+pub(super) fn answers(
+    records: Vec<IngestRecord>,
+    new_event: Vec<bool>,
+    written: &HashSet<DeliveryId>,
+    leased: &HashSet<DeliveryId>,
+) -> Vec<(IngestRecord, Written)> {
+    let ids = |r: &IngestRecord, of: &HashSet<DeliveryId>| -> Vec<DeliveryId> {
+        r.deliveries
+            .iter()
+            .filter(|d| of.contains(&d.parcel.id))
+            .map(|d| d.parcel.id.clone())
+            .collect()
+    };
+    records
+        .into_iter()
+        .zip(new_event)
+        .map(|(r, new_event)| {
+            let outcome = Written {
+                new_event,
+                deliveries: ids(&r, written),
+                leased: ids(&r, leased),
+            };
+            (r, outcome)
+        })
+        .collect()
 }
 
 impl Store {

@@ -20,7 +20,7 @@ use super::rows::insert;
 use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, Written};
+use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
 use crate::store::queue::LEASE_IF_FREE_POSTGRES;
 use crate::store::rows::{DeliveryRow, EventRow};
 
@@ -107,28 +107,7 @@ async fn write(
         .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
         .collect();
     insert_logs(conn, replica, &logs).await?;
-    Ok(records
-        .into_iter()
-        .zip(new_event)
-        .map(|(r, new_event)| {
-            let outcome = Written {
-                new_event,
-                deliveries: r
-                    .deliveries
-                    .iter()
-                    .filter(|d| written.contains(&d.parcel.id))
-                    .map(|d| d.parcel.id.clone())
-                    .collect(),
-                leased: r
-                    .deliveries
-                    .iter()
-                    .filter(|d| leased.contains(&d.parcel.id))
-                    .map(|d| d.parcel.id.clone())
-                    .collect(),
-            };
-            (r, outcome)
-        })
-        .collect())
+    Ok(answers(records, new_event, &written, &leased))
 }
 
 /// Of the deliveries written, those now leased: each written with its lease, and each
@@ -139,31 +118,21 @@ async fn lease_written(
     records: &[IngestRecord],
     written: &HashSet<DeliveryId>,
 ) -> Result<HashSet<DeliveryId>, StoreError> {
-    let mut leased = HashSet::new();
-    let (mut ids, mut tokens, mut until) = (Vec::new(), Vec::new(), Vec::new());
-    for d in records
-        .iter()
-        .flat_map(|r| r.deliveries.iter())
-        .filter(|d| written.contains(&d.parcel.id))
-    {
-        if d.lease_on_insert().is_some() {
-            leased.insert(d.parcel.id.clone());
-        } else if let Some(lease) = d.lease_if_free() {
-            ids.push(d.parcel.id.as_str());
-            tokens.push(lease.token.as_str());
-            until.push(lease.until);
-        }
+    let (mut leased, to_check) = written_leases(records, written);
+    if to_check.is_empty() {
+        return Ok(leased);
     }
-    if !ids.is_empty() {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE_IF_FREE_POSTGRES.as_str()))
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(&until)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in &rows {
-            leased.insert(row.try_get::<DeliveryId, _>(0)?);
-        }
+    let ids: Vec<&str> = to_check.iter().map(|(id, _)| id.as_str()).collect();
+    let tokens: Vec<&str> = to_check.iter().map(|(_, l)| l.token.as_str()).collect();
+    let until: Vec<i64> = to_check.iter().map(|(_, l)| l.until).collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE_IF_FREE_POSTGRES.as_str()))
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&until)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &rows {
+        leased.insert(row.try_get::<DeliveryId, _>(0)?);
     }
     Ok(leased)
 }

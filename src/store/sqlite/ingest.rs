@@ -17,7 +17,7 @@ use super::rows::insert_direct;
 use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, NewDelivery, Written};
+use crate::store::ingest::{IngestRecord, NewDelivery, Written, answers, written_leases};
 use crate::store::queue::LEASE_IF_FREE_SQLITE;
 use crate::store::rows::{DeliveryRow, EventRow};
 
@@ -105,28 +105,7 @@ fn write(
         .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
         .collect();
     insert_logs(db, &logs)?;
-    Ok(records
-        .into_iter()
-        .zip(new_event)
-        .map(|(r, new_event)| {
-            let outcome = Written {
-                new_event,
-                deliveries: r
-                    .deliveries
-                    .iter()
-                    .filter(|d| written.contains(&d.parcel.id))
-                    .map(|d| d.parcel.id.clone())
-                    .collect(),
-                leased: r
-                    .deliveries
-                    .iter()
-                    .filter(|d| leased.contains(&d.parcel.id))
-                    .map(|d| d.parcel.id.clone())
-                    .collect(),
-            };
-            (r, outcome)
-        })
-        .collect())
+    Ok(answers(records, new_event, &written, &leased))
 }
 
 /// Of the deliveries written, those now leased: each written with its lease, and
@@ -137,26 +116,14 @@ fn lease_written(
     records: &[IngestRecord],
     written: &HashSet<DeliveryId>,
 ) -> Result<HashSet<DeliveryId>, StoreError> {
-    let mut leased = HashSet::new();
-    let mut if_free = None;
-    for d in records
-        .iter()
-        .flat_map(|r| r.deliveries.iter())
-        .filter(|d| written.contains(&d.parcel.id))
-    {
-        let took = if d.lease_on_insert().is_some() {
-            true
-        } else if let Some(lease) = d.lease_if_free() {
-            let statement = match &mut if_free {
-                Some(s) => s,
-                None => if_free.insert(db.prepare_cached(&LEASE_IF_FREE_SQLITE)?),
-            };
-            statement.execute(rusqlite::params![lease.until, lease.token, d.parcel.id])? == 1
-        } else {
-            false
-        };
-        if took {
-            leased.insert(d.parcel.id.clone());
+    let (mut leased, to_check) = written_leases(records, written);
+    if to_check.is_empty() {
+        return Ok(leased);
+    }
+    let mut if_free = db.prepare_cached(&LEASE_IF_FREE_SQLITE)?;
+    for (id, lease) in to_check {
+        if if_free.execute(rusqlite::params![lease.until, lease.token, id])? == 1 {
+            leased.insert(id.clone());
         }
     }
     Ok(leased)
