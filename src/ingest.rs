@@ -427,16 +427,12 @@ impl Handover {
                 *wanted.entry(&d.parcel.integration_id).or_default() += 1;
             }
         }
-        let mut room: HashMap<IntegrationId, usize> = wanted
+        let mut lanes: HashMap<IntegrationId, (usize, Vec<Leased>)> = wanted
             .into_iter()
             .filter_map(|(id, want)| {
                 let granted = delivery.reserve(id, want);
-                (granted > 0).then(|| (id.clone(), granted))
+                (granted > 0).then(|| (id.clone(), (granted, Vec::with_capacity(granted))))
             })
-            .collect();
-        let mut lanes: HashMap<IntegrationId, (usize, Vec<Leased>)> = room
-            .iter()
-            .map(|(id, granted)| (id.clone(), (*granted, Vec::with_capacity(*granted))))
             .collect();
         if lanes.is_empty() {
             return Self { lanes };
@@ -446,25 +442,24 @@ impl Handover {
             until: now + delivery.lease_for().as_millis() as i64,
         };
         for d in records.iter_mut().flat_map(|r| r.deliveries.iter_mut()) {
-            let to = &d.parcel.integration_id;
-            let Some(left) = room.get_mut(to).filter(|left| **left > 0) else {
-                continue;
-            };
             if d.state != DeliveryState::Pending {
                 continue;
             }
-            *left -= 1;
+            let Some((_, handed)) = lanes
+                .get_mut(&d.parcel.integration_id)
+                .filter(|(granted, handed)| handed.len() < *granted)
+            else {
+                continue;
+            };
             d.lease = Some(lease.clone());
-            if let Some((_, handed)) = lanes.get_mut(to) {
-                handed.push(Leased {
-                    parcel: d.parcel.clone(),
-                    attempts: 0,
-                    url: d.url.clone(),
-                    body: d.body.clone(),
-                    lease_token: lease.token.clone(),
-                    order_key: d.order_key.clone(),
-                });
-            }
+            handed.push(Leased {
+                parcel: d.parcel.clone(),
+                attempts: 0,
+                url: d.url.clone(),
+                body: d.body.clone(),
+                lease_token: lease.token.clone(),
+                order_key: d.order_key.clone(),
+            });
         }
         Self { lanes }
     }
