@@ -90,6 +90,41 @@ impl Table {
         Some(next)
     }
 
+    /// The table as a read of every source (`rows`, under `ticket`) leaves it: each
+    /// source set by a later read keeps what that read set. `None` if a later read of
+    /// every source is in already.
+    fn reloaded(&self, rows: Vec<SourceRow>, ticket: u64) -> Option<Table> {
+        if ticket < self.all_read {
+            return None;
+        }
+        let mut table = Table {
+            all_read: ticket,
+            ..Table::default()
+        };
+        for row in rows {
+            let (digest, source) = open(row);
+            table.by_digest.insert(digest, source.id.clone());
+            table.by_id.insert(source.id.clone(), Arc::new(source));
+        }
+        for (id, &read) in self.read.iter().filter(|(_, r)| **r > ticket) {
+            table.keep(self, id);
+            table.read.insert(id.clone(), read);
+        }
+        Some(table)
+    }
+
+    /// Takes source `id` (or its absence) from `other`.
+    fn keep(&mut self, other: &Table, id: &SourceId) {
+        self.by_id.remove(id);
+        self.by_digest.retain(|_, s| s != id);
+        if let Some(source) = other.by_id.get(id) {
+            self.by_id.insert(id.clone(), source.clone());
+        }
+        for (digest, _) in other.by_digest.iter().filter(|(_, s)| *s == id) {
+            self.by_digest.insert(*digest, id.clone());
+        }
+    }
+
     fn set(&mut self, id: &SourceId, row: Option<SourceRow>) {
         self.by_id.remove(id);
         self.by_digest.retain(|_, s| s != id);
@@ -260,34 +295,9 @@ impl Sources {
         let ticket = self.ticket();
         let rows = self.store.all_sources().await?;
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut table = Table {
-            all_read: ticket.max(current.all_read),
-            ..Table::default()
-        };
-        if ticket >= current.all_read {
-            for row in rows {
-                let (digest, source) = open(row);
-                table.by_digest.insert(digest, source.id.clone());
-                table.by_id.insert(source.id.clone(), Arc::new(source));
-            }
-        } else {
-            // A later read of every source is already in: keep it all.
-            table.by_id = current.by_id.clone();
-            table.by_digest = current.by_digest.clone();
+        if let Some(table) = current.reloaded(rows, ticket) {
+            *current = Arc::new(table);
         }
-        for (id, &read) in current.read.iter().filter(|(_, r)| **r > ticket) {
-            let kept = current.by_id.get(id).cloned();
-            table.by_id.remove(id);
-            table.by_digest.retain(|_, s| s != id);
-            if let Some(source) = kept {
-                if let Some((digest, _)) = current.by_digest.iter().find(|(_, s)| *s == id) {
-                    table.by_digest.insert(*digest, id.clone());
-                }
-                table.by_id.insert(id.clone(), source);
-            }
-            table.read.insert(id.clone(), read);
-        }
-        *current = Arc::new(table);
         Ok(())
     }
 }
@@ -325,5 +335,32 @@ mod tests {
         let back = deleted.published(&id, Some(row(&id, "b")), 8).unwrap();
         assert_eq!(back.by_id[&id].name, "b");
         assert_eq!(back.by_digest[&[7; 32]], id);
+    }
+
+    /// A read of every source begun before a delete keeps the delete, and takes the
+    /// rest; one begun after takes everything it read; an older one changes nothing.
+    #[test]
+    fn a_stale_reload_of_every_source_keeps_later_changes() {
+        let (gone, other) = (SourceId::new(), SourceId::new());
+        let mut other_row = row(&other, "other");
+        other_row.token_sha256 = vec![9; 32];
+        let table = Table::default()
+            .published(&gone, Some(row(&gone, "a")), 5)
+            .unwrap()
+            .published(&gone, None, 7)
+            .unwrap();
+        let stale = table
+            .reloaded(vec![row(&gone, "a"), other_row.clone()], 6)
+            .unwrap();
+        assert!(!stale.by_id.contains_key(&gone), "the delete stands");
+        assert_eq!(stale.by_digest.len(), 1);
+        assert_eq!(stale.by_id[&other].name, "other");
+        let fresh = stale.reloaded(vec![row(&gone, "b")], 8).unwrap();
+        assert_eq!(fresh.by_id[&gone].name, "b");
+        assert!(!fresh.by_id.contains_key(&other));
+        assert!(
+            fresh.reloaded(Vec::new(), 7).is_none(),
+            "older than the last"
+        );
     }
 }
