@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "BUTTON";
+/// Largest `delivery.max_held`: a million deliveries in memory is past any sensible
+/// bound (and far below what the semaphore behind it can count).
+const MAX_HELD: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -164,6 +167,7 @@ pub struct IngestSettings {
 pub struct DeliverySettings {
     pub lane_concurrency: usize,
     pub lease_batch: usize,
+    pub max_held: usize,
     #[serde(with = "humantime_serde")]
     pub lease_duration: Duration,
     #[serde(with = "humantime_serde")]
@@ -320,6 +324,13 @@ impl Settings {
         let d = &self.delivery;
         positive("delivery.lane_concurrency", d.lane_concurrency as u64)?;
         positive("delivery.lease_batch", d.lease_batch as u64)?;
+        positive("delivery.max_held", d.max_held as u64)?;
+        if d.max_held > MAX_HELD {
+            return Err(ConfigError::setting(
+                "delivery.max_held",
+                format!("must be at most {MAX_HELD}"),
+            ));
+        }
         positive("delivery.max_attempts", u64::from(d.max_attempts))?;
         nonzero("delivery.poll_interval", d.poll_interval)?;
         if d.lease_duration <= self.button.request_timeout {
@@ -467,6 +478,8 @@ mod tests {
                 "0",
                 "delivery.lane_concurrency",
             ),
+            ("BUTTON_DELIVERY__MAX_HELD", "0", "delivery.max_held"),
+            ("BUTTON_DELIVERY__MAX_HELD", "1000001", "delivery.max_held"),
         ];
         for (key, value, setting) in cases {
             let err = Settings::load_from(env(&[(key, value)]))

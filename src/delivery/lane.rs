@@ -1,6 +1,7 @@
 //! A lane: one integration's delivery loop, with its own concurrency limit, its own
-//! `Retry-After` hold and its own pause. Lanes share nothing but the store, so a slow,
-//! failing or paused integration never delays another.
+//! `Retry-After` hold and its own pause. Lanes share the store and one bound on the
+//! deliveries held in memory ([`Room`]); a slow, failing or paused integration
+//! delays no other.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use super::recorder::Record;
 use super::refund;
 use super::{RetryPolicy, Shared};
 use crate::button::{Attempt, PreparedRequest};
+use crate::config::DeliverySettings;
 use crate::domain::clock::{now_ms, to_ms};
 use crate::domain::{DeliveryState, IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
 use crate::integrations::Integration;
@@ -37,10 +39,59 @@ enum Gate {
     Closed(Option<(Instant, SystemTime)>),
 }
 
+/// The bound, shared by every lane, on deliveries held in memory: leased and not yet
+/// started, in flight, or with their outcome waiting for the recorder
+/// (`delivery.max_held`). Each such delivery holds one permit.
+///
+/// Without it each lane could hold its own slots and two slots' worth ahead, so a
+/// thousand busy lanes behind a slow store held tens of thousands of deliveries and
+/// attempts. A lane waits for room for a whole lease in turn with the others (the
+/// semaphore is fair): when room is scarce the lanes with work take it in turn rather
+/// than the first taking it all, and a lane's own slots still cap what one
+/// integration holds. Ingest hands a lane new deliveries only with room that is free
+/// at that moment; it never waits for it.
+pub type Room = Arc<Semaphore>;
+
+/// Permits of the [`Room`], one per delivery held.
+#[derive(Default)]
+struct Held(Option<OwnedSemaphorePermit>);
+
+impl Held {
+    /// Up to `want` permits of what `room` has free now, without waiting.
+    fn free(room: &Room, want: usize) -> Self {
+        let n = want.min(room.available_permits());
+        if n == 0 {
+            return Self(None);
+        }
+        Self(room.clone().try_acquire_many_owned(n as u32).ok())
+    }
+
+    fn count(&self) -> usize {
+        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    fn add(&mut self, more: Held) {
+        match (&mut self.0, more.0) {
+            (Some(held), Some(more)) => held.merge(more),
+            (held, more) => *held = held.take().or(more),
+        }
+    }
+
+    /// Takes `n` of the permits (fewer if it holds fewer).
+    fn take(&mut self, n: usize) -> Held {
+        let n = n.min(self.count());
+        if n == 0 {
+            return Self(None);
+        }
+        Self(self.0.as_mut().and_then(|p| p.split(n)))
+    }
+}
+
 pub struct Lane {
     pub id: IntegrationId,
     concurrency: usize,
     permits: Arc<Semaphore>,
+    room: Room,
     wake: Notify,
     /// Button asked us (`Retry-After`) not to call before this.
     hold: Mutex<Option<(Instant, SystemTime)>>,
@@ -76,6 +127,8 @@ struct Inbox {
     ended: bool,
     reserved: usize,
     handed: Vec<Leased>,
+    /// One permit of the [`Room`] for each delivery reserved or handed.
+    room: Held,
 }
 
 /// What a lane is doing, for stats and metrics.
@@ -87,17 +140,24 @@ pub struct LaneStatus {
 }
 
 impl Lane {
-    pub fn new(id: IntegrationId, concurrency: usize, lease_batch: usize) -> Arc<Self> {
+    pub fn new(id: IntegrationId, settings: &DeliverySettings, room: Room) -> Arc<Self> {
+        let concurrency = settings.lane_concurrency;
         Arc::new(Self {
             id,
             concurrency,
             permits: Arc::new(Semaphore::new(concurrency)),
+            room,
             wake: Notify::new(),
             hold: Mutex::new(None),
             waiting: AtomicUsize::new(0),
             leasing: AtomicBool::new(false),
             leases: AtomicU64::new(0),
-            ahead: lease_batch.min(concurrency * 2).max(1),
+            // Never more than the whole room, or a lease would wait for it forever.
+            ahead: settings
+                .lease_batch
+                .min(concurrency * 2)
+                .min(settings.max_held)
+                .max(1),
             inbox: Mutex::new(Inbox::default()),
             handed: Notify::new(),
             wakes: AtomicU64::new(0),
@@ -117,14 +177,17 @@ impl Lane {
     }
 
     /// Reserves room for up to `want` deliveries that ingest is about to write leased
-    /// to this lane; answers how many fit (none unless the inbox is open).
+    /// to this lane; answers how many fit (none unless the inbox is open): ahead of
+    /// the lane's slots, and in the [`Room`] without waiting for it.
     pub fn reserve(&self, want: usize) -> usize {
         let mut inbox = self.inbox();
         if !inbox.open || inbox.ended {
             return 0;
         }
         let held = self.waiting.load(Ordering::Acquire) + inbox.reserved + inbox.handed.len();
-        let granted = want.min(self.ahead.saturating_sub(held));
+        let room = Held::free(&self.room, want.min(self.ahead.saturating_sub(held)));
+        let granted = room.count();
+        inbox.room.add(room);
         inbox.reserved += granted;
         granted
     }
@@ -132,7 +195,9 @@ impl Lane {
     /// Frees room reserved for deliveries that were not written leased.
     pub fn unreserve(&self, reserved: usize) {
         let mut inbox = self.inbox();
-        inbox.reserved = inbox.reserved.saturating_sub(reserved);
+        let reserved = reserved.min(inbox.reserved);
+        inbox.reserved -= reserved;
+        drop(inbox.room.take(reserved));
     }
 
     /// Takes deliveries ingest leased for this lane, freeing the `reserved` room they
@@ -140,7 +205,12 @@ impl Lane {
     /// gives their leases back).
     pub fn hand(&self, leased: Vec<Leased>, reserved: usize) -> Vec<Leased> {
         let mut inbox = self.inbox();
-        inbox.reserved = inbox.reserved.saturating_sub(reserved);
+        let reserved = reserved.min(inbox.reserved);
+        inbox.reserved -= reserved;
+        // The room of what was reserved and not leased is free again; so is all of it
+        // if the lane has ended.
+        let kept = if inbox.ended { 0 } else { leased.len() };
+        drop(inbox.room.take(reserved.saturating_sub(kept)));
         if inbox.ended {
             return leased;
         }
@@ -152,10 +222,12 @@ impl Lane {
         Vec::new()
     }
 
-    /// Moves what ingest handed over into `ready`.
-    fn take_handed(&self, ready: &mut VecDeque<Leased>) {
+    /// Moves what ingest handed over, and its room, into `ready` and `held`.
+    fn take_handed(&self, ready: &mut VecDeque<Leased>, held: &mut Held) {
         let mut inbox = self.inbox();
         if !inbox.handed.is_empty() {
+            let n = inbox.handed.len();
+            held.add(inbox.room.take(n));
             ready.extend(inbox.handed.drain(..));
             self.waiting.store(ready.len(), Ordering::Release);
         }
@@ -255,13 +327,15 @@ impl Lane {
     pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let poll = shared.settings.poll_interval;
         let mut ready: VecDeque<Leased> = VecDeque::new();
+        // One permit of the room for each delivery in `ready`.
+        let mut held = Held::default();
         // When the last lease took all that was due: until when nothing else is.
         let mut drained: Option<Option<Instant>> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
-            self.take_handed(&mut ready);
+            self.take_handed(&mut ready, &mut held);
             match self.gate(&shared) {
                 None => break,
                 Some(Gate::Closed(until)) => {
@@ -270,6 +344,7 @@ impl Lane {
                     self.inbox().open = false;
                     self.give_back(&shared, &mut ready, until.map(|(_, at)| at))
                         .await;
+                    held = Held::default();
                     self.idle(&mut stop, until.map(|(at, _)| at)).await;
                     continue;
                 }
@@ -288,15 +363,26 @@ impl Lane {
                     }
                     continue;
                 }
+                let wakes = self.wakes.load(Ordering::Acquire);
+                self.leasing.store(true, Ordering::Release);
+                // Room for a whole lease, waited for in turn with the other lanes
+                // (when room is scarce, a lease of one at a time would cost the store
+                // a commit per delivery); what the lease does not take goes back.
+                let mut room = tokio::select! {
+                    room = self.room.clone().acquire_many_owned(self.ahead as u32) => Held(room.ok()),
+                    _ = stop.changed() => {
+                        self.leasing.store(false, Ordering::Release);
+                        continue;
+                    }
+                };
                 let ask = LeaseAsk {
-                    limit: self.ahead,
+                    limit: room.count().max(1),
                     lease_for: shared.settings.lease_duration,
                     token: LeaseToken::new(),
                 };
-                let wakes = self.wakes.load(Ordering::Acquire);
-                self.leasing.store(true, Ordering::Release);
                 let lease = shared.store.lease(&self.id, &ask).await;
                 if let Ok(lease) = &lease {
+                    held.add(room.take(lease.taken.len()));
                     self.waiting.store(lease.taken.len(), Ordering::Release);
                     if !lease.taken.is_empty() {
                         self.leases.fetch_add(1, Ordering::AcqRel);
@@ -335,7 +421,11 @@ impl Lane {
                 continue;
             }
             if let Some(job) = ready.pop_front() {
-                tokio::spawn(attempt(shared.clone(), self.clone(), job, permit));
+                let slot = Slot {
+                    _lane: permit,
+                    _room: held.take(1),
+                };
+                tokio::spawn(attempt(shared.clone(), self.clone(), job, slot));
                 self.waiting.store(ready.len(), Ordering::Release);
             }
         }
@@ -344,6 +434,7 @@ impl Lane {
             inbox.ended = true;
             inbox.open = false;
             ready.extend(inbox.handed.drain(..));
+            drop(inbox.room.take(usize::MAX));
         }
         self.give_back(&shared, &mut ready, None).await;
     }
@@ -386,8 +477,15 @@ impl Lane {
     }
 }
 
+/// What an attempt holds until its outcome is with the recorder: a slot of its lane
+/// and its delivery's place in the [`Room`].
+struct Slot {
+    _lane: OwnedSemaphorePermit,
+    _room: Held,
+}
+
 /// One attempt of one leased delivery, and what follows from its answer.
-async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: OwnedSemaphorePermit) {
+async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, slot: Slot) {
     let number = job.attempts + 1;
     let parcel = &job.parcel;
     let Some(integration) = shared.registry.get(&parcel.integration_id) else {
@@ -511,7 +609,7 @@ async fn attempt(shared: Arc<Shared>, lane: Arc<Lane>, job: Leased, permit: Owne
             wake: job.order_key.is_some().then(|| lane.clone()),
         })
         .await;
-    drop(permit);
+    drop(slot);
     if matches!(decision, Decision::Fail | Decision::DeadLetter { .. })
         && let Some(order_key) = job.order_key.clone()
     {

@@ -42,6 +42,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub policy: RetryPolicy,
     pub settings: DeliverySettings,
+    /// Deliveries held in memory across lanes (`delivery.max_held`).
+    pub room: lane::Room,
 }
 
 pub struct Delivery {
@@ -73,6 +75,7 @@ impl Delivery {
             hub,
             metrics,
             policy: RetryPolicy::from_settings(&settings),
+            room: Arc::new(tokio::sync::Semaphore::new(settings.max_held)),
             settings,
         });
         let (stop, _) = watch::channel(false);
@@ -115,7 +118,7 @@ impl Delivery {
             }
             (None, true) => {
                 let settings = &self.shared.settings;
-                let lane = Lane::new(id.clone(), settings.lane_concurrency, settings.lease_batch);
+                let lane = Lane::new(id.clone(), settings, self.shared.room.clone());
                 let task =
                     tokio::spawn(lane.clone().run(self.shared.clone(), self.stop.subscribe()));
                 self.lane_tasks

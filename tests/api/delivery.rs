@@ -1095,3 +1095,69 @@ async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
     );
     assert_eq!(app.queue_depth(&id).await, 0);
 }
+
+#[tokio::test]
+async fn lanes_share_one_bound_on_the_deliveries_held_in_memory() {
+    // Three lanes of four slots each, and room for three deliveries in all.
+    let app = TestApp::spawn_with(&[
+        ("BUTTON_DELIVERY__LANE_CONCURRENCY", "4"),
+        ("BUTTON_DELIVERY__MAX_HELD", "3"),
+    ])
+    .await;
+    let apps = ["app-first001", "app-second01", "app-third001"];
+    let mut ids = Vec::new();
+    for application_id in apps {
+        ids.push(app.install_another(application_id).await);
+    }
+    app.fake.set_latency(Duration::from_millis(100));
+    let ingest = app.ingest_token.clone();
+    for (n, id) in ids.iter().enumerate() {
+        let batch: Vec<Value> = (0..6).map(|i| add_to_cart(&format!("r-{n}-{i}"))).collect();
+        let (status, body) = app
+            .request(
+                "POST",
+                &format!("/v1/integrations/{id}/events/batch"),
+                Some(&ingest),
+                Some(json!({ "batch": batch })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    for id in &ids {
+        app.wait_logs(id, "outcome=delivered", 6, WAIT).await;
+    }
+    let received = app.fake.received();
+    assert_eq!(received.len(), 18, "each event reached Button once");
+    let peak = app.fake.stats().peak_in_flight;
+    assert!(
+        peak <= 3,
+        "{peak} requests in flight at once, past the bound of 3"
+    );
+    assert!(
+        peak >= 2,
+        "the lanes still send side by side (at most {peak} at once)"
+    );
+    // The room is shared in turn, a lease at a time: the last lane to get work does
+    // not wait for the one before it to finish all of its own.
+    let at = |app_id: &str| -> Vec<usize> {
+        received
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.application_id.as_deref() == Some(app_id))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (second, third) = (at(apps[1]), at(apps[2]));
+    assert!(
+        third[0] < second[second.len() - 1],
+        "the third integration waited for the second to finish: {:?}",
+        received
+            .iter()
+            .map(|r| r.application_id.clone())
+            .collect::<Vec<_>>()
+    );
+    for id in &ids {
+        app.settled(id).await;
+        assert_eq!(app.queue_depth(id).await, 0);
+    }
+}
