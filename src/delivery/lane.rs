@@ -45,10 +45,10 @@ enum Gate {
 ///
 /// Without it each lane could hold its own slots and two slots' worth ahead, so a
 /// thousand busy lanes behind a slow store held tens of thousands of deliveries and
-/// attempts. A lane waits for room for a whole lease in turn with the others (the
-/// semaphore is fair): when room is scarce the lanes with work take it in turn rather
-/// than the first taking it all, and a lane's own slots still cap what one
-/// integration holds. Ingest hands a lane new deliveries only with room that is free
+/// attempts. A lane waits for room for its next lease (twice what its last one took,
+/// up to two slots' worth) in turn with the others (the semaphore is fair): when room
+/// is scarce the lanes with work take it in turn rather than the first taking it all,
+/// and a lane's own slots still cap what one integration holds. Ingest hands a lane new deliveries only with room that is free
 /// at that moment; it never waits for it.
 pub type Room = Arc<Semaphore>;
 
@@ -329,6 +329,10 @@ impl Lane {
         let mut ready: VecDeque<Leased> = VecDeque::new();
         // One permit of the room for each delivery in `ready`.
         let mut held = Held::default();
+        // How many the next lease asks for (and waits for room for): twice what the
+        // last one took, up to `ahead`. A lane that keeps up holds little room while
+        // it leases; one with a backlog grows to whole leases in a few.
+        let mut want = 1;
         // When the last lease took all that was due: until when nothing else is.
         let mut drained: Option<Option<Instant>> = None;
         loop {
@@ -365,11 +369,10 @@ impl Lane {
                 }
                 let wakes = self.wakes.load(Ordering::Acquire);
                 self.leasing.store(true, Ordering::Release);
-                // Room for a whole lease, waited for in turn with the other lanes
-                // (when room is scarce, a lease of one at a time would cost the store
-                // a commit per delivery); what the lease does not take goes back.
+                // Room for what the lease asks for, waited for in turn with the other
+                // lanes; what the lease does not take goes back.
                 let mut room = tokio::select! {
-                    room = self.room.clone().acquire_many_owned(self.ahead as u32) => Held(room.ok()),
+                    room = self.room.clone().acquire_many_owned(want as u32) => Held(room.ok()),
                     _ = stop.changed() => {
                         self.leasing.store(false, Ordering::Release);
                         continue;
@@ -382,6 +385,7 @@ impl Lane {
                 };
                 let lease = shared.store.lease(&self.id, &ask).await;
                 if let Ok(lease) = &lease {
+                    want = (lease.taken.len() * 2).clamp(1, self.ahead);
                     held.add(room.take(lease.taken.len()));
                     self.waiting.store(lease.taken.len(), Ordering::Release);
                     if !lease.taken.is_empty() {
