@@ -66,22 +66,38 @@ impl Recorder {
     }
 }
 
-/// How long outcomes gather before they are committed together. Recording is not on
+/// How outcomes gather before they are committed together. Recording is not on
 /// anyone's critical path (the attempt is over, its slot already free), and fewer,
 /// larger commits leave the store to ingest, whose answers wait on it.
-const GATHER: Duration = Duration::from_millis(20);
+///
+/// The recorder looks every `GATHER_STEP` and commits once it holds `GATHER_ENOUGH`
+/// outcomes or the first has waited `GATHER_MAX` (or a batch is full, or a flush
+/// waits). Under load a commit fills in a step or two, so its size (and the time it
+/// keeps ingest waiting for the writer) stays bounded; at a low rate a commit takes what came in `GATHER_MAX` instead of
+/// one or two outcomes, each commit being a fixed cost (its WAL pages, its fsync)
+/// whatever it holds. Entries reach Live Logs at most `GATHER_MAX` after their
+/// attempt; a flush is answered within a step.
+const GATHER_STEP: Duration = Duration::from_millis(20);
+const GATHER_ENOUGH: usize = 32;
+const GATHER_MAX: Duration = Duration::from_millis(100);
 
 async fn run(mut rx: mpsc::Receiver<Msg>, store: Store, hub: Hub, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let flushing = batch.iter().any(|m| matches!(m, Msg::Flush(_)));
-        if batch.len() < BATCH && !flushing {
-            tokio::time::sleep(GATHER).await;
+        let first = tokio::time::Instant::now();
+        loop {
+            if batch.len() >= BATCH || batch.iter().any(|m| matches!(m, Msg::Flush(_))) {
+                break;
+            }
+            tokio::time::sleep(GATHER_STEP).await;
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(msg) => batch.push(msg),
                     Err(_) => break,
                 }
+            }
+            if batch.len() >= GATHER_ENOUGH || first.elapsed() >= GATHER_MAX {
+                break;
             }
         }
         let mut records = Vec::with_capacity(batch.len());
