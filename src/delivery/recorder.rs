@@ -73,10 +73,10 @@ impl Recorder {
 /// The recorder looks every `GATHER_STEP` and commits once it holds `GATHER_ENOUGH`
 /// outcomes or the first has waited `GATHER_MAX` (or a batch is full, or a flush
 /// waits). Under load a commit fills in a step or two, so its size (and the time it
-/// keeps ingest waiting for the writer) stays bounded; at a low rate a commit takes what came in `GATHER_MAX` instead of
-/// one or two outcomes, each commit being a fixed cost (its WAL pages, its fsync)
-/// whatever it holds. Entries reach Live Logs at most `GATHER_MAX` after their
-/// attempt; a flush is answered within a step.
+/// keeps ingest waiting for the writer) stays bounded. At a low rate a commit takes
+/// what came in `GATHER_MAX` instead of one or two outcomes: each commit is a fixed
+/// cost (its WAL pages, its fsync) whatever it holds. Entries reach Live Logs at most
+/// `GATHER_MAX` after their attempt; a flush is answered within a step.
 const GATHER_STEP: Duration = Duration::from_millis(20);
 const GATHER_ENOUGH: usize = 32;
 const GATHER_MAX: Duration = Duration::from_millis(100);
