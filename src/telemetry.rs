@@ -13,23 +13,26 @@ use crate::config::{LogFormat, LogSettings};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+pub mod writer;
+
+pub use writer::Flush;
+
 /// Installs the global subscriber writing to stdout. `RUST_LOG`, when set, overrides
 /// `log.level`. Calling it twice is harmless (the first wins).
 ///
-/// Lines go through a writer thread that drains everything waiting into one buffered
-/// write, so a busy service makes one `write` per burst instead of one per line (and
-/// an idle one still writes each line at once). Nothing is dropped: a full queue
-/// makes the logging call wait. Keep the returned guard alive: dropping it flushes.
-pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+/// Lines are gathered in memory and written by a thread of their own, at most
+/// [`writer::GATHER`] after they were logged: a quiet service wakes it a few times a
+/// second, a busy one writes in 64 KiB pieces (see [`writer`]). Nothing is dropped: a
+/// full buffer makes the logging call wait. Keep the returned guard alive: dropping it
+/// writes what is left.
+pub fn init(settings: &LogSettings) -> Flush {
+    let (writer, flush) = writer::gathered(
+        std::io::stdout(),
+        || Box::new(std::io::stdout()),
+        writer::Limits::default(),
+    );
     init_with_writer(settings, writer);
-    guard
+    flush
 }
 
 pub fn init_with_writer<W>(settings: &LogSettings, writer: W)
