@@ -21,6 +21,8 @@
 //! one thread runs both, one after the other.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -130,6 +132,22 @@ pub struct Writer {
     ops: mpsc::Sender<Op>,
     stop: mpsc::Sender<oneshot::Sender<()>>,
     handle: tokio::runtime::Handle,
+    written: Written,
+}
+
+/// How many operations the writer has run (committed or failed) so far: it only grows,
+/// and stands still while nothing is written. What the checkpoints go by.
+#[derive(Clone, Default)]
+pub struct Written(Arc<AtomicU64>);
+
+impl Written {
+    pub fn ops(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, ops: usize) {
+        self.0.fetch_add(ops as u64, Ordering::Relaxed);
+    }
 }
 
 impl Writer {
@@ -147,15 +165,25 @@ impl Writer {
             .build()
             .expect("the writer's runtime starts");
         let handle = runtime.handle().clone();
+        let written = Written::default();
+        let counted = written.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || runtime.block_on(run(pool, options, rx, stop_rx, max_batch.max(1))))
+            .spawn(move || {
+                runtime.block_on(run(pool, options, rx, stop_rx, max_batch.max(1), counted))
+            })
             .expect("the writer thread starts");
         Self {
             ops: tx,
             stop,
             handle,
+            written,
         }
+    }
+
+    /// What it has written so far.
+    pub fn written(&self) -> Written {
+        self.written.clone()
     }
 
     /// Commits what was sent before, then stops; later writes fail as unavailable.
@@ -262,6 +290,7 @@ async fn run(
     mut rx: mpsc::Receiver<Op>,
     mut stop: mpsc::Receiver<oneshot::Sender<()>>,
     max_batch: usize,
+    written: Written,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut session = Session {
@@ -277,6 +306,7 @@ async fn run(
                     break None;
                 }
                 commit_batch(&mut session, &mut batch).await;
+                written.add(n);
             }
             Some(done) = stop.recv() => {
                 rx.close();
