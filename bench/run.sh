@@ -2,7 +2,7 @@
 # The benchmark: one machine, one run, side by side.
 #   1. the limit: a bare axum server answering 202, driven by the load generator, and
 #      by the leanest client (`loadgen lean`) to show the load generator is not what
-#      limits it;
+#      limits it; then its CPU per request at each rate of the cost curve (the floor);
 #   2. durable ingest alone (delivery paused): single events at 16, 64, 256 and 1,024
 #      connections, batches of 100;
 #   3. end to end with an instant fake Button: 2,000 events/s for delivery lag and
@@ -116,6 +116,11 @@ wait_http $bare_port
 "$bin/loadgen" lean --out "$results" --label bare-lean --url http://127.0.0.1:$bare_port --token x --duration $dur --pid $bare_pid
 load --label bare-single --url http://127.0.0.1:$bare_port --token x --duration $dur --pid $bare_pid
 load --label bare-batch --url http://127.0.0.1:$bare_port --token x --batch 100 --connections 16 --duration $dur --pid $bare_pid
+# What one HTTP request costs this host at each rate of the cost curve, with nothing
+# done for it: the floor under the service's CPU per event.
+for r in $cost_rates; do
+  load --label "bare-cost-$r" --url http://127.0.0.1:$bare_port --token x --rate "$r" --duration $dur --pid $bare_pid
+done
 kill $bare_pid; wait $bare_pid 2>/dev/null || true
 # The sustained end-to-end rates are the targets' shares of this limit: 0.15 of it on
 # SQLite, 0.08 on PostgreSQL (issue 13), so that the run says whether they hold.
