@@ -20,8 +20,8 @@ pub use writer::Flush;
 /// Installs the global subscriber writing to stdout. `RUST_LOG`, when set, overrides
 /// `log.level`. Calling it twice is harmless (the first wins).
 ///
-/// Lines are gathered in memory and written by a thread of their own, at most
-/// [`writer::GATHER`] after they were logged: a quiet service wakes it a few times a
+/// Lines are gathered in memory and written by a thread of their own, about
+/// [`writer::GATHER`] after the first of them was logged: a quiet service wakes it a few times a
 /// second, a busy one writes in 64 KiB pieces (see [`writer`]). Nothing is dropped: a
 /// full buffer makes the logging call wait. Keep the returned guard alive: dropping it
 /// writes what is left.

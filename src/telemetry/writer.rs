@@ -3,8 +3,8 @@
 //!
 //! A logging call only copies its line into the buffer. The thread sleeps while the
 //! buffer is empty; the first line into an empty buffer wakes it, and it then waits
-//! up to [`GATHER`] for more (or until [`WRITE_AT`] bytes are waiting) before it writes
-//! them all in one call. A quiet service thus wakes it a few times a second however
+//! until that line has waited [`GATHER`] (or until [`WRITE_AT`] bytes are waiting)
+//! before it writes them all in one call. A quiet service thus wakes it a few times a second however
 //! many lines it logs, and a busy one writes in 64 KiB pieces.
 //!
 //! Why not `tracing-appender`'s channel: its worker wakes for every line when lines
@@ -14,7 +14,8 @@
 //!
 //! Nothing is dropped: past [`HOLD_AT_MOST`] bytes waiting, a logging call waits until
 //! the thread has taken them. [`Flush`] writes what is left when it is dropped; lines
-//! logged after that are written at once by the caller.
+//! logged once the thread has written its last piece are written at once by the
+//! caller, so each thread's lines stay in order.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -51,7 +52,12 @@ impl Default for Limits {
 
 struct Waiting {
     bytes: Vec<u8>,
+    /// When the first of `bytes` was logged.
+    since: Option<Instant>,
+    /// [`Flush`] was dropped: write what is left, then finish.
     stopped: bool,
+    /// The thread has written its last piece; callers write their own lines.
+    finished: bool,
 }
 
 struct Shared {
@@ -75,7 +81,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct Gathered {
     shared: Arc<Shared>,
-    /// Where lines go once the thread has stopped.
+    /// Where lines go once the thread has finished.
     late: Arc<Mutex<Box<dyn Write + Send>>>,
 }
 
@@ -95,7 +101,9 @@ where
     let shared = Arc::new(Shared {
         waiting: Mutex::new(Waiting {
             bytes: Vec::with_capacity(limits.write_at),
+            since: None,
             stopped: false,
+            finished: false,
         }),
         arrived: Condvar::new(),
         taken: Condvar::new(),
@@ -132,9 +140,11 @@ fn write_until_stopped<W: Write>(shared: &Shared, mut out: W) {
                 .unwrap_or_else(|e| e.into_inner());
         }
         if waiting.bytes.is_empty() {
+            // Stopped, and all written: from now on callers write their own lines.
+            waiting.finished = true;
             break;
         }
-        let until = Instant::now() + limits.gather;
+        let until = waiting.since.unwrap_or_else(Instant::now) + limits.gather;
         while waiting.bytes.len() < limits.write_at && !waiting.stopped {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -147,6 +157,7 @@ fn write_until_stopped<W: Write>(shared: &Shared, mut out: W) {
                 .0;
         }
         std::mem::swap(&mut waiting.bytes, &mut spare);
+        waiting.since = None;
         drop(waiting);
         shared.taken.notify_all();
         // A closed stdout loses lines, as it would writing directly; the service
@@ -171,7 +182,7 @@ impl Write for &Gathered {
                 .wait(waiting)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        if waiting.stopped {
+        if waiting.finished {
             drop(waiting);
             let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
             late.write_all(line)?;
@@ -179,6 +190,9 @@ impl Write for &Gathered {
             return Ok(line.len());
         }
         let was_empty = waiting.bytes.is_empty();
+        if was_empty {
+            waiting.since = Some(Instant::now());
+        }
         waiting.bytes.extend_from_slice(line);
         let enough = waiting.bytes.len() >= shared.limits.write_at;
         drop(waiting);
@@ -360,5 +374,33 @@ mod tests {
         log(&writer, "after\n");
         assert_eq!(*LATE.lock().unwrap(), b"after\n");
         assert_eq!(*sink.bytes.lock().unwrap(), b"before\n");
+    }
+
+    #[test]
+    fn one_threads_lines_stay_whole_and_in_order_across_the_flush() {
+        // One output for the thread's pieces and for the lines written after it.
+        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        struct Out;
+        impl Write for Out {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                OUT.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (writer, flush) = gathered(Out, || Box::new(Out), Limits::default());
+        let logger = std::thread::spawn(move || {
+            for i in 0..200_000 {
+                log(&writer, &format!("{i}\n"));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(flush);
+        logger.join().unwrap();
+        let text = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
+        let numbers: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(numbers, (0..200_000).collect::<Vec<u32>>());
     }
 }

@@ -265,7 +265,7 @@ const CHECKPOINT_AT_MOST: Duration = Duration::from_secs(1);
 
 /// Copies the write-ahead log into the database from a connection of its own, so that
 /// commits never carry a checkpoint (and its sync of the database file). PASSIVE never
-/// blocks the writer or readers; what it cannot copy now it copies next time.
+/// blocks the writer or readers; what it cannot copy now it copies a second later.
 ///
 /// It checkpoints at the first 200 ms step after [`CHECKPOINT_AFTER_OPS`] operations
 /// were written (a busy store: a few MB of log), else once a second while anything is
@@ -290,14 +290,23 @@ async fn checkpoints(
             continue;
         }
         last = tokio::time::Instant::now();
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            Ok(_) => copied = now_written,
+        match checkpoint(&pool).await {
+            Ok(true) => copied = now_written,
+            // A reader on an older snapshot kept part of the log back: what is left
+            // waits for the next second, not for the next write.
+            Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint failed; will try again"),
         }
     }
+}
+
+/// One PASSIVE checkpoint; whether it copied the whole log into the database file.
+async fn checkpoint(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
+    // Its row: whether it was blocked, the frames in the log, the frames copied.
+    let (blocked, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok(blocked == 0 && copied >= log)
 }
 
 /// Whether to checkpoint, with `waiting` operations written since the last checkpoint
@@ -412,16 +421,11 @@ mod tests {
         // Let the migrations' own log be copied first.
         tokio::time::sleep(CHECKPOINT_AT_MOST + CHECKPOINT_STEP * 2).await;
         let before = std::fs::metadata(&file).unwrap().len();
-        store
-            .writer
-            .direct(|db| {
-                db.execute_batch(
-                    "CREATE TABLE bulk (b BLOB); INSERT INTO bulk VALUES (zeroblob(262144));",
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        write(
+            &store,
+            "CREATE TABLE bulk (b BLOB); INSERT INTO bulk VALUES (zeroblob(262144));",
+        )
+        .await;
         let written = tokio::time::Instant::now();
         loop {
             let now = std::fs::metadata(&file).unwrap().len();
@@ -434,6 +438,39 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        store.close().await;
+    }
+
+    async fn write(store: &SqliteStore, sql: &'static str) {
+        store
+            .writer
+            .direct(move |db| {
+                db.execute_batch(sql)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_says_when_a_reader_held_part_of_the_log_back() {
+        let (_dir, store) = store().await;
+        write(&store, "CREATE TABLE t (x); INSERT INTO t VALUES (1);").await;
+        assert!(checkpoint(&store.checkpoint_pool).await.unwrap());
+        let mut reader = store.read.acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *reader).await.unwrap();
+        sqlx::query("SELECT count(*) FROM t")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+        write(&store, "INSERT INTO t VALUES (2);").await;
+        assert!(
+            !checkpoint(&store.checkpoint_pool).await.unwrap(),
+            "the reader's snapshot holds the new frames back"
+        );
+        sqlx::query("COMMIT").execute(&mut *reader).await.unwrap();
+        drop(reader);
+        assert!(checkpoint(&store.checkpoint_pool).await.unwrap());
         store.close().await;
     }
 }
