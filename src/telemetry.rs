@@ -21,14 +21,14 @@ pub use writer::Flush;
 /// `log.level`. Calling it twice is harmless (the first wins).
 ///
 /// Lines are gathered in memory and written by a thread of their own, about
-/// [`writer::GATHER`] after the first of them was logged: a quiet service wakes it a few times a
-/// second, a busy one writes in 64 KiB pieces (see [`writer`]). Nothing is dropped: a
-/// full buffer makes the logging call wait. Keep the returned guard alive: dropping it
-/// writes what is left.
+/// [`writer::GATHER`] after the first of them was logged: a quiet service wakes it a
+/// few times a second, a busy one writes in 64 KiB pieces (see [`writer`]). Nothing is
+/// dropped: a full buffer makes the logging call wait. Keep the returned guard alive:
+/// dropping it writes what is left.
 pub fn init(settings: &LogSettings) -> Flush {
     let (writer, flush) = writer::gathered(
         std::io::stdout(),
-        || Box::new(std::io::stdout()),
+        Box::new(std::io::stdout()),
         writer::Limits::default(),
     );
     init_with_writer(settings, writer);

@@ -4,8 +4,8 @@
 //! A logging call only copies its line into the buffer. The thread sleeps while the
 //! buffer is empty; the first line into an empty buffer wakes it, and it then waits
 //! until that line has waited [`GATHER`] (or until [`WRITE_AT`] bytes are waiting)
-//! before it writes them all in one call. A quiet service thus wakes it a few times a second however
-//! many lines it logs, and a busy one writes in 64 KiB pieces.
+//! before it writes them all in one call. A quiet service thus wakes it a few times a
+//! second however many lines it logs, and a busy one writes in 64 KiB pieces.
 //!
 //! Why not `tracing-appender`'s channel: its worker wakes for every line when lines
 //! come slower than it writes them, and spins with `sched_yield` before each sleep.
@@ -92,9 +92,9 @@ pub struct Flush {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts the thread that writes to `out`.
-/// `late` makes where lines go once [`Flush`] has been dropped.
-pub fn gathered<W>(out: W, late: fn() -> Box<dyn Write + Send>, limits: Limits) -> (Gathered, Flush)
+/// Starts the thread that writes to `out`; `late` is where lines go once it has
+/// finished ([`Flush`]).
+pub fn gathered<W>(out: W, late: Box<dyn Write + Send>, limits: Limits) -> (Gathered, Flush)
 where
     W: Write + Send + 'static,
 {
@@ -119,7 +119,7 @@ where
     (
         Gathered {
             shared: shared.clone(),
-            late: Arc::new(Mutex::new(late())),
+            late: Arc::new(Mutex::new(late)),
         },
         Flush {
             shared,
@@ -256,10 +256,6 @@ mod tests {
         }
     }
 
-    fn nowhere() -> Box<dyn Write + Send> {
-        Box::new(std::io::sink())
-    }
-
     fn log(writer: &Gathered, line: &str) {
         let mut w = writer.make_writer();
         w.write_all(line.as_bytes()).unwrap();
@@ -269,7 +265,7 @@ mod tests {
     fn a_lone_line_is_written_after_the_gather_without_a_flush() {
         let sink = Sink::default();
         let limits = Limits::default();
-        let (writer, _flush) = gathered(sink.clone(), nowhere, limits);
+        let (writer, _flush) = gathered(sink.clone(), Box::new(std::io::sink()), limits);
         let logged = Instant::now();
         log(&writer, "one\n");
         while sink.bytes.lock().unwrap().is_empty() {
@@ -289,7 +285,7 @@ mod tests {
     #[test]
     fn lines_of_many_threads_arrive_whole_and_all_in_few_writes() {
         let sink = Sink::default();
-        let (writer, flush) = gathered(sink.clone(), nowhere, Limits::default());
+        let (writer, flush) = gathered(sink.clone(), Box::new(std::io::sink()), Limits::default());
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let writer = writer.clone();
@@ -336,7 +332,7 @@ mod tests {
             write_at: 64,
             hold_at_most: 256,
         };
-        let (writer, flush) = gathered(sink.clone(), nowhere, limits);
+        let (writer, flush) = gathered(sink.clone(), Box::new(std::io::sink()), limits);
         let line = "x".repeat(63) + "\n";
         let started = Instant::now();
         for _ in 0..40 {
@@ -355,42 +351,21 @@ mod tests {
 
     #[test]
     fn lines_after_the_flush_are_written_at_once() {
-        static LATE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-        struct Late;
-        impl Write for Late {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                LATE.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let sink = Sink::default();
-        let (writer, flush) = gathered(sink.clone(), || Box::new(Late), Limits::default());
+        let (sink, late) = (Sink::default(), Sink::default());
+        let (writer, flush) = gathered(sink.clone(), Box::new(late.clone()), Limits::default());
         log(&writer, "before\n");
         drop(flush);
         assert_eq!(*sink.bytes.lock().unwrap(), b"before\n");
         log(&writer, "after\n");
-        assert_eq!(*LATE.lock().unwrap(), b"after\n");
+        assert_eq!(*late.bytes.lock().unwrap(), b"after\n");
         assert_eq!(*sink.bytes.lock().unwrap(), b"before\n");
     }
 
     #[test]
     fn one_threads_lines_stay_whole_and_in_order_across_the_flush() {
         // One output for the thread's pieces and for the lines written after it.
-        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-        struct Out;
-        impl Write for Out {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                OUT.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let (writer, flush) = gathered(Out, || Box::new(Out), Limits::default());
+        let out = Sink::default();
+        let (writer, flush) = gathered(out.clone(), Box::new(out.clone()), Limits::default());
         let logger = std::thread::spawn(move || {
             for i in 0..200_000 {
                 log(&writer, &format!("{i}\n"));
@@ -399,7 +374,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         drop(flush);
         logger.join().unwrap();
-        let text = String::from_utf8(OUT.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8(out.bytes.lock().unwrap().clone()).unwrap();
         let numbers: Vec<u32> = text.lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(numbers, (0..200_000).collect::<Vec<u32>>());
     }
