@@ -105,10 +105,40 @@ impl SqliteStore {
         page: &Page<LogId>,
     ) -> Result<Vec<LogRow>, StoreError> {
         let index = index_for(&self.read, integration_id, filter).await?;
-        let rows = list_query(index, integration_id, filter, page)
-            .build()
-            .fetch_all(&self.read)
-            .await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(SELECT);
+        q.push(", NULL AS payload FROM live_logs l INDEXED BY ")
+            .push(index)
+            .push(" LEFT JOIN deliveries d ON d.id = l.delivery_id WHERE l.integration_id = ")
+            .push_bind(integration_id);
+        if let Some(before) = &page.from {
+            q.push(" AND l.id < ").push_bind(before);
+        }
+        if let Some(outcome) = filter.outcome {
+            q.push(" AND l.outcome = ").push_bind(outcome);
+        }
+        if let Some(name) = &filter.event_name {
+            q.push(" AND l.event_name = ").push_bind(name);
+        }
+        if let Some(message_id) = &filter.message_id {
+            q.push(" AND l.message_id = ").push_bind(message_id);
+        }
+        if let Some(since) = filter.since_ms {
+            q.push(" AND l.id >= ").push_bind(log_floor(since));
+        }
+        if let Some(until) = filter.until_ms {
+            q.push(" AND l.id < ")
+                .push_bind(log_floor(until.saturating_add(1)));
+        }
+        // Written, not bound: the partial index of Test Event entries is planned only
+        // for the predicate it was made with (`test = 1`).
+        match filter.test {
+            Some(true) => q.push(" AND l.test = 1"),
+            Some(false) => q.push(" AND l.test = 0"),
+            None => &mut q,
+        };
+        q.push(" ORDER BY l.id DESC LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows = q.build().fetch_all(&self.read).await?;
         Ok(rows.iter().map(rows::log_row).collect::<Result<_, _>>()?)
     }
 
@@ -128,55 +158,4 @@ impl SqliteStore {
         .await?;
         Ok(row.as_ref().map(rows::log_row).transpose()?)
     }
-}
-
-/// The list of `integration_id`'s entries that `filter` and `page` ask for, read
-/// through `index`.
-pub(super) fn list_query(
-    index: &'static str,
-    integration_id: &IntegrationId,
-    filter: &LogFilter,
-    page: &Page<LogId>,
-) -> QueryBuilder<Sqlite> {
-    // The page's ids first, from the index alone where the filters are in it, then
-    // their entries: the table is keyed by the id (migration 0009), so an entry read
-    // only to be filtered out would cost a search of the table.
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(SELECT);
-    q.push(", NULL AS payload FROM (SELECT id FROM live_logs INDEXED BY ")
-        .push(index)
-        .push(" WHERE integration_id = ")
-        .push_bind(integration_id);
-    if let Some(before) = &page.from {
-        q.push(" AND id < ").push_bind(before);
-    }
-    if let Some(outcome) = filter.outcome {
-        q.push(" AND outcome = ").push_bind(outcome);
-    }
-    if let Some(name) = &filter.event_name {
-        q.push(" AND event_name = ").push_bind(name);
-    }
-    if let Some(message_id) = &filter.message_id {
-        q.push(" AND message_id = ").push_bind(message_id);
-    }
-    if let Some(since) = filter.since_ms {
-        q.push(" AND id >= ").push_bind(log_floor(since));
-    }
-    if let Some(until) = filter.until_ms {
-        q.push(" AND id < ")
-            .push_bind(log_floor(until.saturating_add(1)));
-    }
-    // Written, not bound: the partial index of Test Event entries is planned only
-    // for the predicate it was made with (`test = 1`).
-    match filter.test {
-        Some(true) => q.push(" AND test = 1"),
-        Some(false) => q.push(" AND test = 0"),
-        None => &mut q,
-    };
-    q.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(page.limit))
-        .push(
-            ") k JOIN live_logs l ON l.id = k.id \
-             LEFT JOIN deliveries d ON d.id = l.delivery_id ORDER BY l.id DESC",
-        );
-    q
 }

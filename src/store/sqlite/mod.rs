@@ -101,14 +101,6 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0008_packed_values.sql").into_sql_str(),
             false,
         ),
-        Migration::new(
-            9,
-            Cow::Borrowed("live_logs_keyed_by_id"),
-            MigrationType::Simple,
-            include_str!("../../../migrations/sqlite/0009_live_logs_keyed_by_id.sql")
-                .into_sql_str(),
-            false,
-        ),
     ])
 }
 
@@ -400,38 +392,6 @@ mod tests {
         store.close().await;
     }
 
-    /// A list whose filters are all in the index it reads takes the page's ids from that
-    /// index alone (each entry that does not match is passed over there), and only
-    /// then reads the page's entries, by their key.
-    #[tokio::test]
-    async fn a_list_checks_its_filters_in_the_index() {
-        use crate::domain::Outcome;
-        use crate::live_logs::LogFilter;
-        use crate::store::Page;
-
-        let (_dir, store) = store().await;
-        let filter = LogFilter {
-            outcome: Some(Outcome::Failed),
-            event_name: Some("purchase".into()),
-            ..LogFilter::default()
-        };
-        let page = Page {
-            from: None,
-            limit: 50,
-        };
-        let list = logs::list_query("live_logs_outcome", &IntegrationId::new(), &filter, &page);
-        let listed = plan(&store, list.sql().as_str(), vec![]).await;
-        assert!(
-            listed.contains("USING COVERING INDEX live_logs_outcome"),
-            "{listed}"
-        );
-        assert!(
-            listed.contains("SEARCH l USING PRIMARY KEY (id=?)"),
-            "{listed}"
-        );
-        store.close().await;
-    }
-
     #[test]
     fn checkpoints_follow_what_was_written() {
         let step = CHECKPOINT_STEP;
@@ -461,13 +421,6 @@ mod tests {
         // Let the migrations' own log be copied first.
         tokio::time::sleep(CHECKPOINT_AT_MOST + CHECKPOINT_STEP * 2).await;
         let before = std::fs::metadata(&file).unwrap().len();
-        // Pages the migrations freed (0009 drops a table) are used again first.
-        let free: i64 = sqlx::query_scalar(
-            "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
-        )
-        .fetch_one(&store.read)
-        .await
-        .unwrap();
         write(
             &store,
             "CREATE TABLE bulk (b BLOB); INSERT INTO bulk VALUES (zeroblob(262144));",
@@ -476,7 +429,7 @@ mod tests {
         let written = tokio::time::Instant::now();
         loop {
             let now = std::fs::metadata(&file).unwrap().len();
-            if now + free as u64 >= before + 262_144 {
+            if now >= before + 262_144 {
                 break;
             }
             assert!(
@@ -497,136 +450,6 @@ mod tests {
             })
             .await
             .unwrap();
-    }
-
-    /// Entries stored before 0009 (a table with a rowid and an index on the id) are all
-    /// there after it, with their answers (as text from before packing, and packed),
-    /// and each filter's index still finds them; the table is then keyed by its id.
-    #[tokio::test]
-    async fn live_logs_stored_before_0009_are_kept_by_it() {
-        use crate::domain::{LogId, Outcome};
-        use crate::live_logs::LogFilter;
-        use crate::store::Page;
-        use crate::store::pack::{Kind, pack};
-
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/old.db", dir.path().display());
-        let integration = IntegrationId::new();
-        let answer =
-            |body: &str| format!(r#"{{"headers":{{}},"body":"{body}","truncated":false}}"#);
-        let entries: Vec<(LogId, Outcome, &str, Vec<u8>)> = vec![
-            (
-                LogId::new(),
-                Outcome::Delivered,
-                "purchase",
-                answer("old").into_bytes(),
-            ),
-            (
-                LogId::new(),
-                Outcome::Failed,
-                "product_view",
-                answer("older").into_bytes(),
-            ),
-            (
-                LogId::new(),
-                Outcome::Delivered,
-                "add_to_cart",
-                pack(Kind::Response, answer("packed").as_bytes()),
-            ),
-        ];
-        {
-            let options = SqliteConnectOptions::from_str(&url)
-                .unwrap()
-                .create_if_missing(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .unwrap();
-            let mut before = migrator();
-            before.migrations = before.migrations[..8].to_vec().into();
-            before.run(&pool).await.unwrap();
-            for (i, (id, outcome, event, response)) in entries.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO live_logs (id, integration_id, message_id, event_name, \
-                     outcome, response, test, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                )
-                .bind(id.as_str())
-                .bind(integration.as_str())
-                .bind(format!("m-{i}"))
-                .bind(*event)
-                .bind(outcome.as_str())
-                .bind(response)
-                .bind(i as i64)
-                .execute(&pool)
-                .await
-                .unwrap();
-            }
-            pool.close().await;
-        }
-
-        let settings = crate::config::Settings::load_from(Vec::<(String, String)>::new())
-            .unwrap()
-            .database;
-        let store = SqliteStore::open(&url, &settings).await.unwrap();
-        let page = Page {
-            from: None,
-            limit: 10,
-        };
-        let listed = |filter: LogFilter| {
-            let (store, integration, page) = (&store, &integration, &page);
-            async move {
-                store
-                    .list_logs(integration, &filter, page)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|row| {
-                        let body = row.record.response.map(|r| r.body).unwrap_or_default();
-                        (row.record.id, body)
-                    })
-                    .collect::<Vec<_>>()
-            }
-        };
-        let newest_first: Vec<(LogId, String)> = vec![
-            (entries[2].0.clone(), "packed".into()),
-            (entries[1].0.clone(), "older".into()),
-            (entries[0].0.clone(), "old".into()),
-        ];
-        assert_eq!(listed(LogFilter::default()).await, newest_first);
-        let delivered = LogFilter {
-            outcome: Some(Outcome::Delivered),
-            ..LogFilter::default()
-        };
-        assert_eq!(
-            listed(delivered).await,
-            vec![newest_first[0].clone(), newest_first[2].clone()]
-        );
-        let viewed = LogFilter {
-            event_name: Some("product_view".into()),
-            ..LogFilter::default()
-        };
-        assert_eq!(listed(viewed).await, vec![newest_first[1].clone()]);
-        let by_message = LogFilter {
-            message_id: Some("m-0".into()),
-            ..LogFilter::default()
-        };
-        assert_eq!(listed(by_message).await, vec![newest_first[2].clone()]);
-
-        let schema: Vec<String> = sqlx::query_scalar(
-            "SELECT coalesce(sql, name) FROM sqlite_schema WHERE tbl_name = 'live_logs' \
-             ORDER BY type DESC",
-        )
-        .fetch_all(&store.read)
-        .await
-        .unwrap();
-        assert!(schema[0].ends_with("WITHOUT ROWID"), "{schema:?}");
-        assert_eq!(
-            schema.len(),
-            6,
-            "the table and its five indexes: {schema:?}"
-        );
-        store.close().await;
     }
 
     #[tokio::test]
