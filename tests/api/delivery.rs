@@ -1161,3 +1161,58 @@ async fn lanes_share_one_bound_on_the_deliveries_held_in_memory() {
         assert_eq!(app.queue_depth(id).await, 0);
     }
 }
+
+/// A delivery whose integration is gone by the time of the write (deleted on another
+/// replica after this one routed the event) is not written; the event and its
+/// deliveries to integrations that exist are.
+#[tokio::test]
+async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() {
+    use button_delivery::button::CallKind;
+    use button_delivery::domain::{DeliveryId, DeliveryState, IntegrationId};
+    use button_delivery::store::ingest::{IngestRecord, NewDelivery, NewEvent};
+    use button_delivery::store::queue::Parcel;
+
+    let app = TestApp::spawn().await;
+    let live: IntegrationId = app.install().await.parse().unwrap();
+    let gone = IntegrationId::new();
+    let store = app.open_store().await;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let delivery = |integration_id: &IntegrationId| NewDelivery {
+        parcel: Parcel {
+            id: DeliveryId::new(),
+            integration_id: integration_id.clone(),
+            message_id: "m-gone-1".into(),
+            event_name: "product_view".into(),
+            call: Some(CallKind::ActivityProductViewed),
+            warnings: Vec::new(),
+            test: false,
+        },
+        state: DeliveryState::Pending,
+        url: Some(format!("http://{}/never", app.fake.addr())),
+        body: Some(b"{}".to_vec()),
+        order_key: None,
+        created_at: now,
+        lease: None,
+    };
+    let (to_live, to_gone) = (delivery(&live), delivery(&gone));
+    let record = IngestRecord {
+        event: NewEvent {
+            message_id: "m-gone-1".into(),
+            event_name: Some("product_view".into()),
+            received_at: now,
+            payload: r#"{"type":"track","event":"product_view","messageId":"m-gone-1"}"#.into(),
+        },
+        deliveries: vec![to_gone, to_live.clone()],
+        logs: Vec::new(),
+    };
+    let written = store.ingest(vec![record]).await.unwrap();
+    assert_eq!(written.len(), 1);
+    let (_, written) = &written[0];
+    assert!(written.new_event);
+    assert_eq!(written.deliveries, vec![to_live.parcel.id.clone()]);
+    assert_eq!(app.count_rows("events").await, 1);
+    assert_eq!(app.count_rows("deliveries").await, 1);
+}

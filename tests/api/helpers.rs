@@ -458,6 +458,18 @@ impl TestApp {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A second handle on the service's store, as another replica would open it.
+    pub async fn open_store(&self) -> button_delivery::store::Store {
+        let settings = Settings::load_from(self.env.clone()).expect("test settings are valid");
+        button_delivery::store::Store::open(
+            settings.database_kind().expect("a known store"),
+            &settings.database_url(),
+            &settings.database,
+        )
+        .await
+        .expect("the store opens")
+    }
+
     /// Rows in one of the store's tables.
     pub async fn count_rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");

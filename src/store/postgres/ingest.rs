@@ -14,10 +14,9 @@ use std::collections::HashSet;
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
-use super::integrations::existing_integrations;
 use super::logs::insert_logs;
-use super::rows::insert;
-use crate::domain::{DeliveryId, IntegrationId};
+use super::rows::{Rows, insert, insert_rows};
+use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
@@ -70,15 +69,9 @@ async fn write(
 
     // Deliveries: an event reaches each integration once (the unique index decides,
     // here or on any replica); an integration deleted meanwhile takes nothing.
-    let ids: Vec<&IntegrationId> = records
-        .iter()
-        .flat_map(|r| r.deliveries.iter().map(|d| &d.parcel.integration_id))
-        .collect();
-    let existing = existing_integrations(conn, &ids).await?;
     let mut deliveries: Vec<DeliveryRow> = records
         .iter_mut()
         .flat_map(|r| r.deliveries.iter_mut())
-        .filter(|d| existing.contains(&d.parcel.integration_id))
         .map(|d| {
             let body = d.body.take();
             DeliveryRow { delivery: d, body }
@@ -88,9 +81,10 @@ async fn write(
         let (a, b) = (&a.delivery.parcel, &b.delivery.parcel);
         (a.integration_id.as_str(), &a.message_id).cmp(&(b.integration_id.as_str(), &b.message_id))
     });
-    let (inserted, _) = insert(
+    let (inserted, _) = insert_rows(
         conn,
         deliveries,
+        Rows::OfExistingIntegrations,
         " ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING id",
     )
     .await?;

@@ -95,14 +95,51 @@ pub(super) async fn insert<T: Insert>(
     rows: Vec<T>,
     tail: &str,
 ) -> Result<(Vec<PgRow>, u64), StoreError> {
+    insert_rows(conn, rows, Rows::All, tail).await
+}
+
+/// Which of the rows given an insert writes.
+#[derive(Clone, Copy)]
+pub(super) enum Rows {
+    All,
+    /// Only those whose `integration_id` names an integration that exists, each such
+    /// integration locked for share (in id order) until the commit, in the statement
+    /// itself: a delete on another replica waits for the commit, or wins and they are
+    /// not written.
+    OfExistingIntegrations,
+}
+
+/// [`insert`], writing the rows `which` says.
+pub(super) async fn insert_rows<T: Insert>(
+    conn: &mut PgConnection,
+    rows: Vec<T>,
+    which: Rows,
+    tail: &str,
+) -> Result<(Vec<PgRow>, u64), StoreError> {
     let mut rows = rows.into_iter();
-    let head = format!("INSERT INTO {} ({}) ", T::TABLE, T::COLUMNS.join(", "));
+    let columns = T::COLUMNS.join(", ");
+    let (head, source) = match which {
+        Rows::All => (
+            format!("INSERT INTO {} ({columns}) ", T::TABLE),
+            String::new(),
+        ),
+        Rows::OfExistingIntegrations => (
+            format!("WITH v ({columns}) AS ("),
+            format!(
+                ") INSERT INTO {} ({columns}) SELECT * FROM v WHERE integration_id IN \
+                 (SELECT id FROM integrations WHERE id IN (SELECT integration_id FROM v) \
+                 ORDER BY id FOR SHARE)",
+                T::TABLE
+            ),
+        ),
+    };
     let (mut returned, mut inserted) = (Vec::new(), 0);
     for n in pieces(rows.len(), MAX_BINDS / T::COLUMNS.len()) {
         let mut q = QueryBuilder::<Postgres>::new(head.as_str());
         q.push_values(rows.by_ref().take(n), |mut values, row| {
             row.bind(&mut values)
         });
+        q.push(source.as_str());
         q.push(tail);
         if tail.contains("RETURNING") {
             let got = q.build().fetch_all(&mut *conn).await?;
