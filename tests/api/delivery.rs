@@ -1176,10 +1176,7 @@ async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() 
     let live: IntegrationId = app.install().await.parse().unwrap();
     let gone = IntegrationId::new();
     let store = app.open_store().await;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = button_delivery::domain::clock::now_ms();
     let delivery = |integration_id: &IntegrationId| NewDelivery {
         parcel: Parcel {
             id: DeliveryId::new(),
