@@ -288,10 +288,12 @@ async fn prune(store: Store, settings: Settings, mut stopping: watch::Receiver<b
             _ = tokio::time::sleep(settings.live_logs.prune_interval) => {}
             _ = stopping.wait_for(|s| *s) => return,
         }
+        let started = tokio::time::Instant::now();
         match store.prune(SystemTime::now(), &policy).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(
                 removed,
+                took_ms = started.elapsed().as_millis() as u64,
                 "pruned live logs, events and finished deliveries past retention"
             ),
             Err(e) => tracing::error!(error = %e, "pruning failed; will try again"),

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, add_to_cart, purchase};
+use fake_button::{Reply, Rule, When};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -330,6 +331,43 @@ async fn retention_drops_entries_events_and_finished_deliveries_past_their_age()
     );
     let stats = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
     assert_eq!(stats["outcomes"]["delivered"], 3);
+}
+
+/// Dead letters have an age of their own (`dead_letter_max_age`): past it they go,
+/// while the events and entries that tell their story stay for `max_age`.
+#[tokio::test]
+async fn retention_drops_dead_letters_past_their_own_age() {
+    let app = TestApp::spawn_with(&[
+        ("BUTTON_LIVE_LOGS__DEAD_LETTER_MAX_AGE", "1s"),
+        ("BUTTON_LIVE_LOGS__PRUNE_INTERVAL", "200ms"),
+    ])
+    .await;
+    let id = app.install().await;
+    app.fake
+        .add_rule(Rule::always(When::Any, Reply::status(500)));
+    app.send_batch(vec![purchase("dead-old-1"), purchase("dead-old-2")])
+        .await;
+    app.wait_logs(&id, "outcome=dead_lettered", 2, WAIT).await;
+    let letters = format!("/v1/admin/integrations/{id}/dead-letters");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = app.get(&letters).await["data"].as_array().unwrap().len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} dead letters past dead_letter_max_age are still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count_rows("deliveries").await, 0);
+    assert_eq!(app.count_rows("events").await, 2, "events stay for max_age");
+    assert_eq!(
+        app.logs(&id, "outcome=dead_lettered").await.len(),
+        2,
+        "entries stay for max_age"
+    );
 }
 
 /// The figures the console draws: the last hour's entries by outcome, in twelve

@@ -102,6 +102,13 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0008_packed_values.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("dead_letter_age"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0009_dead_letter_age.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
