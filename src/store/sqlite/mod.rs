@@ -382,7 +382,7 @@ mod tests {
             vec![Id, State(DeliveryState::Dead), Text, Int],
         )
         .await;
-        assert!(dead.contains("USING INDEX deliveries_dead"), "{dead}");
+        assert!(dead.contains("USING INDEX deliveries_dead ("), "{dead}");
         let finished = plan(&store, &retention::FINISHED_DELIVERIES, vec![Int, Int]).await;
         assert!(
             finished.contains("USING INDEX deliveries_finished"),
@@ -426,17 +426,28 @@ mod tests {
             (&retention::DEAD_LETTERS, &cut, "deliveries_dead_age"),
             (retention::EVENTS, &cut, "events_received"),
         ] {
-            let mut explain = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let plan: Vec<String> = explain
-                .query_map((first, 100), |row| row.get::<_, String>(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let plan = plan.join("; ");
+            let plan = direct_plan(&db, sql, (first, 100));
             assert!(!plan.contains("SCAN"), "{sql}: {plan}");
             assert!(plan.contains(index), "{sql}: {plan}");
         }
+        // Taking back every lease at start reads the pending deliveries, not all.
+        let release = direct_plan(&db, &queue::RELEASE_ALL, (&cut,));
+        assert!(
+            release.contains("SCAN deliveries USING INDEX deliveries_due"),
+            "{release}"
+        );
         store.close().await;
+    }
+
+    /// How the writer's connection `db` plans `sql` with `params` bound.
+    fn direct_plan(db: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> String {
+        let mut explain = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = explain
+            .query_map(params, |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        plan.join("; ")
     }
 
     #[test]

@@ -49,6 +49,16 @@ pub(super) static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Makes every leased pending delivery due at `?`. The state is written in, as in
+/// [`LEASE`]: bound, the writer's connection (which plans once, whatever is bound)
+/// read every delivery stored at each start.
+pub(super) static RELEASE_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = '{}' AND lease_token IS NOT NULL",
+        DeliveryState::Pending
+    )
+});
+
 impl SqliteStore {
     pub(in crate::store) async fn lease(
         &self,
@@ -165,12 +175,7 @@ impl SqliteStore {
     /// back at once instead of waiting for their expiry.
     pub(super) async fn release_all_leases(&self, now: i64) -> Result<u64, StoreError> {
         self.writer
-            .direct(move |db| {
-                Ok(db.execute(
-                    "UPDATE deliveries SET available_at = ?, lease_token = NULL WHERE state = ? AND lease_token IS NOT NULL",
-                    rusqlite::params![now, DeliveryState::Pending],
-                )? as u64)
-            })
+            .direct(move |db| Ok(db.execute(RELEASE_ALL.as_str(), [now])? as u64))
             .await
     }
 

@@ -62,8 +62,9 @@ const MAX_CHUNK: i64 = 5000;
 
 /// How a prune shares the writer. A chunk runs inside a group commit with whatever
 /// ingest, leases and outcomes are queued, so they wait for it: chunks are sized to
-/// take about [`CHUNK_TIME`] of the writer's own time. After each, the prune pauses as
-/// long as the chunk's statement took (at least [`MIN_PAUSE`]): the writes that
+/// take about [`CHUNK_TIME`] of the writer's own time. After each full chunk (one
+/// that leaves more to delete) the prune pauses as long as the chunk's statement took
+/// (at least [`MIN_PAUSE`]): the writes that
 /// queued meanwhile (the ingest committer, on the writer's own thread, included)
 /// commit before its next chunk, and the prune's statements take at most about half
 /// of the writer's time. Without the pause the next chunk, sent from another thread
