@@ -8,6 +8,8 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use rusqlite::types::Value;
+
 use super::SqliteStore;
 use super::logs::add_entries;
 use crate::domain::clock::to_ms;
@@ -64,14 +66,14 @@ const MAX_CHUNK: i64 = 5000;
 /// ingest, leases and outcomes are queued, so they wait for it: chunks are sized to
 /// take about [`CHUNK_TIME`] of the writer's own time. After each full chunk (one
 /// that leaves more to delete) the prune pauses as long as the chunk's statement took
-/// (at least [`MIN_PAUSE`]): the writes that
-/// queued meanwhile (the ingest committer, on the writer's own thread, included)
-/// commit before its next chunk, and the prune's statements take at most about half
-/// of the writer's time. Without the pause the next chunk, sent from another thread
-/// the moment the last was answered, could keep winning the writer: ingest requests
-/// waited through eight 5,000-row chunks (270 ms). (Not the chunk's time from being sent
-/// to being answered: on a saturated writer that is mostly queueing, and a prune
-/// pausing for it would fall behind what is written.)
+/// (at least [`MIN_PAUSE`]): the writes that queued meanwhile (the ingest committer,
+/// on the writer's own thread, included) commit before its next chunk, and the
+/// prune's statements take at most about half of the writer's time. Without the
+/// pause the next chunk, sent from another thread the moment the last was answered,
+/// could keep winning the writer: ingest requests waited through eight 5,000-row
+/// chunks (270 ms). (Not the chunk's time from being sent to being answered: on a
+/// saturated writer that is mostly queueing, and a prune pausing for it would fall
+/// behind what is written.)
 #[derive(Debug)]
 struct Pace {
     rows: i64,
@@ -98,22 +100,6 @@ impl Pace {
     }
 }
 
-/// A value bound to a retention statement.
-#[derive(Clone)]
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-impl rusqlite::ToSql for Arg {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        match self {
-            Arg::Text(s) => s.to_sql(),
-            Arg::Int(i) => i.to_sql(),
-        }
-    }
-}
-
 /// What one chunk did.
 struct Chunk {
     deleted: u64,
@@ -132,7 +118,7 @@ impl SqliteStore {
         removed += self
             .delete_in_chunks(
                 ENTRIES_BEFORE,
-                Arg::Text(log_cutoff.to_string()),
+                Value::Text(log_cutoff.to_string()),
                 u64::MAX,
                 true,
             )
@@ -149,13 +135,13 @@ impl SqliteStore {
             removed += self
                 .delete_in_chunks(
                     OLDEST_ENTRIES,
-                    Arg::Text(integration_id.to_string()),
+                    Value::Text(integration_id.to_string()),
                     excess,
                     true,
                 )
                 .await?;
         }
-        let finished_cutoff = Arg::Int(to_ms(now - policy.max_age));
+        let finished_cutoff = Value::Integer(to_ms(now - policy.max_age));
         removed += self
             .delete_in_chunks(
                 FINISHED_DELIVERIES.as_str(),
@@ -167,7 +153,7 @@ impl SqliteStore {
         removed += self
             .delete_in_chunks(
                 DEAD_LETTERS.as_str(),
-                Arg::Int(to_ms(now - policy.dead_letter_max_age)),
+                Value::Integer(to_ms(now - policy.dead_letter_max_age)),
                 u64::MAX,
                 false,
             )
@@ -185,7 +171,7 @@ impl SqliteStore {
     async fn delete_in_chunks(
         &self,
         sql: &'static str,
-        cut: Arg,
+        cut: Value,
         limit: u64,
         entries: bool,
     ) -> Result<u64, StoreError> {
