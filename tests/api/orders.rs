@@ -10,7 +10,7 @@ use fake_button::{Kind, Reply, Rule, When};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, purchase};
+use crate::helpers::{TestApp, product_view, purchase};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -120,6 +120,51 @@ async fn an_update_and_a_cancellation_wait_for_the_order_and_reach_button() {
     let entries = app.logs(&id, "message_id=life-3").await;
     assert_eq!(entries[0]["call"], "order.cancel");
     assert_eq!(entries[0]["status"], "200 OK");
+}
+
+/// The create, update and cancel of one order in one batch, with `padding` product
+/// views besides: each change is written (and on PostgreSQL, leased or not) in the
+/// same write as the create it must wait for, and still waits for it.
+async fn changes_in_the_batch_of_their_create_wait_for_it(padding: usize) {
+    let app = TestApp::spawn().await;
+    let id = app.install().await;
+    // The lane is up and idle, so ingest leases what it writes and hands it over.
+    app.send_event(product_view("batch-warm")).await;
+    app.wait_logs(&id, "message_id=batch-warm&outcome=delivered", 1, WAIT)
+        .await;
+    app.fake
+        .add_rule(Rule::times(2, When::Orders, Reply::status(503)));
+    let mut batch = vec![
+        purchase("batch-1"),
+        change("Order Updated", "batch-2", "order-batch-1"),
+        change("Order Cancelled", "batch-3", "order-batch-1"),
+    ];
+    batch.extend((0..padding).map(|i| product_view(&format!("batch-view-{i}"))));
+    let (status, summary) = app.send_batch(batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{summary}");
+    assert_eq!(summary["deliveries_queued"], 3 + padding, "{summary}");
+    app.wait_logs(&id, "message_id=batch-3&outcome=delivered", 1, WAIT)
+        .await;
+    let life = order_requests(&app);
+    let methods: Vec<&str> = life.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["POST", "POST", "POST", "POST", "DELETE"],
+        "three attempts of the create, then the update, then the cancel: {life:?}"
+    );
+    assert_eq!(life[3].1, "/v1/order/order-batch-1", "{life:?}");
+    assert_eq!(app.fake.order("order-batch-1").unwrap().status, "deleted");
+}
+
+#[tokio::test]
+async fn changes_in_the_batch_of_their_create_wait_for_it_in_a_small_write() {
+    changes_in_the_batch_of_their_create_wait_for_it(0).await;
+}
+
+/// More deliveries than the lane has room for: some written leased, the rest not.
+#[tokio::test]
+async fn changes_in_the_batch_of_their_create_wait_for_it_in_a_large_write() {
+    changes_in_the_batch_of_their_create_wait_for_it(300).await;
 }
 
 #[tokio::test]

@@ -1,132 +1,240 @@
-//! Ingest's write on PostgreSQL, in one transaction. Other replicas write at the same
-//! time, so nothing is found first: each insert skips what is already stored
-//! (`ON CONFLICT DO NOTHING`) and returns what it wrote. The integrations the
-//! deliveries go to are locked for share until the commit, so a delete on another
-//! replica waits for it (or wins, and they take nothing).
+//! Ingest's write on PostgreSQL: one statement, the events, the deliveries and their
+//! leases, each kind of row bound as one array per column, so the statement's text is
+//! the same for any number of rows (prepared once per connection) and never needs
+//! splitting. A statement commits on its own: unless live-log entries go with it (of
+//! events that ended at ingest), the write is that one round trip, with no BEGIN and
+//! COMMIT around it.
+//!
+//! Other replicas write at the same time, so nothing is found first: each insert skips
+//! what is already stored (`ON CONFLICT DO NOTHING`) and returns what it wrote. The
+//! integrations the deliveries go to are locked for share until the commit, so a
+//! delete on another replica waits for it (or wins, and they take nothing).
 //!
 //! Writes run concurrently (several per replica, and other replicas'), and an insert
-//! that meets a key another open transaction inserted waits for it. So every insert
-//! takes its rows in key order: two writes wait on each other in one order only, and
-//! cannot deadlock.
+//! that meets a key another open transaction inserted waits for it. So the rows go in
+//! key order, events before deliveries (the statement reads its events' insert first,
+//! which runs it to the end before the deliveries' starts): two writes wait on each
+//! other in one order only, and cannot deadlock.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::logs::insert_logs;
-use super::rows::{Rows, insert, insert_rows};
+use super::rows::Columns;
 use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
-use crate::store::queue::LEASE_IF_FREE_POSTGRES;
-use crate::store::rows::{DeliveryRow, EventRow};
+use crate::store::ingest::{IngestRecord, Written, answers};
+use crate::store::queue::NOT_HELD;
+use crate::store::rows::{DeliveryRow, EventRow, Insert, Values};
 
 impl PgStore {
     pub(in crate::store) async fn ingest(
         &self,
-        records: Vec<IngestRecord>,
+        mut records: Vec<IngestRecord>,
     ) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let written = write(&mut tx, &self.replica, records).await?;
-        tx.commit().await?;
-        Ok(written)
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = if records.iter().all(|r| r.logs.is_empty()) {
+            write(&mut *self.pool.acquire().await?, &mut records).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let stored = write(&mut tx, &mut records).await?;
+            let logs: Vec<&LogRecord> = records
+                .iter()
+                .flat_map(|r| r.logs.iter())
+                .filter(|l| {
+                    l.delivery_id
+                        .as_ref()
+                        .is_some_and(|d| stored.written.contains(d))
+                })
+                .collect();
+            insert_logs(&mut tx, &self.replica, &logs).await?;
+            tx.commit().await?;
+            stored
+        };
+        Ok(answers(
+            records,
+            stored.new_event,
+            &stored.written,
+            &stored.leased,
+        ))
     }
 }
 
+/// `$from`, `$from + 1`, ... for the `n` columns of a kind of row.
+fn parameters(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts the events, `$1` to `$4` (one array per column).
+static EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "new_events AS (INSERT INTO events ({}) SELECT * FROM unnest({}) \
+         ON CONFLICT (message_id) DO NOTHING RETURNING message_id)",
+        EventRow::COLUMNS.join(", "),
+        parameters(1, EventRow::COLUMNS.len())
+    )
+});
+
+/// The events alone (a write whose events go to no integration).
+static EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {} SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events",
+        EVENTS.as_str()
+    )
+});
+
+/// The events and their deliveries, whose columns follow the events' (one array each).
+/// A delivery is inserted only if its integration exists (locked for share), with the
+/// lease it was given. Answers a row per new event (its messageId), then a row per
+/// delivery written (its id, and whether it went in leased).
+static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| with_deliveries(false));
+
+/// The same, with two more arrays after the deliveries' columns: the lease to write
+/// with a delivery of an order (`free_until`, `free_token`), which it takes only if
+/// no earlier change of the order holds it ([`NOT_HELD`]), among those stored or
+/// those of this write.
+static CHECKING_ORDERS: LazyLock<String> = LazyLock::new(|| with_deliveries(true));
+
+/// [`EVENTS_AND_DELIVERIES`] or [`CHECKING_ORDERS`]. Two statements, not one: a
+/// statement is planned for its parameters until PostgreSQL finds a plan for any
+/// parameters (a generic plan) about as cheap, which for the order check's subqueries
+/// it never does, and planning the whole write each time doubled ingest's median
+/// latency. Writes with no order to check (most) take the other, planned once.
+fn with_deliveries(check_orders: bool) -> String {
+    let columns = DeliveryRow::COLUMNS.join(", ");
+    let mut arrays = DeliveryRow::COLUMNS.len();
+    let (extra, values, source) = if check_orders {
+        arrays += 2;
+        let values = DeliveryRow::COLUMNS
+            .iter()
+            .map(|&c| match c {
+                "available_at" => "CASE WHEN free THEN free_until ELSE available_at END",
+                "lease_token" => "CASE WHEN free THEN free_token ELSE lease_token END",
+                c => c,
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // OFFSET 0 keeps `free` computed once a row, not once per use.
+        let source = format!(
+            "(SELECT d.*, d.free_token IS NOT NULL AND {} \
+                 AND NOT EXISTS (SELECT 1 FROM candidates s \
+                     WHERE s.integration_id = d.integration_id AND s.order_key = d.order_key \
+                     AND s.id COLLATE \"C\" < d.id COLLATE \"C\") AS free \
+             FROM candidates d OFFSET 0) d",
+            NOT_HELD.as_str()
+        );
+        (", free_until, free_token", values, source)
+    } else {
+        ("", columns.clone(), "candidates".to_owned())
+    };
+    format!(
+        "WITH {events}, \
+         candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns}{extra})), \
+         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT {values} FROM {source} \
+             WHERE integration_id IN (SELECT id FROM integrations \
+                 WHERE id = ANY(ARRAY(SELECT integration_id FROM candidates)) ORDER BY id FOR SHARE) \
+             ON CONFLICT (integration_id, message_id) DO NOTHING \
+             RETURNING id, lease_token IS NOT NULL AS leased) \
+         SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events \
+         UNION ALL SELECT NULL::bytea, id, leased FROM new_deliveries",
+        events = EVENTS.as_str(),
+        parameters = parameters(EventRow::COLUMNS.len() + 1, arrays),
+    )
+}
+
+/// What a write stored.
+struct Stored {
+    /// Per record, whether its event was new.
+    new_event: Vec<bool>,
+    /// The deliveries written.
+    written: HashSet<DeliveryId>,
+    /// Of those, the ones written leased.
+    leased: HashSet<DeliveryId>,
+}
+
+/// Writes the events and deliveries of `records` (their payloads and bodies moved
+/// out) in one statement.
 async fn write(
     conn: &mut PgConnection,
-    replica: &str,
-    mut records: Vec<IngestRecord>,
-) -> Result<Vec<(IngestRecord, Written)>, StoreError> {
-    // Events: new if this write stored it, and only for its first record.
-    let mut events: Vec<EventRow> = records
-        .iter_mut()
-        .map(|r| {
-            let payload = std::mem::take(&mut r.event.payload);
-            EventRow {
-                event: &r.event,
-                payload,
-            }
-        })
-        .collect();
-    events.sort_by(|a, b| a.event.message_id.cmp(&b.event.message_id));
-    let (stored, _) = insert(
-        conn,
-        events,
-        " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-    )
-    .await?;
-    let mut stored_now: HashSet<Vec<u8>> = stored
-        .iter()
-        .map(|row| row.try_get::<Vec<u8>, _>(0))
-        .collect::<Result<_, _>>()?;
-    let new_event: Vec<bool> = records
-        .iter()
-        .map(|r| stored_now.remove(r.event.message_id.as_bytes()))
-        .collect();
-
-    // Deliveries: an event reaches each integration once (the unique index decides,
-    // here or on any replica); an integration deleted meanwhile takes nothing.
-    let mut deliveries: Vec<DeliveryRow> = records
-        .iter_mut()
-        .flat_map(|r| r.deliveries.iter_mut())
-        .map(|d| {
+    records: &mut [IngestRecord],
+) -> Result<Stored, StoreError> {
+    let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
+    let mut deliveries: Vec<DeliveryRow> = Vec::new();
+    for r in records.iter_mut() {
+        let payload = std::mem::take(&mut r.event.payload);
+        events.push(EventRow {
+            event: &r.event,
+            payload,
+        });
+        deliveries.extend(r.deliveries.iter_mut().map(|d| {
             let body = d.body.take();
             DeliveryRow { delivery: d, body }
-        })
-        .collect();
+        }));
+    }
+    events.sort_by(|a, b| a.event.message_id.cmp(&b.event.message_id));
     deliveries.sort_by(|a, b| {
         let (a, b) = (&a.delivery.parcel, &b.delivery.parcel);
         (a.integration_id.as_str(), &a.message_id).cmp(&(b.integration_id.as_str(), &b.message_id))
     });
-    let (inserted, _) = insert_rows(
-        conn,
-        deliveries,
-        Rows::OfExistingIntegrations,
-        " ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING id",
-    )
-    .await?;
-    let written: HashSet<DeliveryId> = inserted
+    let mut event_columns = Columns::default();
+    for row in events {
+        row.bind(event_columns.row());
+    }
+    let check_orders = deliveries
         .iter()
-        .map(|row| row.try_get::<DeliveryId, _>(0))
-        .collect::<Result<_, _>>()?;
-
-    let leased = lease_written(conn, &records, &written).await?;
-
-    let logs: Vec<&LogRecord> = records
+        .any(|d| d.delivery.lease_if_free().is_some());
+    let sql = if deliveries.is_empty() {
+        EVENTS_ONLY.as_str()
+    } else if check_orders {
+        CHECKING_ORDERS.as_str()
+    } else {
+        EVENTS_AND_DELIVERIES.as_str()
+    };
+    let mut delivery_columns = Columns::default();
+    for row in deliveries {
+        let free = row.delivery.lease_if_free();
+        let (until, token) = (
+            free.map(|l| l.until),
+            free.map(|l| l.token.as_str().to_owned()),
+        );
+        let columns = delivery_columns.row();
+        row.bind(columns);
+        if check_orders {
+            columns.int(until);
+            columns.text(token.as_deref());
+        }
+    }
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let q = delivery_columns.bind_to(event_columns.bind_to(q));
+    let (mut stored, mut written, mut leased) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for row in q.fetch_all(&mut *conn).await? {
+        if let Some(message_id) = row.try_get::<Option<Vec<u8>>, _>(0)? {
+            stored.insert(message_id);
+            continue;
+        }
+        let id: DeliveryId = row.try_get(1)?;
+        if row.try_get::<bool, _>(2)? {
+            leased.insert(id.clone());
+        }
+        written.insert(id);
+    }
+    // Of records with the same messageId, only the first counts its event as new.
+    let new_event = records
         .iter()
-        .flat_map(|r| r.logs.iter())
-        .filter(|l| l.delivery_id.as_ref().is_some_and(|d| written.contains(d)))
+        .map(|r| stored.remove(r.event.message_id.as_bytes()))
         .collect();
-    insert_logs(conn, replica, &logs).await?;
-    Ok(answers(records, new_event, &written, &leased))
-}
-
-/// Of the deliveries written, those now leased: each written with its lease, and each
-/// of an order whose lease held once written (nothing earlier of the order pending,
-/// failed or dead), in one statement for all of those.
-async fn lease_written(
-    conn: &mut PgConnection,
-    records: &[IngestRecord],
-    written: &HashSet<DeliveryId>,
-) -> Result<HashSet<DeliveryId>, StoreError> {
-    let (mut leased, to_check) = written_leases(records, written);
-    if to_check.is_empty() {
-        return Ok(leased);
-    }
-    let ids: Vec<&str> = to_check.iter().map(|(id, _)| id.as_str()).collect();
-    let tokens: Vec<&str> = to_check.iter().map(|(_, l)| l.token.as_str()).collect();
-    let until: Vec<i64> = to_check.iter().map(|(_, l)| l.until).collect();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE_IF_FREE_POSTGRES.as_str()))
-        .bind(&ids)
-        .bind(&tokens)
-        .bind(&until)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in &rows {
-        leased.insert(row.try_get::<DeliveryId, _>(0)?);
-    }
-    Ok(leased)
+    Ok(Stored {
+        new_event,
+        written,
+        leased,
+    })
 }

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::sync::Arc;
 
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
 use sqlx::query_builder::Separated;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
@@ -54,6 +55,107 @@ impl<Sep: Display> Values for Separated<'_, Postgres, Sep> {
     }
 }
 
+/// Rows bound column by column, each column one array parameter: a statement that
+/// reads them (`SELECT * FROM unnest($1, $2, ...)`) is the same text whatever the
+/// number of rows, so each connection prepares it once, and it has no bind limit.
+/// Its columns are made by the first row bound: with none, it binds nothing.
+#[derive(Default)]
+pub(super) struct Columns {
+    columns: Vec<Column>,
+    /// The column the next value of the row being bound goes to.
+    at: usize,
+}
+
+enum Column {
+    Text(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Flag(Vec<bool>),
+}
+
+impl Columns {
+    /// Starts the next row; `row` binds it ([`Insert::bind`], and any values after).
+    pub(super) fn row(&mut self) -> &mut Self {
+        self.at = 0;
+        self
+    }
+
+    /// Binds the columns, in order, as the query's next parameters.
+    pub(super) fn bind_to<'q>(
+        self,
+        mut q: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        for column in self.columns {
+            q = match column {
+                Column::Text(v) => q.bind(v),
+                Column::Bytes(v) => q.bind(v),
+                Column::Int(v) => q.bind(v),
+                Column::Float(v) => q.bind(v),
+                Column::Flag(v) => q.bind(v),
+            };
+        }
+        q
+    }
+
+    /// The column of the next value, made by `new` for the first row.
+    fn next(&mut self, new: fn() -> Column) -> &mut Column {
+        if self.at == self.columns.len() {
+            self.columns.push(new());
+        }
+        self.at += 1;
+        &mut self.columns[self.at - 1]
+    }
+}
+
+/// Every row binds the same kinds of value in the same order (its [`Insert::bind`]).
+const SAME_KINDS: &str = "every row binds the same kinds of value in the same order";
+
+impl Values for Columns {
+    fn text(&mut self, value: Option<&str>) {
+        let Column::Text(column) = self.next(|| Column::Text(Vec::new())) else {
+            unreachable!("{SAME_KINDS}")
+        };
+        column.push(value.map(|v| storable(v).into_owned()));
+    }
+
+    fn event_text(&mut self, value: Option<&str>) {
+        self.bytes(value.map(|v| v.as_bytes().to_vec()));
+    }
+
+    fn shared(&mut self, value: Option<Arc<str>>) {
+        self.text(value.as_deref());
+    }
+
+    fn int(&mut self, value: Option<i64>) {
+        let Column::Int(column) = self.next(|| Column::Int(Vec::new())) else {
+            unreachable!("{SAME_KINDS}")
+        };
+        column.push(value);
+    }
+
+    fn float(&mut self, value: Option<f64>) {
+        let Column::Float(column) = self.next(|| Column::Float(Vec::new())) else {
+            unreachable!("{SAME_KINDS}")
+        };
+        column.push(value);
+    }
+
+    fn flag(&mut self, value: bool) {
+        let Column::Flag(column) = self.next(|| Column::Flag(Vec::new())) else {
+            unreachable!("{SAME_KINDS}")
+        };
+        column.push(value);
+    }
+
+    fn bytes(&mut self, value: Option<Vec<u8>>) {
+        let Column::Bytes(column) = self.next(|| Column::Bytes(Vec::new())) else {
+            unreachable!("{SAME_KINDS}")
+        };
+        column.push(value);
+    }
+}
+
 impl Cells for PgRow {
     fn text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
         self.try_get(column)
@@ -95,51 +197,14 @@ pub(super) async fn insert<T: Insert>(
     rows: Vec<T>,
     tail: &str,
 ) -> Result<(Vec<PgRow>, u64), StoreError> {
-    insert_rows(conn, rows, Rows::All, tail).await
-}
-
-/// Which of the rows given an insert writes.
-#[derive(Clone, Copy)]
-pub(super) enum Rows {
-    All,
-    /// Only those whose `integration_id` names an integration that exists, each such
-    /// integration locked for share (in id order) until the commit, in the statement
-    /// itself: a delete on another replica waits for the commit, or wins and they are
-    /// not written.
-    OfExistingIntegrations,
-}
-
-/// [`insert`], writing the rows `which` says.
-pub(super) async fn insert_rows<T: Insert>(
-    conn: &mut PgConnection,
-    rows: Vec<T>,
-    which: Rows,
-    tail: &str,
-) -> Result<(Vec<PgRow>, u64), StoreError> {
     let mut rows = rows.into_iter();
-    let columns = T::COLUMNS.join(", ");
-    let (head, source) = match which {
-        Rows::All => (
-            format!("INSERT INTO {} ({columns}) ", T::TABLE),
-            String::new(),
-        ),
-        Rows::OfExistingIntegrations => (
-            format!("WITH v ({columns}) AS ("),
-            format!(
-                ") INSERT INTO {} ({columns}) SELECT * FROM v WHERE integration_id IN \
-                 (SELECT id FROM integrations WHERE id IN (SELECT integration_id FROM v) \
-                 ORDER BY id FOR SHARE)",
-                T::TABLE
-            ),
-        ),
-    };
+    let head = format!("INSERT INTO {} ({}) ", T::TABLE, T::COLUMNS.join(", "));
     let (mut returned, mut inserted) = (Vec::new(), 0);
     for n in pieces(rows.len(), MAX_BINDS / T::COLUMNS.len()) {
         let mut q = QueryBuilder::<Postgres>::new(head.as_str());
         q.push_values(rows.by_ref().take(n), |mut values, row| {
             row.bind(&mut values)
         });
-        q.push(source.as_str());
         q.push(tail);
         if tail.contains("RETURNING") {
             let got = q.build().fetch_all(&mut *conn).await?;
