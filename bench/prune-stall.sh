@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a long retention prune costs ingest, on SQLite: a 60 s flood (batches of 10 at
+# What a long retention prune costs ingest, on SQLite (or PostgreSQL): a 60 s flood (batches of 10 at
 # 25,000 events/s, delivery to an instant fake Button) leaves about 1.5 million
 # live-log entries, past the cap of 1,000,000 per integration; then 20 s each at 100,
 # 300, 1,000 and 3,000 single events/s, end to end. A prune of about 500,000 entries
@@ -12,6 +12,11 @@
 #   bench/prune-stall.sh            # the current build (target/release, built if needed)
 #   PRUNE_STALL_BIN=DIR bench/prune-stall.sh   # the binaries in DIR (button-delivery,
 #                                              # loadgen, fake-button)
+#   PRUNE_STALL_STORE=postgres bench/prune-stall.sh   # on PostgreSQL: a fresh database
+#       bench_prune_stall on BENCH_POSTGRES_URL's server (default
+#       postgres://postgres@127.0.0.1:5432/postgres), with a cap of 300,000 entries
+#       (PostgreSQL ingests less of the flood: it would not pass 1,000,000)
+#   PRUNE_STALL_CAP=N       # the cap of entries per integration, on either store
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +30,19 @@ mkdir -p "$out"
 base=${BENCH_PORT_BASE:-19180}
 fake_port=$((base + 2)); svc_port=$((base + 3))
 admin=bench-admin-token; ingest=bench-ingest-token; key=sk-bench-key
+store=()
+cap=${PRUNE_STALL_CAP:-}
+case "${PRUNE_STALL_STORE:-sqlite}" in
+  sqlite) ;;
+  postgres)
+    pg_server=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+    psql "$pg_server" -qAt -c "DROP DATABASE IF EXISTS bench_prune_stall WITH (FORCE)" \
+        -c "CREATE DATABASE bench_prune_stall" >/dev/null
+    store=(BUTTON_DATABASE__URL="${pg_server%/*}/bench_prune_stall")
+    cap=${PRUNE_STALL_CAP:-300000} ;;
+  *) echo "PRUNE_STALL_STORE is sqlite or postgres" >&2; exit 2 ;;
+esac
+[ -z "$cap" ] || store+=(BUTTON_LIVE_LOGS__MAX_ENTRIES_PER_INTEGRATION="$cap")
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -41,7 +59,7 @@ wait_http() {
 "$bin/fake-button" --listen 127.0.0.1:$fake_port --api-key $key --record-arrivals 2>"$out/fake.log" &
 pids+=("$!")
 wait_http $fake_port
-env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$out/data" BUTTON_LOG__FORMAT=json \
+env BUTTON_SERVER__LISTEN=127.0.0.1:$svc_port BUTTON_SERVER__DATA_DIR="$out/data" BUTTON_LOG__FORMAT=json "${store[@]}" \
     BUTTON_AUTH__ADMIN_TOKENS=$admin BUTTON_AUTH__INGEST_TOKENS=$ingest BUTTON_SERVER__ADMIN_RATE_LIMIT=0 \
     BUTTON_BUTTON__ORDERS_BASE_URL=http://127.0.0.1:$fake_port \
     BUTTON_BUTTON__ACTIVITY_URL_TEMPLATE="http://127.0.0.1:$fake_port/app/{application_id}/v1/app/activity" \
