@@ -69,6 +69,17 @@ pub(super) static LEASE_IF_FREE_SQLITE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The same on PostgreSQL, for many at once: ids, tokens, lease expiries (arrays).
+pub(super) static LEASE_IF_FREE_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries AS d SET available_at = u.until, lease_token = u.token
+         FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(id, token, until)
+         WHERE d.id = u.id AND {}
+         RETURNING d.id",
+        NOT_HELD.as_str()
+    )
+});
+
 /// What a lease took. When it took less than it asked for, nothing else was due: it
 /// also says when the integration's next delivery falls due (`next_due`, ms; the
 /// deliveries just taken count, due again when their lease ends), so that the lane

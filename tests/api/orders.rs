@@ -123,8 +123,8 @@ async fn an_update_and_a_cancellation_wait_for_the_order_and_reach_button() {
 }
 
 /// The create, update and cancel of one order in one batch, with `padding` product
-/// views besides: each change is written (and on PostgreSQL, leased or not) in the
-/// same write as the create it must wait for, and still waits for it.
+/// views besides: each change is written, and leased or not, in the same write as the
+/// create it must wait for, and still waits for it.
 async fn changes_in_the_batch_of_their_create_wait_for_it(padding: usize) {
     let app = TestApp::spawn().await;
     let id = app.install().await;

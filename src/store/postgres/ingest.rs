@@ -1,9 +1,13 @@
-//! Ingest's write on PostgreSQL: one statement, the events, the deliveries and their
-//! leases, each kind of row bound as one array per column, so the statement's text is
-//! the same for any number of rows (prepared once per connection) and never needs
-//! splitting. A statement commits on its own: unless live-log entries go with it (of
-//! events that ended at ingest), the write is that one round trip, with no BEGIN and
-//! COMMIT around it.
+//! Ingest's write on PostgreSQL: one statement inserts the events and the deliveries,
+//! each kind of row bound as one array per column, so the statement's text is the
+//! same for any number of rows (prepared once per connection) and never needs
+//! splitting. A statement commits on its own: unless more must go in the same
+//! transaction, the write is that one round trip, with no BEGIN and COMMIT around it.
+//! More goes in when a write holds live-log entries (of events that ended at ingest),
+//! or a delivery of an order to lease if nothing holds it ([`NOT_HELD`]): that check
+//! is a statement of its own after the insert, so that it sees every change of the
+//! order committed until then, also while the insert waited on another write's keys
+//! (a statement sees what was committed when it started).
 //!
 //! Other replicas write at the same time, so nothing is found first: each insert skips
 //! what is already stored (`ON CONFLICT DO NOTHING`) and returns what it wrote. The
@@ -27,9 +31,11 @@ use super::rows::Columns;
 use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, Written, answers};
+use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
+use crate::store::queue::LEASE_IF_FREE_POSTGRES;
+#[cfg(doc)]
 use crate::store::queue::NOT_HELD;
-use crate::store::rows::{DeliveryRow, EventRow, Insert, Values};
+use crate::store::rows::{DeliveryRow, EventRow, Insert};
 
 impl PgStore {
     pub(in crate::store) async fn ingest(
@@ -39,11 +45,16 @@ impl PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let stored = if records.iter().all(|r| r.logs.is_empty()) {
+        let alone = records
+            .iter()
+            .all(|r| r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none()));
+        let stored = if alone {
             write(&mut *self.pool.acquire().await?, &mut records).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let stored = write(&mut tx, &mut records).await?;
+            let mut stored = write(&mut tx, &mut records).await?;
+            let leased = lease_if_free(&mut tx, &records, &stored.written).await?;
+            stored.leased.extend(leased);
             let logs: Vec<&LogRecord> = records
                 .iter()
                 .flat_map(|r| r.logs.iter())
@@ -94,52 +105,15 @@ static EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
 
 /// The events and their deliveries, whose columns follow the events' (one array each).
 /// A delivery is inserted only if its integration exists (locked for share), with the
-/// lease it was given. Answers a row per new event (its messageId), then a row per
-/// delivery written (its id, and whether it went in leased).
-static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| with_deliveries(false));
-
-/// The same, with two more arrays after the deliveries' columns: the lease to write
-/// with a delivery of an order (`free_until`, `free_token`), which it takes only if
-/// no earlier change of the order holds it ([`NOT_HELD`]), among those stored or
-/// those of this write.
-static CHECKING_ORDERS: LazyLock<String> = LazyLock::new(|| with_deliveries(true));
-
-/// [`EVENTS_AND_DELIVERIES`] or [`CHECKING_ORDERS`]. Two statements, not one: a
-/// statement is planned for its parameters until PostgreSQL finds a plan for any
-/// parameters (a generic plan) about as cheap, which for the order check's subqueries
-/// it never does, and planning the whole write each time doubled ingest's median
-/// latency. Writes with no order to check (most) take the other, planned once.
-fn with_deliveries(check_orders: bool) -> String {
+/// lease it was given if it is of no order. Answers a row per new event (its
+/// messageId), then a row per delivery written (its id, and whether it went in
+/// leased).
+static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
     let columns = DeliveryRow::COLUMNS.join(", ");
-    let mut arrays = DeliveryRow::COLUMNS.len();
-    let (extra, values, source) = if check_orders {
-        arrays += 2;
-        let values = DeliveryRow::COLUMNS
-            .iter()
-            .map(|&c| match c {
-                "available_at" => "CASE WHEN free THEN free_until ELSE available_at END",
-                "lease_token" => "CASE WHEN free THEN free_token ELSE lease_token END",
-                c => c,
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        // OFFSET 0 keeps `free` computed once a row, not once per use.
-        let source = format!(
-            "(SELECT d.*, d.free_token IS NOT NULL AND {} \
-                 AND NOT EXISTS (SELECT 1 FROM candidates s \
-                     WHERE s.integration_id = d.integration_id AND s.order_key = d.order_key \
-                     AND s.id COLLATE \"C\" < d.id COLLATE \"C\") AS free \
-             FROM candidates d OFFSET 0) d",
-            NOT_HELD.as_str()
-        );
-        (", free_until, free_token", values, source)
-    } else {
-        ("", columns.clone(), "candidates".to_owned())
-    };
     format!(
         "WITH {events}, \
-         candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns}{extra})), \
-         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT {values} FROM {source} \
+         candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns})), \
+         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT * FROM candidates \
              WHERE integration_id IN (SELECT id FROM integrations \
                  WHERE id = ANY(ARRAY(SELECT integration_id FROM candidates)) ORDER BY id FOR SHARE) \
              ON CONFLICT (integration_id, message_id) DO NOTHING \
@@ -147,9 +121,9 @@ fn with_deliveries(check_orders: bool) -> String {
          SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events \
          UNION ALL SELECT NULL::bytea, id, leased FROM new_deliveries",
         events = EVENTS.as_str(),
-        parameters = parameters(EventRow::COLUMNS.len() + 1, arrays),
+        parameters = parameters(EventRow::COLUMNS.len() + 1, DeliveryRow::COLUMNS.len()),
     )
-}
+});
 
 /// What a write stored.
 struct Stored {
@@ -162,7 +136,7 @@ struct Stored {
 }
 
 /// Writes the events and deliveries of `records` (their payloads and bodies moved
-/// out) in one statement.
+/// out) in one statement; a delivery of an order goes in unleased ([`lease_if_free`]).
 async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
@@ -189,29 +163,14 @@ async fn write(
     for row in events {
         row.bind(event_columns.row());
     }
-    let check_orders = deliveries
-        .iter()
-        .any(|d| d.delivery.lease_if_free().is_some());
     let sql = if deliveries.is_empty() {
         EVENTS_ONLY.as_str()
-    } else if check_orders {
-        CHECKING_ORDERS.as_str()
     } else {
         EVENTS_AND_DELIVERIES.as_str()
     };
     let mut delivery_columns = Columns::default();
     for row in deliveries {
-        let free = row.delivery.lease_if_free();
-        let (until, token) = (
-            free.map(|l| l.until),
-            free.map(|l| l.token.as_str().to_owned()),
-        );
-        let columns = delivery_columns.row();
-        row.bind(columns);
-        if check_orders {
-            columns.int(until);
-            columns.text(token.as_deref());
-        }
+        row.bind(delivery_columns.row());
     }
     let q = sqlx::query(sqlx::AssertSqlSafe(sql));
     let q = delivery_columns.bind_to(event_columns.bind_to(q));
@@ -237,4 +196,29 @@ async fn write(
         written,
         leased,
     })
+}
+
+/// Of the deliveries `written`, those of an order given a lease at ingest, leased if
+/// nothing holds them ([`NOT_HELD`]), in one statement: answers those leased.
+async fn lease_if_free(
+    conn: &mut PgConnection,
+    records: &[IngestRecord],
+    written: &HashSet<DeliveryId>,
+) -> Result<HashSet<DeliveryId>, StoreError> {
+    let (_, to_check) = written_leases(records, written);
+    if to_check.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<&str> = to_check.iter().map(|(id, _)| id.as_str()).collect();
+    let tokens: Vec<&str> = to_check.iter().map(|(_, l)| l.token.as_str()).collect();
+    let until: Vec<i64> = to_check.iter().map(|(_, l)| l.until).collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(LEASE_IF_FREE_POSTGRES.as_str()))
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&until)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<DeliveryId, _>(0)?))
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! How PostgreSQL binds and reads each kind of value, and the multi-row insert.
+//! How PostgreSQL binds and reads each kind of value: row by row in a multi-row insert,
+//! or column by column as arrays ([`Columns`]).
 //!
 //! PostgreSQL's TEXT cannot hold U+0000. An event's own strings go to BYTEA, losslessly;
 //! any other text (Button's answers, messages quoting them) has U+0000 replaced by
