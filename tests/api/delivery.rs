@@ -1213,3 +1213,32 @@ async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() 
     assert_eq!(app.count_rows("events").await, 1);
     assert_eq!(app.count_rows("deliveries").await, 1);
 }
+
+/// A write larger than one statement holds on PostgreSQL (500 events to three
+/// integrations: 1,500 deliveries) is stored whole and answered right, and its
+/// repeat is known for one.
+#[tokio::test]
+async fn a_write_too_large_for_one_statement_is_stored_whole() {
+    let app = TestApp::spawn().await;
+    let mut ids = vec![app.install().await];
+    for application in ["app-large2", "app-large3"] {
+        ids.push(app.install_with(&app.api_key, application).await);
+    }
+    let batch: Vec<Value> = (0..500)
+        .map(|i| product_view(&format!("large-{i}")))
+        .collect();
+    let (status, summary) = app.send_batch(batch.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{summary}");
+    assert_eq!(summary["accepted"], 500);
+    assert_eq!(summary["deliveries_queued"], 1500);
+    let (status, again) = app.send_batch(batch).await;
+    assert_eq!(status, StatusCode::OK, "only duplicates: {again}");
+    assert_eq!(again["duplicates"], 500, "{again}");
+    assert_eq!(again["deliveries_queued"], 0, "{again}");
+    let received = app.fake.wait_for(1500, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 1500, "each delivery reached Button once");
+    for id in &ids {
+        app.settled(id).await;
+    }
+    assert_eq!(app.fake.received().len(), 1500, "and nothing twice");
+}

@@ -1,13 +1,14 @@
 //! Ingest's write on PostgreSQL: one statement inserts the events and the deliveries,
 //! each kind of row bound as one array per column, so the statement's text is the
-//! same for any number of rows (prepared once per connection) and never needs
-//! splitting. A statement commits on its own: unless more must go in the same
-//! transaction, the write is that one round trip, with no BEGIN and COMMIT around it.
-//! More goes in when a write holds live-log entries (of events that ended at ingest),
-//! or a delivery of an order to lease if nothing holds it ([`NOT_HELD`]): that check
-//! is a statement of its own after the insert, so that it sees every change of the
-//! order committed until then, also while the insert waited on another write's keys
-//! (a statement sees what was committed when it started).
+//! same for any number of rows (prepared once per connection). A statement commits on
+//! its own: unless more must go in the same transaction, the write is that one round
+//! trip, with no BEGIN and COMMIT around it. More goes in when a write holds live-log
+//! entries (of events that ended at ingest), or a delivery of an order to lease if
+//! nothing holds it ([`NOT_HELD`]): that check is a statement of its own after the
+//! insert, so that it sees every change of the order committed until then, also while
+//! the insert waited on another write's keys (a statement sees what was committed
+//! when it started). A write too large for one statement ([`one_statement`]) is split
+//! into several, in a transaction.
 //!
 //! Other replicas write at the same time, so nothing is found first: each insert skips
 //! what is already stored (`ON CONFLICT DO NOTHING`) and returns what it wrote. The
@@ -16,9 +17,13 @@
 //!
 //! Writes run concurrently (several per replica, and other replicas'), and an insert
 //! that meets a key another open transaction inserted waits for it. So the rows go in
-//! key order, events before deliveries (the statement reads its events' insert first,
-//! which runs it to the end before the deliveries' starts): two writes wait on each
-//! other in one order only, and cannot deadlock.
+//! key order, events before deliveries: two writes wait on each other in one order
+//! only, and cannot deadlock. In the one statement that order is the executor's: it
+//! runs the events' insert to its end when the answer first reads it, before the
+//! deliveries' (PostgreSQL does not promise an order among data-modifying `WITH`
+//! queries; this is how it runs them, a statement with no parallel plan).
+//!
+//! [`NOT_HELD`]: crate::store::queue::NOT_HELD
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -33,8 +38,6 @@ use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
 use crate::store::queue::LEASE_IF_FREE_POSTGRES;
-#[cfg(doc)]
-use crate::store::queue::NOT_HELD;
 use crate::store::rows::{DeliveryRow, EventRow, Insert};
 
 impl PgStore {
@@ -45,9 +48,10 @@ impl PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let alone = records
-            .iter()
-            .all(|r| r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none()));
+        let alone = one_statement(&records)
+            && records.iter().all(|r| {
+                r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none())
+            });
         let stored = if alone {
             write(&mut *self.pool.acquire().await?, &mut records).await?
         } else {
@@ -85,7 +89,30 @@ fn parameters(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Inserts the events, `$1` to `$4` (one array per column).
+/// Most rows of a kind in one statement, and most bytes of events and bodies: a
+/// larger write is split, so no statement's parameters grow without bound (PostgreSQL
+/// refuses a message over 1 GB).
+const STATEMENT_ROWS: usize = 1024;
+const STATEMENT_BYTES: usize = 8 << 20;
+
+/// Whether the events and deliveries of `records` go in one statement.
+fn one_statement(records: &[IngestRecord]) -> bool {
+    let deliveries = records.iter().map(|r| r.deliveries.len()).sum::<usize>();
+    records.len() <= STATEMENT_ROWS
+        && deliveries <= STATEMENT_ROWS
+        && records.iter().map(bytes).sum::<usize>() <= STATEMENT_BYTES
+}
+
+/// The bytes of a record's event and bodies, before packing.
+fn bytes(record: &IngestRecord) -> usize {
+    let bodies = record.deliveries.iter();
+    record.event.payload.len()
+        + bodies
+            .map(|d| d.body.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+}
+
+/// Inserts the events (one array per column, from `$1`).
 static EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "new_events AS (INSERT INTO events ({}) SELECT * FROM unnest({}) \
@@ -95,7 +122,24 @@ static EVENTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The events alone (a write whose events go to no integration).
+/// Inserts the deliveries (one array per column, from `$first`), each only if its
+/// integration exists (locked for share), with the lease it was given if it is of no
+/// order.
+fn deliveries_from(first: usize) -> String {
+    let columns = DeliveryRow::COLUMNS.join(", ");
+    format!(
+        "candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns})), \
+         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT * FROM candidates \
+             WHERE integration_id IN (SELECT id FROM integrations \
+                 WHERE id = ANY(ARRAY(SELECT integration_id FROM candidates)) ORDER BY id FOR SHARE) \
+             ON CONFLICT (integration_id, message_id) DO NOTHING \
+             RETURNING id, lease_token IS NOT NULL AS leased)",
+        parameters = parameters(first, DeliveryRow::COLUMNS.len()),
+    )
+}
+
+/// The events alone. Each statement answers a row per new event (its messageId), then
+/// a row per delivery written (its id, and whether it went in leased).
 static EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {} SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events",
@@ -103,29 +147,27 @@ static EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The events and their deliveries, whose columns follow the events' (one array each).
-/// A delivery is inserted only if its integration exists (locked for share), with the
-/// lease it was given if it is of no order. Answers a row per new event (its
-/// messageId), then a row per delivery written (its id, and whether it went in
-/// leased).
-static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
-    let columns = DeliveryRow::COLUMNS.join(", ");
+/// The deliveries alone.
+static DELIVERIES_ONLY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH {events}, \
-         candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns})), \
-         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT * FROM candidates \
-             WHERE integration_id IN (SELECT id FROM integrations \
-                 WHERE id = ANY(ARRAY(SELECT integration_id FROM candidates)) ORDER BY id FOR SHARE) \
-             ON CONFLICT (integration_id, message_id) DO NOTHING \
-             RETURNING id, lease_token IS NOT NULL AS leased) \
+        "WITH {} SELECT NULL::bytea AS message_id, id, leased FROM new_deliveries",
+        deliveries_from(1)
+    )
+});
+
+/// The events and their deliveries, whose columns follow the events'.
+static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {}, {} \
          SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events \
          UNION ALL SELECT NULL::bytea, id, leased FROM new_deliveries",
-        events = EVENTS.as_str(),
-        parameters = parameters(EventRow::COLUMNS.len() + 1, DeliveryRow::COLUMNS.len()),
+        EVENTS.as_str(),
+        deliveries_from(EventRow::COLUMNS.len() + 1),
     )
 });
 
 /// What a write stored.
+#[derive(Default)]
 struct Stored {
     /// Per record, whether its event was new.
     new_event: Vec<bool>,
@@ -136,11 +178,15 @@ struct Stored {
 }
 
 /// Writes the events and deliveries of `records` (their payloads and bodies moved
-/// out) in one statement; a delivery of an order goes in unleased ([`lease_if_free`]).
+/// out): in one statement if they fit ([`one_statement`]), or else (in the caller's
+/// transaction) the events then the deliveries, each in statements of
+/// [`STATEMENT_ROWS`] and [`STATEMENT_BYTES`] at most, in key order throughout. A
+/// delivery of an order goes in unleased ([`lease_if_free`]).
 async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
 ) -> Result<Stored, StoreError> {
+    let at_once = one_statement(records);
     let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
     let mut deliveries: Vec<DeliveryRow> = Vec::new();
     for r in records.iter_mut() {
@@ -159,47 +205,93 @@ async fn write(
         let (a, b) = (&a.delivery.parcel, &b.delivery.parcel);
         (a.integration_id.as_str(), &a.message_id).cmp(&(b.integration_id.as_str(), &b.message_id))
     });
-    let mut event_columns = Columns::default();
-    for row in events {
-        row.bind(event_columns.row());
-    }
-    let sql = if deliveries.is_empty() {
-        EVENTS_ONLY.as_str()
+    let mut stored = HashSet::new();
+    let mut answer = Stored::default();
+    if at_once {
+        let sql = if deliveries.is_empty() {
+            EVENTS_ONLY.as_str()
+        } else {
+            EVENTS_AND_DELIVERIES.as_str()
+        };
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let q = columns(deliveries).bind_to(columns(events).bind_to(q));
+        read(q.fetch_all(&mut *conn).await?, &mut stored, &mut answer)?;
     } else {
-        EVENTS_AND_DELIVERIES.as_str()
-    };
-    let mut delivery_columns = Columns::default();
-    for row in deliveries {
-        row.bind(delivery_columns.row());
+        let event_bytes = |e: &EventRow| e.payload.len();
+        for chunk in split(events, event_bytes) {
+            let q = columns(chunk).bind_to(sqlx::query(sqlx::AssertSqlSafe(EVENTS_ONLY.as_str())));
+            read(q.fetch_all(&mut *conn).await?, &mut stored, &mut answer)?;
+        }
+        let body_bytes = |d: &DeliveryRow| d.body.as_ref().map_or(0, Vec::len);
+        for chunk in split(deliveries, body_bytes) {
+            let q = sqlx::query(sqlx::AssertSqlSafe(DELIVERIES_ONLY.as_str()));
+            let q = columns(chunk).bind_to(q);
+            read(q.fetch_all(&mut *conn).await?, &mut stored, &mut answer)?;
+        }
     }
-    let q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    let q = delivery_columns.bind_to(event_columns.bind_to(q));
-    let (mut stored, mut written, mut leased) = (HashSet::new(), HashSet::new(), HashSet::new());
-    for row in q.fetch_all(&mut *conn).await? {
+    // Of records with the same messageId, only the first counts its event as new.
+    answer.new_event = records
+        .iter()
+        .map(|r| stored.remove(r.event.message_id.as_bytes()))
+        .collect();
+    Ok(answer)
+}
+
+/// `rows` bound as one array per column.
+fn columns<T: Insert>(rows: Vec<T>) -> Columns {
+    let mut columns = Columns::default();
+    for row in rows {
+        row.bind(columns.row());
+    }
+    columns
+}
+
+/// `rows`, in order, in pieces of [`STATEMENT_ROWS`] and [`STATEMENT_BYTES`] at most
+/// (a row larger than that alone).
+fn split<T>(rows: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut pieces: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        let n = bytes(&row);
+        match pieces.last_mut() {
+            Some(piece) if piece.len() < STATEMENT_ROWS && size + n <= STATEMENT_BYTES => {
+                size += n;
+                piece.push(row);
+            }
+            _ => {
+                size = n;
+                pieces.push(vec![row]);
+            }
+        }
+    }
+    pieces
+}
+
+/// Reads a statement's answer: new events' messageIds into `stored`, deliveries into
+/// `answer`.
+fn read(
+    rows: Vec<sqlx::postgres::PgRow>,
+    stored: &mut HashSet<Vec<u8>>,
+    answer: &mut Stored,
+) -> Result<(), StoreError> {
+    for row in rows {
         if let Some(message_id) = row.try_get::<Option<Vec<u8>>, _>(0)? {
             stored.insert(message_id);
             continue;
         }
         let id: DeliveryId = row.try_get(1)?;
         if row.try_get::<bool, _>(2)? {
-            leased.insert(id.clone());
+            answer.leased.insert(id.clone());
         }
-        written.insert(id);
+        answer.written.insert(id);
     }
-    // Of records with the same messageId, only the first counts its event as new.
-    let new_event = records
-        .iter()
-        .map(|r| stored.remove(r.event.message_id.as_bytes()))
-        .collect();
-    Ok(Stored {
-        new_event,
-        written,
-        leased,
-    })
+    Ok(())
 }
 
 /// Of the deliveries `written`, those of an order given a lease at ingest, leased if
 /// nothing holds them ([`NOT_HELD`]), in one statement: answers those leased.
+///
+/// [`NOT_HELD`]: crate::store::queue::NOT_HELD
 async fn lease_if_free(
     conn: &mut PgConnection,
     records: &[IngestRecord],
@@ -221,4 +313,34 @@ async fn lease_if_free(
     rows.iter()
         .map(|row| Ok(row.try_get::<DeliveryId, _>(0)?))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_write_splits_in_order_by_rows_and_bytes() {
+        let sizes: Vec<usize> = (0..STATEMENT_ROWS + 10).map(|_| 1).collect();
+        let pieces = split(sizes, |&n| n);
+        assert_eq!(
+            pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+            [STATEMENT_ROWS, 10]
+        );
+
+        let half = STATEMENT_BYTES / 2;
+        let rows = vec![
+            (0, half),
+            (1, half),
+            (2, 1),
+            (3, STATEMENT_BYTES * 2),
+            (4, 1),
+        ];
+        let pieces = split(rows, |&(_, n)| n);
+        let ids: Vec<Vec<i32>> = pieces
+            .iter()
+            .map(|p| p.iter().map(|&(id, _)| id).collect())
+            .collect();
+        assert_eq!(ids, [vec![0, 1], vec![2], vec![3], vec![4]]);
+    }
 }
