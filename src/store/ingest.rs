@@ -174,10 +174,10 @@ struct Pending {
 
 /// Commits the records of many concurrent ingest requests together: while a write is
 /// being committed the next requests gather, and go in the next one (one set of
-/// multi-row inserts and one sync for all of them). Each request still gets its
-/// answer only after the commit that holds its records. Up to `in_flight` writes are
-/// committed at once (one on SQLite, whose writer is one connection; several on
-/// PostgreSQL, which runs each on a backend of its own).
+/// inserts and one sync for all of them). Each request still gets its answer only
+/// after the commit that holds its records. Up to `in_flight` writes are committed at
+/// once (one on SQLite, whose writer is one connection; several on PostgreSQL, which
+/// runs each on a backend of its own).
 ///
 /// The queue is bounded in events ([`DatabaseSettings::max_queued_events`]): a write
 /// that would go past the bound is refused at once ([`StoreError::Overloaded`]), so

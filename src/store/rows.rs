@@ -96,7 +96,8 @@ pub(super) trait Cells {
     }
 }
 
-/// A record written with multi-row `INSERT`s.
+/// A record written as a row of an `INSERT`: of a multi-row one, or of one bound as an
+/// array per column (PostgreSQL's ingest).
 pub(super) trait Insert {
     const TABLE: &'static str;
     /// The columns written, in the order [`Insert::bind`] binds them.
