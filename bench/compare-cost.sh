@@ -6,7 +6,10 @@
 #   cost-100    end to end, 100 single events/s for BENCH_DURATION s: CPU per event;
 #   cost-1000   the same at 1,000 events/s;
 #   intN-e2e    N integrations, 2,000 events/s spread over them: CPU per event, lag;
-#   intN-ingest the same N, flat-out ingest with delivery running: events/s, peak RSS.
+#   intN-ingest the same N, flat-out ingest with delivery running: events/s, peak RSS;
+#   durable-64  one integration, delivery paused: single events over 64 connections
+#               for BENCH_DURATION s: requests/s, p99;
+#   durable-batch  the same, batches of 100 over 16 connections: events/s, p99.
 # N is 100, or each of COMPARE_INTEGRATIONS (e.g. "100 1000").
 # Prints one line per step and build with the medians over the rounds, and writes the
 # raw results to bench/results/compare-cost-<UTC>/results.jsonl.
@@ -79,6 +82,13 @@ run_side() {
       --spread "$out/ids" --pid $svc_pid --label "int$n-ingest" 2>/dev/null
     stop
   done
+  start "$bin" "$side-durable"; setup 1
+  "$tools/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token adm --id "$(cat "$out/ids")" > /dev/null
+  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --connections 64 \
+    --duration "$dur" --pid $svc_pid --label durable-64 2>/dev/null
+  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --batch 100 --connections 16 \
+    --duration "$dur" --pid $svc_pid --label durable-batch 2>/dev/null
+  stop
   python3 -c '
 import json, sys
 side = sys.argv[2]
@@ -98,13 +108,14 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def fig(r):
     if r["label"] == "idle-100":
         return r["cores"], "cores idle"
-    if r["label"].endswith("-ingest"):
+    if r["label"].endswith("-ingest") or r["label"].startswith("durable-"):
         return r["events_per_s"], "events/s ingested"
     return 1000 * r["service"]["cpu_s_total"] / max(r["events_accepted"], 1), "ms CPU/event"
 print("| step | old | new | new/old |\n|---|---:|---:|---:|")
 labels = ["idle-100", "cost-100", "cost-1000"]
 for n in sys.argv[2:]:
     labels += [f"int{n}-e2e", f"int{n}-ingest"]
+labels += ["durable-64", "durable-batch"]
 for label in labels:
     med = {}
     for side in ["old", "new"]:
@@ -121,9 +132,11 @@ for label in labels:
         p99 = {s: med_of(s, lambda r: r["latency_ms"]["p99"]) for s in ["old", "new"]}
         extra = (f" (lag p99 {lag['old']:.1f} / {lag['new']:.1f} ms; ingest p99 {p99['old']:.1f} / {p99['new']:.1f} ms;"
                  f" delivered {got['old']:.0f} / {got['new']:.0f} per s)")
-    elif label.endswith("-ingest"):
+    elif label.endswith("-ingest") or label.startswith("durable-"):
         rss = {s: med_of(s, lambda r: r["service"]["peak_rss_mb"]) for s in ["old", "new"]}
-        extra = f" (peak RSS {rss['old']:.0f} / {rss['new']:.0f} MB)"
+        p99 = {s: med_of(s, lambda r: r["latency_ms"]["p99"]) for s in ["old", "new"]}
+        extra = (f" (ingest p99 {p99['old']:.1f} / {p99['new']:.1f} ms;"
+                 f" peak RSS {rss['old']:.0f} / {rss['new']:.0f} MB)")
     ratio = med["new"] / med["old"] if med["old"] else float("nan")
     print(f"| {label}: {unit}{extra} | {med['old']:.3f} | {med['new']:.3f} | {ratio:.2f} |")
 EOF
