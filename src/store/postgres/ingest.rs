@@ -48,15 +48,16 @@ impl PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let alone = one_statement(&records)
+        let at_once = one_statement(&records);
+        let alone = at_once
             && records.iter().all(|r| {
                 r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none())
             });
         let stored = if alone {
-            write(&mut *self.pool.acquire().await?, &mut records).await?
+            write(&mut *self.pool.acquire().await?, &mut records, true).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let mut stored = write(&mut tx, &mut records).await?;
+            let mut stored = write(&mut tx, &mut records, at_once).await?;
             let leased = lease_if_free(&mut tx, &records, &stored.written).await?;
             stored.leased.extend(leased);
             let logs: Vec<&LogRecord> = records
@@ -178,15 +179,15 @@ struct Stored {
 }
 
 /// Writes the events and deliveries of `records` (their payloads and bodies moved
-/// out): in one statement if they fit ([`one_statement`]), or else (in the caller's
-/// transaction) the events then the deliveries, each in statements of
+/// out): in one statement if they fit (`at_once`, [`one_statement`]), or else (in the
+/// caller's transaction) the events then the deliveries, each in statements of
 /// [`STATEMENT_ROWS`] and [`STATEMENT_BYTES`] at most, in key order throughout. A
 /// delivery of an order goes in unleased ([`lease_if_free`]).
 async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
+    at_once: bool,
 ) -> Result<Stored, StoreError> {
-    let at_once = one_statement(records);
     let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
     let mut deliveries: Vec<DeliveryRow> = Vec::new();
     for r in records.iter_mut() {

@@ -37,7 +37,7 @@ impl PgStore {
         row: IntegrationRow,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert(&mut tx, vec![&row], "").await?;
+        insert(&mut tx, vec![&row]).await?;
         announce(&mut tx, row.id.as_str()).await?;
         tx.commit().await?;
         Ok(())

@@ -25,7 +25,7 @@ pub(super) async fn insert_logs(
     if records.is_empty() {
         return Ok(());
     }
-    insert(conn, records.to_vec(), "").await?;
+    insert(conn, records.to_vec()).await?;
     announce_logs(conn, replica, records).await?;
     let tally = Tally::of(records);
     for ((integration_id, outcome), n) in tally.outcomes {

@@ -190,30 +190,19 @@ impl Cells for PgRow {
     }
 }
 
-/// Inserts `rows` in as few statements as the bind limit allows, each statement ending
-/// with `tail` (`ON CONFLICT ... RETURNING ...`, or nothing). Answers the rows the
-/// statements returned and how many went in.
+/// Inserts `rows` in as few multi-row statements as the bind limit allows.
 pub(super) async fn insert<T: Insert>(
     conn: &mut PgConnection,
     rows: Vec<T>,
-    tail: &str,
-) -> Result<(Vec<PgRow>, u64), StoreError> {
+) -> Result<(), StoreError> {
     let mut rows = rows.into_iter();
     let head = format!("INSERT INTO {} ({}) ", T::TABLE, T::COLUMNS.join(", "));
-    let (mut returned, mut inserted) = (Vec::new(), 0);
     for n in pieces(rows.len(), MAX_BINDS / T::COLUMNS.len()) {
         let mut q = QueryBuilder::<Postgres>::new(head.as_str());
         q.push_values(rows.by_ref().take(n), |mut values, row| {
             row.bind(&mut values)
         });
-        q.push(tail);
-        if tail.contains("RETURNING") {
-            let got = q.build().fetch_all(&mut *conn).await?;
-            inserted += got.len() as u64;
-            returned.extend(got);
-        } else {
-            inserted += q.build().execute(&mut *conn).await?.rows_affected();
-        }
+        q.build().execute(&mut *conn).await?;
     }
-    Ok((returned, inserted))
+    Ok(())
 }
