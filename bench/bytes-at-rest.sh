@@ -30,19 +30,8 @@ results=$out/results.jsonl
 base=${BENCH_PORT_BASE:-19080}
 fake_port=$((base + 8)); svc_port=$((base + 9))
 admin=bench-admin-token; ingest=bench-ingest-token; key=sk-bench-key
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_http() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1; the end of $2:" >&2
-  tail -n 20 "$2" >&2
-  exit 1
-}
+source bench/lib.sh
+wait_http_seconds=60
 
 for store in $stores; do
   dir=$out/$store

@@ -43,18 +43,7 @@ case "${PRUNE_STALL_STORE:-sqlite}" in
   *) echo "PRUNE_STALL_STORE is sqlite or postgres" >&2; exit 2 ;;
 esac
 [ -z "$cap" ] || store+=(BUTTON_LIVE_LOGS__MAX_ENTRIES_PER_INTEGRATION="$cap")
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_http() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
+source bench/lib.sh
 
 "$bin/fake-button" --listen 127.0.0.1:$fake_port --api-key $key --record-arrivals 2>"$out/fake.log" &
 pids+=("$!")

@@ -47,19 +47,7 @@ results=$out/results.jsonl
 base=${BENCH_PORT_BASE:-19080}
 bare_port=$((base + 1)); fake_port=$((base + 2)); svc_port=$((base + 3)); svc2_port=$((base + 4))
 admin=bench-admin-token; ingest=bench-ingest-token; key=sk-bench-key
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_http() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  if [ -n "${2:-}" ] && [ -f "$2" ]; then echo "-- the end of $2:" >&2; tail -n 20 "$2" >&2; fi
-  exit 1
-}
+source bench/lib.sh
 
 # Starts the service on a fresh data directory, listening on $svc_port, and installs
 # Button on it ($integration); extra BUTTON_* settings as arguments.
