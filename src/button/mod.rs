@@ -20,7 +20,7 @@ pub mod hints {
     pub const WRONG_APPLICATION: &str =
         "Wrong application: verify the application ID matches the property you are tracking.";
     pub const FINALIZED: &str = "403 Forbidden: the order is finalized at Button and can no longer change through the API. Returns and cancellations of a finalized order go through Button (your Button contact).";
-    pub const REFUND_UNSENT: &str = "A refund is sent as the order Button last received, less what came back; this order's purchase never reached Button. Deliver (or replay) the purchase first.";
+    pub const REFUND_UNSENT: &str = "A refund is sent as the order Button last received, less what came back; this order's purchase never reached Button, or the order was cancelled since. Deliver (or replay) the purchase first.";
     pub const REFUND_MISMATCH: &str = "The refund does not fit the order as it was last sent to Button (a product it did not have, or more units than it had): check the refunded products' ids and quantities against the purchase.";
     pub const NEVER_RECEIVED: &str = "404 Not Found: Button does not have this order. It never received the order's create (look for the purchase in Live Logs), or the order was cancelled already.";
 }

@@ -51,7 +51,7 @@ async fn update_for(
     let Some(state) = state else {
         return Err(refused(
             format!(
-                "order {} was never delivered to Button, so there is nothing to refund from",
+                "order {} is not at Button (it was never delivered to Button, or was cancelled), so there is nothing to refund from",
                 refund.order_id
             ),
             Some(hints::REFUND_UNSENT),

@@ -15,6 +15,15 @@ pub enum OrderChange {
     Cancelled { order_id: String },
 }
 
+impl OrderChange {
+    /// The order changed.
+    pub fn order_id(&self) -> &str {
+        match self {
+            Self::Sent { order_id, .. } | Self::Cancelled { order_id } => order_id,
+        }
+    }
+}
+
 impl Store {
     /// The order as last delivered to Button for the integration (the Order object,
     /// JSON), if it was.

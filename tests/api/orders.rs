@@ -404,6 +404,21 @@ async fn partial_refunds_send_the_order_less_what_came_back_exactly_in_each_curr
     app.wait_logs(&id, "message_id=JPY-4&outcome=delivered", 1, WAIT)
         .await;
     assert_eq!(app.fake.order("order-JPY").unwrap().status, "deleted");
+    // Button has nothing left of a cancelled order: a refund after it fails at once,
+    // and is not sent.
+    let late = order_event("refund", "JPY-5", "order-JPY", "JPY", "", &[("b", "0", 1)]);
+    app.send_event(late).await;
+    let failed = app
+        .wait_logs(&id, "message_id=JPY-5&outcome=failed", 1, WAIT)
+        .await;
+    assert_eq!(failed[0]["status"], Value::Null, "not sent: {failed:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("was cancelled"),
+        "{failed:?}"
+    );
 
     // A full refund (no products listed) is a cancellation.
     let full = order_event("Order Refunded", "USD-3", "order-USD", "USD", "", &[]);

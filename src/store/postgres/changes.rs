@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
 use super::PgStore;
 use super::integrations::CHANGES;
 use crate::domain::{IntegrationId, LogId, SourceId};
-use crate::live_logs::LogRecord;
 use crate::store::StoreError;
 use crate::store::changes::Change;
 
@@ -97,30 +95,19 @@ impl PgStore {
     }
 }
 
-/// Announces entries this replica committed (in the transaction that writes them).
-pub(super) async fn announce_logs(
-    conn: &mut PgConnection,
-    replica: &str,
-    records: &[&LogRecord],
-) -> Result<(), StoreError> {
-    let mut payload = String::new();
-    for (i, record) in records.iter().enumerate() {
-        if payload.is_empty() {
-            payload.push_str(replica);
-            payload.push('|');
-        } else {
-            payload.push(',');
-        }
-        payload.push_str(record.id.as_str());
-        if payload.len() > MAX_PAYLOAD || i + 1 == records.len() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(LOGS)
-                .bind(std::mem::take(&mut payload))
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    Ok(())
+/// Entry ids in one announcement: a log id is 30 bytes, and a comma.
+const LOGS_PER_NOTE: usize = (MAX_PAYLOAD - 64) / 31;
+
+/// The part of a statement that announces the entries `new_logs` answers (a
+/// `WITH` query: `notes`), this replica named by parameter `$replica`: one
+/// notification per [`LOGS_PER_NOTE`] entries. It runs only if the statement reads
+/// `notes`; it is sent when the statement's transaction commits.
+pub(super) fn announce_logs(replica: usize) -> String {
+    format!(
+        "notes AS (SELECT pg_notify('{LOGS}', ${replica} || '|' || string_agg(id, ',' ORDER BY id)) \
+             FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / {LOGS_PER_NOTE} AS note FROM new_logs) n \
+             GROUP BY note)"
+    )
 }
 
 /// What a notification says, if it is news to this replica.
@@ -181,5 +168,14 @@ mod tests {
         );
         assert_eq!(read(LOGS, &format!("r1|{a}"), "r1"), None, "its own");
         assert_eq!(read(HOLDS, "garbage", "r1"), None);
+    }
+
+    #[test]
+    fn a_full_announcement_stays_under_the_payload_bound() {
+        let ids: Vec<String> = (0..LOGS_PER_NOTE)
+            .map(|_| LogId::new().to_string())
+            .collect();
+        let payload = format!("{:016x}|{}", u64::MAX, ids.join(","));
+        assert!(payload.len() <= MAX_PAYLOAD, "{}", payload.len());
     }
 }

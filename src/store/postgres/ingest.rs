@@ -32,7 +32,7 @@ use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::logs::insert_logs;
-use super::rows::Columns;
+use super::rows::{STATEMENT_BYTES, STATEMENT_ROWS, columns, parameters, split};
 use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
@@ -81,20 +81,6 @@ impl PgStore {
         ))
     }
 }
-
-/// `$from`, `$from + 1`, ... for the `n` columns of a kind of row.
-fn parameters(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Most rows of a kind in one statement, and most bytes of events and bodies: a
-/// larger write is split, so no statement's parameters grow without bound (PostgreSQL
-/// refuses a message over 1 GB).
-const STATEMENT_ROWS: usize = 1024;
-const STATEMENT_BYTES: usize = 8 << 20;
 
 /// Whether the events and deliveries of `records` go in one statement.
 fn one_statement(records: &[IngestRecord]) -> bool {
@@ -238,36 +224,6 @@ async fn write(
     Ok(answer)
 }
 
-/// `rows` bound as one array per column.
-fn columns<T: Insert>(rows: Vec<T>) -> Columns {
-    let mut columns = Columns::default();
-    for row in rows {
-        row.bind(columns.row());
-    }
-    columns
-}
-
-/// `rows`, in order, in pieces of [`STATEMENT_ROWS`] and [`STATEMENT_BYTES`] at most
-/// (a row larger than that alone).
-fn split<T>(rows: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut pieces: Vec<Vec<T>> = Vec::new();
-    let mut size = 0;
-    for row in rows {
-        let n = bytes(&row);
-        match pieces.last_mut() {
-            Some(piece) if piece.len() < STATEMENT_ROWS && size + n <= STATEMENT_BYTES => {
-                size += n;
-                piece.push(row);
-            }
-            _ => {
-                size = n;
-                pieces.push(vec![row]);
-            }
-        }
-    }
-    pieces
-}
-
 /// Reads a statement's answer: new events' messageIds into `stored`, deliveries into
 /// `answer`.
 fn read(
@@ -314,34 +270,4 @@ async fn lease_if_free(
     rows.iter()
         .map(|row| Ok(row.try_get::<DeliveryId, _>(0)?))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_large_write_splits_in_order_by_rows_and_bytes() {
-        let sizes: Vec<usize> = (0..STATEMENT_ROWS + 10).map(|_| 1).collect();
-        let pieces = split(sizes, |&n| n);
-        assert_eq!(
-            pieces.iter().map(Vec::len).collect::<Vec<_>>(),
-            [STATEMENT_ROWS, 10]
-        );
-
-        let half = STATEMENT_BYTES / 2;
-        let rows = vec![
-            (0, half),
-            (1, half),
-            (2, 1),
-            (3, STATEMENT_BYTES * 2),
-            (4, 1),
-        ];
-        let pieces = split(rows, |&(_, n)| n);
-        let ids: Vec<Vec<i32>> = pieces
-            .iter()
-            .map(|p| p.iter().map(|&(id, _)| id).collect())
-            .collect();
-        assert_eq!(ids, [vec![0, 1], vec![2], vec![3], vec![4]]);
-    }
 }

@@ -1,9 +1,7 @@
 //! Integration rows on PostgreSQL. Every change is announced on the
 //! `button_integrations` channel when it commits, so the other replicas reload it.
 
-use std::collections::HashSet;
-
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::PgStore;
 use super::rows::insert;
@@ -113,25 +111,4 @@ impl PgStore {
             .map(rows::integration_row)
             .collect::<Result<_, _>>()?)
     }
-}
-
-/// Which of `ids` name integrations that exist, locked for share until the
-/// transaction ends (a delete elsewhere waits for it).
-pub(super) async fn existing_integrations(
-    conn: &mut PgConnection,
-    ids: &[&IntegrationId],
-) -> Result<HashSet<IntegrationId>, StoreError> {
-    let mut wanted: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows = sqlx::query("SELECT id FROM integrations WHERE id = ANY($1) ORDER BY id FOR SHARE")
-        .bind(wanted)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get::<IntegrationId, _>(0)?))
-        .collect()
 }

@@ -1,46 +1,88 @@
 //! Live-log rows on PostgreSQL: inserted with the lifetime outcome counts and the
 //! per-integration entry counts kept current, and read newest first.
 
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::PgStore;
 use super::changes::announce_logs;
-use super::rows::insert;
+use super::rows::{columns, parameters, split};
 use crate::domain::clock::from_ms;
 use crate::domain::{IntegrationId, LogId};
 use crate::live_logs::{LogFilter, LogRecord};
-use crate::store::logs::{LogRow, Tally};
+use crate::store::logs::LogRow;
+use crate::store::rows::Insert;
 use crate::store::{Page, StoreError, rows};
 
 /// An entry's columns with its delivery's request, `l` and `d` in the queries below.
 const SELECT: &str = "SELECT l.id, l.integration_id, l.delivery_id, l.message_id, l.event_name, l.call, l.attempt, l.outcome, l.status_code, l.status_line, l.latency_ms, l.error, l.hint, l.warnings, l.next_attempt_at, l.response, l.test, l.created_at, l.replaces, d.url, d.body";
 
-/// Inserts `records`, adds them to the lifetime outcome counts and the entry counts,
-/// and announces them to the other replicas (`replica` is this one).
+/// The part of a statement that writes live-log entries (`WITH` queries), bound as
+/// one array per column from `$first`, and `$replica` naming this replica: the
+/// entries of integrations in `existing` go in (`new_logs`), are added to the
+/// lifetime outcome counts and the entry counts (in key order, so that concurrent
+/// writers update the counting rows in one order), and are announced to the other
+/// replicas (`notes`, which the statement must read).
+pub(super) fn write_logs(first: usize, replica: usize) -> String {
+    let columns = <&LogRecord as Insert>::COLUMNS.join(", ");
+    format!(
+        "new_logs AS (INSERT INTO live_logs ({columns}) \
+             SELECT * FROM unnest({parameters}) AS l ({columns}) \
+             WHERE l.integration_id IN (SELECT id FROM existing) \
+             RETURNING id, integration_id, outcome), \
+         outcomes AS (INSERT INTO outcome_counts (integration_id, outcome, count) \
+             SELECT integration_id, outcome, count(*) FROM new_logs GROUP BY 1, 2 ORDER BY 1, 2 \
+             ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count), \
+         entries AS (INSERT INTO live_log_counts (integration_id, entries) \
+             SELECT integration_id, count(*) FROM new_logs GROUP BY 1 ORDER BY 1 \
+             ON CONFLICT (integration_id) DO UPDATE SET entries = live_log_counts.entries + excluded.entries), \
+         {notes}",
+        parameters = parameters(first, <&LogRecord as Insert>::COLUMNS.len()),
+        notes = announce_logs(replica),
+    )
+}
+
+/// Integrations that exist, of those given (`$1`, a text array), locked for share
+/// until the transaction ends, so that a delete elsewhere waits for it (or wins, and
+/// they are not there): `existing`.
+pub(super) const EXISTING: &str =
+    "existing AS (SELECT id FROM integrations WHERE id = ANY($1) ORDER BY id FOR SHARE)";
+
+/// Entries alone: the integrations they are of, this replica, then their columns.
+static LOGS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {EXISTING}, {} SELECT count(*) FROM notes",
+        write_logs(3, 2)
+    )
+});
+
+/// The integrations `records` are of, each once: `existing`'s parameter.
+pub(super) fn integrations_of<'a>(records: impl Iterator<Item = &'a LogRecord>) -> Vec<&'a str> {
+    let ids: BTreeSet<&str> = records.map(|r| r.integration_id.as_str()).collect();
+    ids.into_iter().collect()
+}
+
+/// About the bytes an entry binds: Button's answer, and the rest.
+pub(super) fn log_bytes(record: &LogRecord) -> usize {
+    512 + record.response.as_ref().map_or(0, |r| r.body.len())
+        + record.error.as_ref().map_or(0, String::len)
+}
+
+/// Inserts `records` (of integrations that exist), adds them to the lifetime outcome
+/// counts and the entry counts, and announces them to the other replicas (`replica`
+/// is this one): one statement, or one per piece of a large write.
 pub(super) async fn insert_logs(
     conn: &mut PgConnection,
     replica: &str,
     records: &[&LogRecord],
 ) -> Result<(), StoreError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    insert(conn, records.to_vec()).await?;
-    announce_logs(conn, replica, records).await?;
-    let tally = Tally::of(records);
-    for ((integration_id, outcome), n) in tally.outcomes {
-        sqlx::query(
-            "INSERT INTO outcome_counts (integration_id, outcome, count) VALUES ($1, $2, $3)
-             ON CONFLICT (integration_id, outcome) DO UPDATE SET count = outcome_counts.count + excluded.count",
-        )
-        .bind(integration_id)
-        .bind(outcome)
-        .bind(n)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for (integration_id, n) in tally.entries {
-        add_entries(conn, integration_id, n).await?;
+    for piece in split(records.to_vec(), |r| log_bytes(r)) {
+        let q = sqlx::query(sqlx::AssertSqlSafe(LOGS.as_str()))
+            .bind(integrations_of(piece.iter().copied()))
+            .bind(replica);
+        columns(piece).bind_to(q).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -2,19 +2,20 @@
 //! `FOR UPDATE SKIP LOCKED`: replicas leasing at once take different rows, never
 //! waiting for each other, and a dead replica's leases come back when they expire.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::PgStore;
-use super::integrations::existing_integrations;
-use super::logs::insert_logs;
-use super::orders::apply_order_changes;
-use super::rows::storable;
+use super::logs::{EXISTING, insert_logs, integrations_of, log_bytes, write_logs};
+use super::rows::{columns, split, storable};
 use crate::domain::clock::now_ms;
 use crate::domain::{DeliveryId, DeliveryState, IntegrationId, LeaseToken};
 use crate::live_logs::LogRecord;
+use crate::store::orders::OrderChange;
+use crate::store::pack::{Kind, pack};
 use crate::store::queue::{Finish, Lease, LeaseAsk, NOT_HELD, Parcel};
 use crate::store::{MAX_BINDS, StoreError, pieces, rows};
 
@@ -97,43 +98,22 @@ impl PgStore {
         finishes: Vec<Finish>,
         now: i64,
     ) -> Result<(Vec<Finish>, u64), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        if finishes.is_empty() {
+            return Ok((finishes, 0));
+        }
+        let pieces = split(finishes.iter().collect(), finish_bytes);
         let mut updated = 0;
-        let mut rest: &[Finish] = &finishes;
-        for n in pieces(finishes.len(), MAX_BINDS / 5) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-                "UPDATE deliveries SET state = v.column3, attempts = attempts + v.column4, available_at = v.column5, lease_token = NULL, updated_at = ",
-            );
-            q.push_bind(now).push(" FROM (");
-            q.push_values(chunk, |mut b, f| {
-                b.push_bind(&f.delivery_id)
-                    .push_bind(&f.lease_token)
-                    .push_bind(f.state)
-                    .push_bind(i64::from(f.count_attempt))
-                    .push_bind(f.available_at);
-            });
-            q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2");
-            updated += q.build().execute(&mut *tx).await?.rows_affected();
+        if let [piece] = pieces.as_slice() {
+            let mut conn = self.pool.acquire().await?;
+            updated = finish_piece(&mut conn, &self.replica, piece, now).await?;
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for piece in &pieces {
+                updated += finish_piece(&mut tx, &self.replica, piece, now).await?;
+            }
+            tx.commit().await?;
         }
         let lost = finishes.len() as u64 - updated.min(finishes.len() as u64);
-        // Outcomes of an integration deleted meanwhile are not recorded.
-        let ids: Vec<&IntegrationId> = finishes.iter().map(|f| &f.log.integration_id).collect();
-        let existing: HashSet<IntegrationId> = existing_integrations(&mut tx, &ids).await?;
-        let logs: Vec<&LogRecord> = finishes
-            .iter()
-            .map(|f| &f.log)
-            .filter(|l| existing.contains(&l.integration_id))
-            .collect();
-        insert_logs(&mut tx, &self.replica, &logs).await?;
-        let orders: Vec<_> = finishes
-            .iter()
-            .filter(|f| existing.contains(&f.log.integration_id))
-            .filter_map(|f| f.order.as_ref().map(|o| (&f.log.integration_id, o)))
-            .collect();
-        apply_order_changes(&mut tx, &orders, now).await?;
-        tx.commit().await?;
         Ok((finishes, lost))
     }
 
@@ -217,4 +197,127 @@ impl PgStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// Records attempts' outcomes: the deliveries' new states (each only while its lease is
+/// held), what delivered order calls left at Button, and the entries with their
+/// counts and announcement; nothing for an integration deleted meanwhile. A
+/// delivery is updated only once its integration is locked (`existing`): a delete,
+/// which locks the integration and then its deliveries, never waits on a delivery
+/// this holds while this waits on the integration.
+/// Parameters: the integrations (`existing`), this replica, now; the deliveries' id,
+/// lease token, state, attempts to add and next due time; the orders sent
+/// (integration, order, packed body) and cancelled (integration, order); then the
+/// entries' columns. Answers the deliveries updated.
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {EXISTING}, \
+         finished AS (UPDATE deliveries SET state = v.state, attempts = deliveries.attempts + v.attempts, \
+                 available_at = v.available_at, lease_token = NULL, updated_at = $3 \
+             FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) \
+                 AS v (id, lease_token, state, attempts, available_at) \
+             WHERE deliveries.id = v.id AND deliveries.lease_token = v.lease_token \
+                 AND deliveries.integration_id IN (SELECT id FROM existing) RETURNING 1), \
+         sent AS (INSERT INTO order_states (integration_id, order_id, body, updated_at) \
+             SELECT s.integration_id, s.order_id, s.body, $3 \
+             FROM unnest($9::text[], $10::text[], $11::bytea[]) AS s (integration_id, order_id, body) \
+             WHERE s.integration_id IN (SELECT id FROM existing) ORDER BY 1, 2 \
+             ON CONFLICT (integration_id, order_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at), \
+         cancelled AS (DELETE FROM order_states o USING unnest($12::text[], $13::text[]) AS c (integration_id, order_id) \
+             WHERE o.integration_id = c.integration_id AND o.order_id = c.order_id), \
+         {} \
+         SELECT (SELECT count(*) FROM finished), (SELECT count(*) FROM notes)",
+        write_logs(14, 2)
+    )
+});
+
+/// About the bytes a finish binds: its entry, and an order's body.
+fn finish_bytes(finish: &&Finish) -> usize {
+    let order = match &finish.order {
+        Some(OrderChange::Sent { body, .. }) => body.len(),
+        _ => 0,
+    };
+    log_bytes(&finish.log) + order
+}
+
+/// Records `finishes` in one statement ([`FINISH`]): answers how many deliveries were
+/// still leased to them.
+async fn finish_piece(
+    conn: &mut PgConnection,
+    replica: &str,
+    finishes: &[&Finish],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut deliveries: Vec<&Finish> = finishes.to_vec();
+    deliveries.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
+    // An order's last change in the piece is what Button has: one row per order.
+    let mut orders: BTreeMap<(&str, &str), &OrderChange> = BTreeMap::new();
+    for f in finishes {
+        if let Some(change) = &f.order {
+            orders.insert((f.log.integration_id.as_str(), change.order_id()), change);
+        }
+    }
+    let (mut sent, mut cancelled) = (OrderColumns::default(), OrderColumns::default());
+    for ((integration_id, order_id), change) in orders {
+        let to = match change {
+            OrderChange::Sent { body, .. } => {
+                sent.bodies.push(pack(Kind::Request, body.as_bytes()));
+                &mut sent
+            }
+            OrderChange::Cancelled { .. } => &mut cancelled,
+        };
+        to.integrations.push(integration_id);
+        to.orders.push(storable(order_id));
+    }
+    let logs: Vec<&LogRecord> = finishes.iter().map(|f| &f.log).collect();
+    let q = sqlx::query(sqlx::AssertSqlSafe(FINISH.as_str()))
+        .bind(integrations_of(logs.iter().copied()))
+        .bind(replica)
+        .bind(now)
+        .bind(
+            deliveries
+                .iter()
+                .map(|f| f.delivery_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|f| f.lease_token.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|f| f.state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|f| i64::from(f.count_attempt))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|f| f.available_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(sent.integrations)
+        .bind(sent.orders)
+        .bind(sent.bodies)
+        .bind(cancelled.integrations)
+        .bind(cancelled.orders);
+    let row = columns(logs).bind_to(q).fetch_one(&mut *conn).await?;
+    let updated: i64 = row.try_get(0)?;
+    Ok(updated as u64)
+}
+
+/// Orders' changes of one kind, one array per column.
+#[derive(Default)]
+struct OrderColumns<'a> {
+    integrations: Vec<&'a str>,
+    orders: Vec<Cow<'a, str>>,
+    bodies: Vec<Vec<u8>>,
 }

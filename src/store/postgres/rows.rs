@@ -206,3 +206,77 @@ pub(super) async fn insert<T: Insert>(
     }
     Ok(())
 }
+
+/// `$from`, `$from + 1`, ... for the `n` columns of a kind of row.
+pub(super) fn parameters(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Most rows of a kind in one statement, and most bytes of events and bodies: a
+/// larger write is split, so no statement's parameters grow without bound (PostgreSQL
+/// refuses a message over 1 GB).
+pub(super) const STATEMENT_ROWS: usize = 1024;
+pub(super) const STATEMENT_BYTES: usize = 8 << 20;
+
+/// `rows` bound as one array per column.
+pub(super) fn columns<T: Insert>(rows: Vec<T>) -> Columns {
+    let mut columns = Columns::default();
+    for row in rows {
+        row.bind(columns.row());
+    }
+    columns
+}
+
+/// `rows`, in order, in pieces of [`STATEMENT_ROWS`] and [`STATEMENT_BYTES`] at most
+/// (a row larger than that alone).
+pub(super) fn split<T>(rows: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut pieces: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        let n = bytes(&row);
+        match pieces.last_mut() {
+            Some(piece) if piece.len() < STATEMENT_ROWS && size + n <= STATEMENT_BYTES => {
+                size += n;
+                piece.push(row);
+            }
+            _ => {
+                size = n;
+                pieces.push(vec![row]);
+            }
+        }
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_write_splits_in_order_by_rows_and_bytes() {
+        let sizes: Vec<usize> = (0..STATEMENT_ROWS + 10).map(|_| 1).collect();
+        let pieces = split(sizes, |&n| n);
+        assert_eq!(
+            pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+            [STATEMENT_ROWS, 10]
+        );
+
+        let half = STATEMENT_BYTES / 2;
+        let rows = vec![
+            (0, half),
+            (1, half),
+            (2, 1),
+            (3, STATEMENT_BYTES * 2),
+            (4, 1),
+        ];
+        let pieces = split(rows, |&(_, n)| n);
+        let ids: Vec<Vec<i32>> = pieces
+            .iter()
+            .map(|p| p.iter().map(|&(id, _)| id).collect())
+            .collect();
+        assert_eq!(ids, [vec![0, 1], vec![2], vec![3], vec![4]]);
+    }
+}
