@@ -78,7 +78,11 @@ pub(super) async fn insert_logs(
     replica: &str,
     records: &[&LogRecord],
 ) -> Result<(), StoreError> {
-    for piece in split(records.to_vec(), |r| log_bytes(r)) {
+    // By integration and outcome, so that the pieces of a split write update the
+    // counting rows in key order across the transaction.
+    let mut records = records.to_vec();
+    records.sort_by_key(|r| (r.integration_id.as_str(), r.outcome.as_str()));
+    for piece in split(records, |r| log_bytes(r)) {
         let q = sqlx::query(sqlx::AssertSqlSafe(LOGS.as_str()))
             .bind(integrations_of(piece.iter().copied()))
             .bind(replica);

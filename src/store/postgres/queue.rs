@@ -101,7 +101,7 @@ impl PgStore {
         if finishes.is_empty() {
             return Ok((finishes, 0));
         }
-        let pieces = split(finishes.iter().collect(), finish_bytes);
+        let pieces = split(in_count_order(&finishes), finish_bytes);
         let mut updated = 0;
         if let [piece] = pieces.as_slice() {
             let mut conn = self.pool.acquire().await?;
@@ -224,12 +224,22 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
              WHERE s.integration_id IN (SELECT id FROM existing) ORDER BY 1, 2 \
              ON CONFLICT (integration_id, order_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at), \
          cancelled AS (DELETE FROM order_states o USING unnest($12::text[], $13::text[]) AS c (integration_id, order_id) \
-             WHERE o.integration_id = c.integration_id AND o.order_id = c.order_id), \
+             WHERE o.integration_id = c.integration_id AND o.order_id = c.order_id \
+                 AND c.integration_id IN (SELECT id FROM existing)), \
          {} \
          SELECT (SELECT count(*) FROM finished), (SELECT count(*) FROM notes)",
         write_logs(14, 2)
     )
 });
+
+/// `finishes` by integration and outcome (stable: an order's changes keep their
+/// order), so that the pieces of a split write update the counting rows in key order
+/// across the whole transaction, as one statement does within itself.
+fn in_count_order(finishes: &[Finish]) -> Vec<&Finish> {
+    let mut sorted: Vec<&Finish> = finishes.iter().collect();
+    sorted.sort_by_key(|f| (f.log.integration_id.as_str(), f.log.outcome.as_str()));
+    sorted
+}
 
 /// About the bytes a finish binds: its entry, and an order's body.
 fn finish_bytes(finish: &&Finish) -> usize {
@@ -251,10 +261,14 @@ async fn finish_piece(
     let mut deliveries: Vec<&Finish> = finishes.to_vec();
     deliveries.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
     // An order's last change in the piece is what Button has: one row per order.
-    let mut orders: BTreeMap<(&str, &str), &OrderChange> = BTreeMap::new();
+    // Keyed as stored: two ids that store the same are one row.
+    let mut orders: BTreeMap<(&str, Cow<str>), &OrderChange> = BTreeMap::new();
     for f in finishes {
         if let Some(change) = &f.order {
-            orders.insert((f.log.integration_id.as_str(), change.order_id()), change);
+            orders.insert(
+                (f.log.integration_id.as_str(), storable(change.order_id())),
+                change,
+            );
         }
     }
     let (mut sent, mut cancelled) = (OrderColumns::default(), OrderColumns::default());
@@ -267,7 +281,7 @@ async fn finish_piece(
             OrderChange::Cancelled { .. } => &mut cancelled,
         };
         to.integrations.push(integration_id);
-        to.orders.push(storable(order_id));
+        to.orders.push(order_id);
     }
     let logs: Vec<&LogRecord> = finishes.iter().map(|f| &f.log).collect();
     let q = sqlx::query(sqlx::AssertSqlSafe(FINISH.as_str()))

@@ -69,6 +69,20 @@ impl PgStore {
     ) -> Result<Vec<Remap>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        // The integrations first, as every writer locks them before their deliveries
+        // (the entries' statement locks them too): a delete, which locks the
+        // integration and then its deliveries, never waits on a delivery this holds
+        // while this waits on the integration.
+        let mut ids: Vec<&str> = remaps
+            .iter()
+            .map(|r| r.log.integration_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        sqlx::query("SELECT id FROM integrations WHERE id = ANY($1) ORDER BY id FOR SHARE")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
         let mut written = Vec::with_capacity(remaps.len());
         for remap in remaps {
             let warnings = rows::warnings_text(&remap.log.warnings);
