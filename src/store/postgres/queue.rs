@@ -201,10 +201,13 @@ impl PgStore {
 
 /// Records attempts' outcomes: the deliveries' new states (each only while its lease is
 /// held), what delivered order calls left at Button, and the entries with their
-/// counts and announcement; nothing for an integration deleted meanwhile. A
-/// delivery is updated only once its integration is locked (`existing`): a delete,
-/// which locks the integration and then its deliveries, never waits on a delivery
-/// this holds while this waits on the integration.
+/// counts and announcement; nothing for an integration deleted meanwhile. The
+/// deliveries are updated only once every integration is locked (`existing`, read
+/// whole first as the array the update compares with): a delete, which locks the
+/// integration and then its deliveries, never waits on a delivery this holds while
+/// this waits on the integration. (Written as `IN (SELECT id FROM existing)`, the
+/// planner joined from the integration to all of its deliveries: one finish read
+/// every delivery the integration had.)
 /// Parameters: the integrations (`existing`), this replica, now; the deliveries' id,
 /// lease token, state, attempts to add and next due time; the orders sent
 /// (integration, order, packed body) and cancelled (integration, order); then the
@@ -217,7 +220,8 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
              FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) \
                  AS v (id, lease_token, state, attempts, available_at) \
              WHERE deliveries.id = v.id AND deliveries.lease_token = v.lease_token \
-                 AND deliveries.integration_id IN (SELECT id FROM existing) RETURNING 1), \
+                 AND deliveries.integration_id = ANY((SELECT array_agg(id) FROM existing)::text[]) \
+             RETURNING 1), \
          sent AS (INSERT INTO order_states (integration_id, order_id, body, updated_at) \
              SELECT s.integration_id, s.order_id, s.body, $3 \
              FROM unnest($9::text[], $10::text[], $11::bytea[]) AS s (integration_id, order_id, body) \
