@@ -17,7 +17,9 @@
 #   bench/compare-cost.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]   # ROUNDS defaults to 3
 #
 # On PostgreSQL instead of the embedded store: COMPARE_POSTGRES_URL=postgres://.../postgres
-# (each service then gets a fresh database on that server).
+# (each service then gets a fresh database on that server). The end-to-end steps then
+# also count the CPU of the server's processes on this machine (`postgres`) during
+# the step: the service's CPU per event, and the two together.
 #
 # The tools (loadgen, fake-button) come from target/release for both sides.
 set -euo pipefail
@@ -60,41 +62,55 @@ start() {
 }
 stop() { kill $svc_pid $fake_pid; wait $svc_pid $fake_pid 2>/dev/null || true; svc_pid=; fake_pid=; }
 
+# CPU seconds (clock ticks) of this machine's PostgreSQL processes so far: 0 without it.
+db_ticks() {
+  [ -n "$pg_server" ] || { echo 0; return; }
+  awk '$2 == "(postgres)" {s += $14 + $15} END {print s + 0}' /proc/[0-9]*/stat 2>/dev/null || true
+}
+
+# loadgen run LABEL ARGS...: one step, with the database server's CPU during it
+# written beside (to $out/$side.db, as "label seconds").
+step() {
+  local label=$1; shift
+  local t0 t1; t0=$(db_ticks)
+  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --pid $svc_pid \
+    --label "$label" "$@" 2>/dev/null
+  t1=$(db_ticks)
+  echo "$label $(awk -v a="$t0" -v b="$t1" -v t="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / t}')" >> "$out/$side.db"
+}
+
 setup() { "$tools/loadgen" setup --url http://127.0.0.1:$svc_port --admin-token adm --api-key sk-bench-key --count "$1" > "$out/ids"; }
 
 run_side() {
-  local side=$1 bin=$2
+  side=$1; local bin=$2
   start "$bin" "$side-idle"; setup 100; sleep 1
   local c0 c1; c0=$(awk '{print $14 + $15}' /proc/$svc_pid/stat); sleep 10; c1=$(awk '{print $14 + $15}' /proc/$svc_pid/stat)
   echo "{\"label\":\"idle-100\",\"side\":\"$side\",\"cores\":$(awk -v a="$c0" -v b="$c1" -v t="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / t / 10}')}" >> "$results"
   stop
   for rate in 100 1000; do
     start "$bin" "$side-cost-$rate"; setup 1
-    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate $rate --duration "$dur" \
-      --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label "cost-$rate" 2>/dev/null
+    step "cost-$rate" --rate $rate --duration "$dur" --fake http://127.0.0.1:$fake_port --drain 30
     stop
   done
   for n in $many; do
     start "$bin" "$side-int$n"; setup "$n"
-    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --rate 2000 --duration "$dur" \
-      --spread "$out/ids" --fake http://127.0.0.1:$fake_port --drain 30 --pid $svc_pid --label "int$n-e2e" 2>/dev/null
-    "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --duration "$dur" \
-      --spread "$out/ids" --pid $svc_pid --label "int$n-ingest" 2>/dev/null
+    step "int$n-e2e" --rate 2000 --duration "$dur" --spread "$out/ids" --fake http://127.0.0.1:$fake_port --drain 30
+    step "int$n-ingest" --duration "$dur" --spread "$out/ids"
     stop
   done
   start "$bin" "$side-durable"; setup 1
   "$tools/loadgen" pause --url http://127.0.0.1:$svc_port --admin-token adm --id "$(cat "$out/ids")" > /dev/null
-  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --connections 64 \
-    --duration "$dur" --pid $svc_pid --label durable-64 2>/dev/null
-  "$tools/loadgen" run --out "$out/$side.jsonl" --url http://127.0.0.1:$svc_port --token ing --batch 100 --connections 16 \
-    --duration "$dur" --pid $svc_pid --label durable-batch 2>/dev/null
+  step durable-64 --connections 64 --duration "$dur"
+  step durable-batch --batch 100 --connections 16 --duration "$dur"
   stop
   python3 -c '
 import json, sys
 side = sys.argv[2]
+db = dict(l.split() for l in open(sys.argv[3]))
 for l in open(sys.argv[1]):
-    r = json.loads(l); r["side"] = side; print(json.dumps(r))' "$out/$side.jsonl" "$side" >> "$results"
-  rm -f "$out/$side.jsonl"
+    r = json.loads(l); r["side"] = side; r["db_cpu_s"] = float(db[r["label"]]); print(json.dumps(r))' \
+    "$out/$side.jsonl" "$side" "$out/$side.db" >> "$results"
+  rm -f "$out/$side.jsonl" "$out/$side.db"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -139,4 +155,9 @@ for label in labels:
                  f" peak RSS {rss['old']:.0f} / {rss['new']:.0f} MB)")
     ratio = med["new"] / med["old"] if med["old"] else float("nan")
     print(f"| {label}: {unit}{extra} | {med['old']:.3f} | {med['new']:.3f} | {ratio:.2f} |")
+    if (label.endswith("-e2e") or label.startswith("cost-")) and any(r.get("db_cpu_s") for r in rows):
+        both = {s: med_of(s, lambda r: 1000 * (r["service"]["cpu_s_total"] + r["db_cpu_s"]) / max(r["events_accepted"], 1))
+                for s in ["old", "new"]}
+        ratio = both["new"] / both["old"] if both["old"] else float("nan")
+        print(f"| {label}: ms CPU/event, service and PostgreSQL | {both['old']:.3f} | {both['new']:.3f} | {ratio:.2f} |")
 EOF
