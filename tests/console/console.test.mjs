@@ -45,11 +45,23 @@ async function phoneShot(name) {
   await page.setViewportSize(LAPTOP);
 }
 
-/** Goes to a console page by its hash, and waits until it is drawn. */
+/**
+ * Goes to a console page by its hash, and waits until it is drawn. The hash changes at
+ * once but the router's `hashchange` runs after: until then the page before is still
+ * there, and may match `ready`. So this waits for that event first (the router's
+ * listener, added before, has then replaced the page with its loading line).
+ */
 async function visit(hash, ready) {
-  await page.evaluate((h) => {
-    location.hash = h;
-  }, hash);
+  await page.evaluate(
+    (h) =>
+      new Promise((resolve) => {
+        const before = location.hash;
+        location.hash = h;
+        if (location.hash === before) resolve();
+        else window.addEventListener('hashchange', () => resolve(), { once: true });
+      }),
+    hash,
+  );
   await page.locator(ready).first().waitFor();
 }
 
