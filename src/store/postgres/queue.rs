@@ -292,36 +292,11 @@ async fn finish_piece(
         .bind(integrations_of(logs.iter().copied()))
         .bind(replica)
         .bind(now)
-        .bind(
-            deliveries
-                .iter()
-                .map(|f| f.delivery_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|f| f.lease_token.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|f| f.state.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|f| i64::from(f.count_attempt))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|f| f.available_at)
-                .collect::<Vec<_>>(),
-        )
+        .bind(each(&deliveries, |f| f.delivery_id.as_str()))
+        .bind(each(&deliveries, |f| f.lease_token.as_str()))
+        .bind(each(&deliveries, |f| f.state.as_str()))
+        .bind(each(&deliveries, |f| i64::from(f.count_attempt)))
+        .bind(each(&deliveries, |f| f.available_at))
         .bind(sent.integrations)
         .bind(sent.orders)
         .bind(sent.bodies)
@@ -330,6 +305,11 @@ async fn finish_piece(
     let row = columns(logs).bind_to(q).fetch_one(&mut *conn).await?;
     let updated: i64 = row.try_get(0)?;
     Ok(updated as u64)
+}
+
+/// One value of each finish: a column bound as an array.
+fn each<'a, T>(finishes: &[&'a Finish], value: impl Fn(&'a Finish) -> T) -> Vec<T> {
+    finishes.iter().map(|f| value(f)).collect()
 }
 
 /// Orders' changes of one kind, one array per column.
