@@ -97,7 +97,7 @@ pub(super) trait Cells {
 }
 
 /// A record written as a row of an `INSERT`: of a multi-row one, or of one bound as an
-/// array per column (PostgreSQL's ingest).
+/// array per column (PostgreSQL's ingest, entries and outcomes).
 pub(super) trait Insert {
     const TABLE: &'static str;
     /// The columns written, in the order [`Insert::bind`] binds them.

@@ -2,10 +2,12 @@
 //! new mappings written in one transaction with their entries (announced to the other
 //! replicas' live tails).
 
+use std::sync::LazyLock;
+
 use sqlx::{Postgres, QueryBuilder};
 
 use super::PgStore;
-use super::logs::insert_logs;
+use super::logs::{EXISTING, insert_logs, integrations_of};
 use super::rows::storable;
 use crate::domain::IntegrationId;
 use crate::domain::clock::now_ms;
@@ -26,6 +28,11 @@ const REWRITE: &str =
     "UPDATE deliveries SET state = $1, call = $2, url = $3, body = $4, warnings = $5,
      attempts = 0, lease_token = NULL, available_at = $6, updated_at = $6
      WHERE id = $7 AND state = $8";
+
+/// Locks the integrations given (a text array) for share, as the entries' statement
+/// does ([`EXISTING`]).
+static LOCK: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {EXISTING} SELECT count(*) FROM existing"));
 
 impl PgStore {
     pub(in crate::store) async fn unmapped(
@@ -73,14 +80,8 @@ impl PgStore {
         // (the entries' statement locks them too): a delete, which locks the
         // integration and then its deliveries, never waits on a delivery this holds
         // while this waits on the integration.
-        let mut ids: Vec<&str> = remaps
-            .iter()
-            .map(|r| r.log.integration_id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        sqlx::query("SELECT id FROM integrations WHERE id = ANY($1) ORDER BY id FOR SHARE")
-            .bind(ids)
+        sqlx::query(sqlx::AssertSqlSafe(LOCK.as_str()))
+            .bind(integrations_of(remaps.iter().map(|r| &r.log)))
             .execute(&mut *tx)
             .await?;
         let mut written = Vec::with_capacity(remaps.len());
