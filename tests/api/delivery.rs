@@ -1162,26 +1162,41 @@ async fn lanes_share_one_bound_on_the_deliveries_held_in_memory() {
     }
 }
 
-/// A delivery whose integration is gone by the time of the write (deleted on another
-/// replica after this one routed the event) is not written; the event and its
-/// deliveries to integrations that exist are.
-#[tokio::test]
-async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() {
-    use button_delivery::button::CallKind;
-    use button_delivery::domain::{DeliveryId, DeliveryState, IntegrationId};
-    use button_delivery::store::ingest::{IngestRecord, NewDelivery, NewEvent};
-    use button_delivery::store::queue::Parcel;
+/// One event for the store's ingest, as the service would write it: `deliveries` of
+/// it, made by [`pending_delivery`].
+fn stored_event(
+    message_id: &str,
+    deliveries: Vec<button_delivery::store::ingest::NewDelivery>,
+) -> button_delivery::store::ingest::IngestRecord {
+    use button_delivery::store::ingest::{IngestRecord, NewEvent};
+    IngestRecord {
+        event: NewEvent {
+            message_id: message_id.into(),
+            event_name: Some("product_view".into()),
+            received_at: button_delivery::domain::clock::now_ms(),
+            payload: format!(
+                r#"{{"type":"track","event":"product_view","messageId":"{message_id}"}}"#
+            ),
+        },
+        deliveries,
+        logs: Vec::new(),
+    }
+}
 
-    let app = TestApp::spawn().await;
-    let live: IntegrationId = app.install().await.parse().unwrap();
-    let gone = IntegrationId::new();
-    let store = app.open_store().await;
-    let now = button_delivery::domain::clock::now_ms();
-    let delivery = |integration_id: &IntegrationId| NewDelivery {
+/// A product view of `message_id` queued for `integration_id`, due now.
+fn pending_delivery(
+    app: &TestApp,
+    integration_id: &button_delivery::domain::IntegrationId,
+    message_id: &str,
+) -> button_delivery::store::ingest::NewDelivery {
+    use button_delivery::button::CallKind;
+    use button_delivery::domain::{DeliveryId, DeliveryState};
+    use button_delivery::store::queue::Parcel;
+    button_delivery::store::ingest::NewDelivery {
         parcel: Parcel {
             id: DeliveryId::new(),
             integration_id: integration_id.clone(),
-            message_id: "m-gone-1".into(),
+            message_id: message_id.into(),
             event_name: "product_view".into(),
             call: Some(CallKind::ActivityProductViewed),
             warnings: Vec::new(),
@@ -1191,20 +1206,25 @@ async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() 
         url: Some(format!("http://{}/never", app.fake.addr())),
         body: Some(b"{}".to_vec()),
         order_key: None,
-        created_at: now,
+        created_at: button_delivery::domain::clock::now_ms(),
         lease: None,
-    };
-    let (to_live, to_gone) = (delivery(&live), delivery(&gone));
-    let record = IngestRecord {
-        event: NewEvent {
-            message_id: "m-gone-1".into(),
-            event_name: Some("product_view".into()),
-            received_at: now,
-            payload: r#"{"type":"track","event":"product_view","messageId":"m-gone-1"}"#.into(),
-        },
-        deliveries: vec![to_gone, to_live.clone()],
-        logs: Vec::new(),
-    };
+    }
+}
+
+/// A delivery whose integration is gone by the time of the write (deleted on another
+/// replica after this one routed the event) is not written; the event and its
+/// deliveries to integrations that exist are.
+#[tokio::test]
+async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() {
+    use button_delivery::domain::IntegrationId;
+
+    let app = TestApp::spawn().await;
+    let live: IntegrationId = app.install().await.parse().unwrap();
+    let gone = IntegrationId::new();
+    let store = app.open_store().await;
+    let to_live = pending_delivery(&app, &live, "m-gone-1");
+    let to_gone = pending_delivery(&app, &gone, "m-gone-1");
+    let record = stored_event("m-gone-1", vec![to_gone, to_live.clone()]);
     let written = store.ingest(vec![record]).await.unwrap();
     assert_eq!(written.len(), 1);
     let (_, written) = &written[0];
@@ -1212,6 +1232,168 @@ async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() 
     assert_eq!(written.deliveries, vec![to_live.parcel.id.clone()]);
     assert_eq!(app.count_rows("events").await, 1);
     assert_eq!(app.count_rows("deliveries").await, 1);
+}
+
+/// Queues one delivery for a new integration whose lane is paused (so that only the
+/// test leases it), through a second handle on the store as another replica would.
+async fn one_delivery_to_lease(
+    app: &TestApp,
+) -> (
+    button_delivery::store::Store,
+    button_delivery::domain::IntegrationId,
+    button_delivery::domain::DeliveryId,
+) {
+    let id = app.install().await;
+    let (status, _) = app
+        .admin("POST", &format!("/v1/admin/integrations/{id}/pause"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let id: button_delivery::domain::IntegrationId = id.parse().unwrap();
+    let store = app.open_store().await;
+    let delivery = pending_delivery(app, &id, "m-lease-1");
+    let delivery_id = delivery.parcel.id.clone();
+    store
+        .ingest(vec![stored_event("m-lease-1", vec![delivery])])
+        .await
+        .unwrap();
+    (store, id, delivery_id)
+}
+
+/// Leases what is due of `integration_id` for `lease_for`, under a new token, 10 at
+/// most.
+async fn lease(
+    store: &button_delivery::store::Store,
+    integration_id: &button_delivery::domain::IntegrationId,
+    lease_for: Duration,
+) -> button_delivery::store::queue::Lease {
+    use button_delivery::store::queue::LeaseAsk;
+    let ask = LeaseAsk {
+        limit: 10,
+        lease_for,
+        token: button_delivery::domain::LeaseToken::new(),
+    };
+    store.lease(integration_id, &ask).await.unwrap()
+}
+
+/// What the recorder writes for an attempt of `leased` that ended `outcome`: a retry
+/// an hour later, or its end.
+fn finish(
+    leased: &button_delivery::store::queue::Leased,
+    outcome: button_delivery::domain::Outcome,
+) -> button_delivery::store::queue::Finish {
+    use button_delivery::domain::{DeliveryState, Outcome};
+    let now = button_delivery::domain::clock::now_ms();
+    let (state, next) = match outcome {
+        Outcome::RetryScheduled => (DeliveryState::Pending, Some(now + 3_600_000)),
+        Outcome::Delivered => (DeliveryState::Delivered, None),
+        other => panic!("no finish written for {other}"),
+    };
+    button_delivery::store::queue::Finish {
+        delivery_id: leased.parcel.id.clone(),
+        lease_token: leased.lease_token.clone(),
+        state,
+        count_attempt: true,
+        available_at: next.unwrap_or(now),
+        log: button_delivery::records::attempt(
+            &leased.parcel,
+            leased.attempts + 1,
+            outcome,
+            Err("the test's attempt"),
+            next,
+            now,
+        ),
+        order: None,
+    }
+}
+
+/// An attempt that outlived its lease (a replica stalled past it) does not undo what
+/// the newer lease's attempt records: its outcome is counted as lost and the delivery
+/// stays with the newer lease, while its entry is still written (it happened).
+#[tokio::test]
+async fn a_finish_whose_lease_expired_leaves_the_newer_lease_alone() {
+    use button_delivery::domain::Outcome;
+
+    let app = TestApp::spawn().await;
+    let (store, id, delivery_id) = one_delivery_to_lease(&app).await;
+    let stale = lease(&store, &id, Duration::from_millis(1)).await.taken;
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].parcel.id, delivery_id);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = button_delivery::domain::clock::now_ms();
+    let fresh = lease(&store, &id, Duration::from_secs(60)).await;
+    let after = button_delivery::domain::clock::now_ms();
+    // Taking fewer than asked, the lease says when the next delivery falls due: the
+    // one it took, when its lease ends.
+    assert!(fresh.drained);
+    let due = fresh
+        .next_due
+        .expect("the taken delivery is due again at its expiry");
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&due),
+        "next due {due}, leased for 60 s between {before} and {after}"
+    );
+    let fresh = fresh.taken;
+    assert_eq!(fresh.len(), 1, "the expired lease is taken again");
+    assert_eq!(fresh[0].parcel.id, delivery_id);
+    assert_ne!(fresh[0].lease_token, stale[0].lease_token);
+
+    let now = button_delivery::domain::clock::now_ms();
+    let (_, lost) = store
+        .finish(vec![finish(&stale[0], Outcome::RetryScheduled)], now)
+        .await
+        .unwrap();
+    assert_eq!(lost, 1, "the stale attempt's lease was lost");
+    let again = lease(&store, &id, Duration::from_secs(60)).await;
+    assert!(
+        again.taken.is_empty(),
+        "the delivery is still leased to the newer lease, not due again"
+    );
+    assert_eq!(again.next_due, Some(due), "due at the newer lease's expiry");
+    let (_, lost) = store
+        .finish(vec![finish(&fresh[0], Outcome::Delivered)], now)
+        .await
+        .unwrap();
+    assert_eq!(lost, 0, "the newer lease still held the delivery");
+    let done = lease(&store, &id, Duration::from_secs(60)).await;
+    assert!(done.taken.is_empty() && done.drained);
+    assert_eq!(done.next_due, None, "nothing is pending");
+    assert_eq!(app.queue_depth(id.as_str()).await, 0);
+    let outcomes: Vec<Value> = app
+        .logs(id.as_str(), "")
+        .await
+        .iter()
+        .map(|l| l["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("delivered"), json!("retry_scheduled")]);
+}
+
+/// An attempt whose integration was deleted meanwhile (on this replica or another)
+/// leaves nothing behind: no delivery, no entry, no count.
+#[tokio::test]
+async fn a_finish_for_an_integration_deleted_meanwhile_writes_nothing() {
+    use button_delivery::domain::Outcome;
+
+    let app = TestApp::spawn().await;
+    let (store, id, _) = one_delivery_to_lease(&app).await;
+    let leased = lease(&store, &id, Duration::from_secs(60)).await.taken;
+    assert_eq!(leased.len(), 1);
+    let (status, _) = app
+        .admin(
+            "DELETE",
+            &format!("/v1/admin/integrations/{id}?force=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let now = button_delivery::domain::clock::now_ms();
+    let (_, lost) = store
+        .finish(vec![finish(&leased[0], Outcome::Delivered)], now)
+        .await
+        .unwrap();
+    assert_eq!(lost, 1);
+    assert_eq!(app.count_rows("deliveries").await, 0);
+    assert_eq!(app.count_rows("live_logs").await, 0, "no orphan entry");
+    assert_eq!(app.count_rows("outcome_counts").await, 0, "no orphan count");
 }
 
 /// A write larger than one statement holds on PostgreSQL (500 events to three
