@@ -21,30 +21,47 @@ use crate::store::{MAX_BINDS, StoreError, pieces, rows};
 
 /// Takes the oldest due deliveries of one integration: lease expiry, token, now;
 /// integration, now; how many. `pending` is written from its word (see the module
-/// doc of `postgres`).
+/// doc of `postgres`). When it takes fewer than asked (nothing else is due), one more
+/// row, with no id, says when the integration's next delivery falls due
+/// (`next_due`), so that a drained lane needs no second round trip to know how long
+/// it may sleep. The statement sees the rows it takes as they were (due now): they
+/// count at their new expiry (`$1`), the others at theirs.
 static LEASE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE deliveries SET available_at = $1, lease_token = $2, updated_at = $3
-         WHERE id IN (
-             SELECT id FROM deliveries d
-             WHERE integration_id = $4 AND state = '{}' AND available_at <= $5
-               AND {held}
-             ORDER BY available_at LIMIT $6
-             FOR UPDATE SKIP LOCKED)
-         RETURNING id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token, order_key",
-        DeliveryState::Pending,
+        "WITH taken AS (UPDATE deliveries SET available_at = $1, lease_token = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM deliveries d
+                 WHERE integration_id = $4 AND state = '{pending}' AND available_at <= $5
+                   AND {held}
+                 ORDER BY available_at LIMIT $6
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {LEASED})
+         SELECT {LEASED}, NULL::bigint AS next_due FROM taken
+         UNION ALL
+         SELECT {nothing}, LEAST(({others}), (SELECT MIN($1::bigint) FROM taken))
+         WHERE (SELECT count(*) FROM taken) < $6",
+        pending = DeliveryState::Pending,
         held = NOT_HELD.as_str(),
+        nothing = vec!["NULL"; LEASED.split(", ").count()].join(", "),
+        others = next_due_sql(4, "AND d.id <> ALL (ARRAY(SELECT id FROM taken))"),
     )
 });
 
+/// The columns of a leased delivery.
+const LEASED: &str = "id, integration_id, message_id, event_name, call, warnings, test, attempts, url, body, lease_token, order_key";
+
 /// When an integration's next delivery is due: integration.
-static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| next_due_sql(1, ""));
+
+/// When the next delivery of the integration `$param` is due, of those that also meet
+/// `and` (a condition on `d`, the delivery).
+fn next_due_sql(param: usize, and: &str) -> String {
     format!(
-        "SELECT MIN(available_at) FROM deliveries d WHERE integration_id = $1 AND state = '{}' AND {held}",
+        "SELECT MIN(available_at) FROM deliveries d WHERE integration_id = ${param} AND state = '{}' AND {held} {and}",
         DeliveryState::Pending,
         held = NOT_HELD.as_str(),
     )
-});
+}
 
 /// Which of the integrations given (a text array) have a delivery due: ids, now.
 static DUE_AMONG: LazyLock<String> = LazyLock::new(|| {
@@ -74,21 +91,20 @@ impl PgStore {
             .bind(ask.limit as i64)
             .fetch_all(&self.pool)
             .await?;
-        let mut leased = rows
-            .iter()
-            .map(rows::leased)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut leased = Vec::with_capacity(rows.len());
+        let mut next_due = None;
+        for row in &rows {
+            if row.try_get::<Option<&str>, _>("id")?.is_some() {
+                leased.push(rows::leased(row)?);
+            } else {
+                next_due = row.try_get("next_due")?;
+            }
+        }
         // RETURNING gives no order; serve the oldest first.
         leased.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
-        let drained = leased.len() < ask.limit;
-        let next_due = if drained {
-            self.next_due(integration_id).await?
-        } else {
-            None
-        };
         Ok(Lease {
+            drained: leased.len() < ask.limit,
             taken: leased,
-            drained,
             next_due,
         })
     }
