@@ -110,16 +110,26 @@ pub struct Lane {
     /// Rung when ingest hands deliveries over. Apart from `wake`: handed work is
     /// leased already, so a lane that had nothing else due need not ask the store.
     handed: Notify,
-    /// Counts wakes: a lease that found nothing more due opens the inbox only if no
-    /// wake came while it ran (that wake may announce work the lease did not see).
-    wakes: AtomicU64,
 }
 
 /// Deliveries ingest leased for a lane in the commit that accepted them, so that the
 /// lane need not lease them in a commit of its own. Ingest hands over only while the
-/// lane is open, its last lease found nothing more due and no wake has come since
-/// (so nothing older waits in the store), and only as many as fit ahead of its
-/// slots: the room is reserved before the commit and freed when the commit is done.
+/// lane is open and its last lease found nothing more due (no backlog waits in the
+/// store), and only as many as fit ahead of its slots: the room is reserved before
+/// the commit and freed when the commit is done.
+///
+/// A wake (a delivery ingest could not hand over, a retry falling due, an order's
+/// next change, a change of the integration) closes the inbox only while the lane
+/// holds work not yet started. A lane with nothing waiting leases at once, and what
+/// ingest hands over meanwhile may start a few milliseconds before the work the wake
+/// announced; a lane with work waiting would lease only once that has started, so
+/// ingest must stop refilling it, or under overload the work in the store would wait
+/// behind new events for as long as the overload lasts. A lease that finds a backlog
+/// keeps the inbox closed until one drains it. (Closed at every wake, a busy lane's
+/// inbox was hardly ever open: while the lease a wake started was under way, an
+/// ingest write went through unhanded, and its wake closed the inbox again. On
+/// PostgreSQL, one integration at 1,000 events/s, 397 of 9,999 deliveries were
+/// handed over.)
 #[derive(Default)]
 struct Inbox {
     open: bool,
@@ -160,15 +170,18 @@ impl Lane {
                 .max(1),
             inbox: Mutex::new(Inbox::default()),
             handed: Notify::new(),
-            wakes: AtomicU64::new(0),
         })
     }
 
-    /// There may be new work, or the integration changed. Until the lane has looked,
-    /// ingest hands it nothing (what it hands would go ahead of that work).
+    /// There may be new work, or the integration changed: the lane leases again once
+    /// what it holds has started (see [`Inbox`] for what ingest hands it meanwhile).
     pub fn wake(&self) {
-        self.wakes.fetch_add(1, Ordering::AcqRel);
-        self.inbox().open = false;
+        {
+            let mut inbox = self.inbox();
+            if self.waiting.load(Ordering::Acquire) > 0 || !inbox.handed.is_empty() {
+                inbox.open = false;
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -367,7 +380,6 @@ impl Lane {
                     }
                     continue;
                 }
-                let wakes = self.wakes.load(Ordering::Acquire);
                 self.leasing.store(true, Ordering::Release);
                 // Room for what the lease asks for, waited for in turn with the other
                 // lanes; what the lease does not take goes back.
@@ -393,10 +405,10 @@ impl Lane {
                     }
                 }
                 self.leasing.store(false, Ordering::Release);
-                // Nothing more due, and no wake since the lease began: ingest may
-                // hand new work over.
-                self.inbox().open = matches!(&lease, Ok(l) if l.drained)
-                    && self.wakes.load(Ordering::Acquire) == wakes;
+                // Nothing more due: ingest may hand new work over. A wake that came
+                // meanwhile has left its permit, so the lane leases again once what
+                // it now holds has started.
+                self.inbox().open = matches!(&lease, Ok(l) if l.drained);
                 match lease {
                     Ok(lease) => {
                         if lease.drained {

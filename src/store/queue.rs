@@ -1,7 +1,7 @@
 //! The delivery queue: one row per (event, integration), written at ingest in the same
 //! transaction as the event, leased by the integration's lane with an expiry (or, for
-//! a lane with room and nothing else due, in that ingest transaction), and finished
-//! with its live-log entry in one transaction.
+//! a lane with room whose last lease found nothing more due, in that ingest
+//! transaction), and finished with its live-log entry in one transaction.
 
 use std::sync::LazyLock;
 use std::time::Duration;

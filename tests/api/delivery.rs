@@ -1162,6 +1162,58 @@ async fn lanes_share_one_bound_on_the_deliveries_held_in_memory() {
     }
 }
 
+/// Work a busy lane has in the store (here: what ingest could not hand over, past
+/// the lane's room) is leased before long even while new events keep coming, each of
+/// which ingest could hand over: the lane's room is not kept full with new work
+/// while the older waits for the load to end.
+#[tokio::test]
+async fn work_in_the_store_is_not_starved_by_new_work_handed_over() {
+    let app = TestApp::spawn_with(&[("BUTTON_DELIVERY__LANE_CONCURRENCY", "1")]).await;
+    let id = app.install().await;
+    app.send_event(purchase("s-0")).await;
+    app.wait_logs(&id, "outcome=delivered", 1, WAIT).await;
+    app.settled(&id).await;
+    // One attempt at a time, 100 ms each: 10 a second. The lane has room for two
+    // ahead of its slot; of six at once, the other four wait in the store.
+    app.fake.set_latency(Duration::from_millis(100));
+    let old: Vec<Value> = (0..6).map(|i| purchase(&format!("s-old-{i}"))).collect();
+    let (status, body) = app.send_batch(old).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Then 20 a second, twice what the lane delivers, for two seconds.
+    for i in 0..40 {
+        let (status, body) = app.send_event(purchase(&format!("s-new-{i}"))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = app.fake.wait_for(47, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 47, "every event reached Button");
+    let orders: Vec<String> = received
+        .iter()
+        .map(|r| {
+            r.json.as_ref().unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // In the order accepted, give or take what ingest hands over while the lane
+    // leases: two at a time at most (its room).
+    let last_old = orders
+        .iter()
+        .rposition(|o| o.starts_with("order-s-old-"))
+        .unwrap();
+    let new_before = orders[..last_old]
+        .iter()
+        .filter(|o| o.starts_with("order-s-new-"))
+        .count();
+    assert!(
+        new_before <= 4,
+        "the older events waited behind {new_before} new ones: {orders:?}"
+    );
+    app.fake.set_latency(Duration::ZERO);
+    app.settled(&id).await;
+}
+
 /// One event for the store's ingest, as the service would write it: `deliveries` of
 /// it, made by [`pending_delivery`].
 fn stored_event(
