@@ -76,14 +76,7 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
             .iter()
             .filter(|r| r.status == 200 || r.status == 409)
         {
-            *arrivals
-                .entry(
-                    r.json.as_ref().unwrap()["order_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                )
-                .or_default() += 1;
+            *arrivals.entry(r.order_id().to_owned()).or_default() += 1;
         }
         if acknowledged.iter().all(|id| arrivals.contains_key(id)) {
             break;

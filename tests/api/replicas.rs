@@ -202,10 +202,7 @@ fn arrivals(fake: &FakeButton) -> HashMap<String, usize> {
     let mut arrivals = HashMap::new();
     for r in fake.received() {
         if r.status == 200 || r.status == 409 {
-            let order = r.json.as_ref().unwrap()["order_id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let order = r.order_id().to_owned();
             *arrivals.entry(order).or_default() += 1;
         }
     }

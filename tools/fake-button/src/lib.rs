@@ -174,6 +174,16 @@ pub struct Received {
     pub status: u16,
 }
 
+impl Received {
+    /// The order an Orders API request's body names (`order_id`); `""` for any other.
+    pub fn order_id(&self) -> &str {
+        self.json
+            .as_ref()
+            .and_then(|j| j["order_id"].as_str())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// API keys the Orders API accepts.
