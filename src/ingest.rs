@@ -2,8 +2,8 @@
 //! take it, map it to the exact Button request for each, and write the event, its
 //! deliveries and any immediate outcome (filtered, mapping failed) in one commit.
 //! Nothing is acknowledged before that commit. A lane with room whose last lease found
-//! nothing more due gets its new deliveries leased in that same commit and handed straight over
-//! ([`Handover`]), so it takes no lease of its own for them.
+//! nothing more due gets its new deliveries leased in that same commit and handed
+//! straight over ([`Handover`]), so it takes no lease of its own for them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -408,10 +408,11 @@ pub fn validate(event: &Value) -> Result<(), Vec<FieldError>> {
 }
 
 /// New deliveries leased in the ingest commit, for lanes that have room and found
-/// nothing more due at their last lease ([`Delivery::reserve`]): each lane is handed its own once the commit is
-/// done, instead of leasing them in a commit of its own. What the commit did not
-/// lease (a repeat, an order change held behind an earlier one) frees its room and
-/// waits in the store for the lane's lease, like any delivery.
+/// nothing more due at their last lease ([`Delivery::reserve`]): each lane is handed
+/// its own once the commit is done, instead of leasing them in a commit of its own.
+/// What the commit did not lease (a repeat, an order change held behind an earlier
+/// one) frees its room and waits in the store for the lane's lease, like any
+/// delivery.
 struct Handover {
     /// Per lane: the room reserved, and the deliveries written into it.
     lanes: HashMap<IntegrationId, (usize, Vec<Leased>)>,

@@ -35,10 +35,11 @@ pub struct NewDelivery {
     pub order_key: Option<String>,
     pub created_at: i64,
     /// Leased in the ingest commit itself, to be handed straight to its lane (which
-    /// had room and found nothing more due at its last lease): the lease the lane would otherwise take in a
-    /// commit of its own. A delivery of an order is leased only when no earlier
-    /// change of the same order holds it ([`NOT_HELD`]); otherwise it is written
-    /// unleased, like any other, and the lane leases it when it is free.
+    /// had room and found nothing more due at its last lease): the lease the lane
+    /// would otherwise take in a commit of its own. A delivery of an order is leased
+    /// only when no earlier change of the same order holds it ([`NOT_HELD`]);
+    /// otherwise it is written unleased, like any other, and the lane leases it when
+    /// it is free.
     ///
     /// [`NOT_HELD`]: super::queue::NOT_HELD
     pub lease: Option<IngestLease>,

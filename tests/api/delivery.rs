@@ -1309,12 +1309,13 @@ async fn lease(
     store.lease(integration_id, &ask).await.unwrap()
 }
 
-/// What the recorder writes for an attempt of `leased` that ended `outcome`: a retry
-/// an hour later, or its end.
-fn finish(
+/// Records an attempt of `leased` that ended `outcome` (a retry an hour later, or its
+/// end) as the recorder would; answers how many leases were lost (0 or 1).
+async fn record_attempt(
+    store: &button_delivery::store::Store,
     leased: &button_delivery::store::queue::Leased,
     outcome: button_delivery::domain::Outcome,
-) -> button_delivery::store::queue::Finish {
+) -> u64 {
     use button_delivery::domain::{DeliveryState, Outcome};
     let now = button_delivery::domain::clock::now_ms();
     let (state, next) = match outcome {
@@ -1322,7 +1323,7 @@ fn finish(
         Outcome::Delivered => (DeliveryState::Delivered, None),
         other => panic!("no finish written for {other}"),
     };
-    button_delivery::store::queue::Finish {
+    let finish = button_delivery::store::queue::Finish {
         delivery_id: leased.parcel.id.clone(),
         lease_token: leased.lease_token.clone(),
         state,
@@ -1337,7 +1338,9 @@ fn finish(
             now,
         ),
         order: None,
-    }
+    };
+    let (_, lost) = store.finish(vec![finish], now).await.unwrap();
+    lost
 }
 
 /// An attempt that outlived its lease (a replica stalled past it) does not undo what
@@ -1371,11 +1374,7 @@ async fn a_finish_whose_lease_expired_leaves_the_newer_lease_alone() {
     assert_eq!(fresh[0].parcel.id, delivery_id);
     assert_ne!(fresh[0].lease_token, stale[0].lease_token);
 
-    let now = button_delivery::domain::clock::now_ms();
-    let (_, lost) = store
-        .finish(vec![finish(&stale[0], Outcome::RetryScheduled)], now)
-        .await
-        .unwrap();
+    let lost = record_attempt(&store, &stale[0], Outcome::RetryScheduled).await;
     assert_eq!(lost, 1, "the stale attempt's lease was lost");
     let again = lease(&store, &id, Duration::from_secs(60)).await;
     assert!(
@@ -1383,10 +1382,7 @@ async fn a_finish_whose_lease_expired_leaves_the_newer_lease_alone() {
         "the delivery is still leased to the newer lease, not due again"
     );
     assert_eq!(again.next_due, Some(due), "due at the newer lease's expiry");
-    let (_, lost) = store
-        .finish(vec![finish(&fresh[0], Outcome::Delivered)], now)
-        .await
-        .unwrap();
+    let lost = record_attempt(&store, &fresh[0], Outcome::Delivered).await;
     assert_eq!(lost, 0, "the newer lease still held the delivery");
     let done = lease(&store, &id, Duration::from_secs(60)).await;
     assert!(done.taken.is_empty() && done.drained);
@@ -1419,11 +1415,7 @@ async fn a_finish_for_an_integration_deleted_meanwhile_writes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let now = button_delivery::domain::clock::now_ms();
-    let (_, lost) = store
-        .finish(vec![finish(&leased[0], Outcome::Delivered)], now)
-        .await
-        .unwrap();
+    let lost = record_attempt(&store, &leased[0], Outcome::Delivered).await;
     assert_eq!(lost, 1);
     assert_eq!(app.count_rows("deliveries").await, 0);
     assert_eq!(app.count_rows("live_logs").await, 0, "no orphan entry");

@@ -216,8 +216,8 @@ pub(super) fn parameters(from: usize, n: usize) -> String {
 }
 
 /// Most rows of a kind in one statement, and most bytes of what they bind (events,
-/// bodies, Button's answers): a larger write is split, so no statement's parameters grow without bound (PostgreSQL
-/// refuses a message over 1 GB).
+/// bodies, Button's answers): a larger write is split, so no statement's parameters
+/// grow without bound (PostgreSQL refuses a message over 1 GB).
 pub(super) const STATEMENT_ROWS: usize = 1024;
 pub(super) const STATEMENT_BYTES: usize = 8 << 20;
 
