@@ -113,6 +113,24 @@ pub(super) fn written_leases<'a>(
     (leased, to_check)
 }
 
+/// The changes of orders among the deliveries of `records`, in the order to number
+/// them: by id. One write's changes of the same order came either from one request,
+/// whose thread made their ids in order, or from concurrent requests, which may go
+/// in either order. Each backend numbers an order's changes in the order it commits
+/// them (its ingest says how), continuing the numbers already stored; the numbers
+/// decide which change of an order goes first ([`NOT_HELD`]).
+///
+/// [`NOT_HELD`]: super::queue::NOT_HELD
+pub(super) fn order_changes(records: &[IngestRecord]) -> Vec<&NewDelivery> {
+    let mut changes: Vec<&NewDelivery> = records
+        .iter()
+        .flat_map(|r| r.deliveries.iter())
+        .filter(|d| d.order_key.is_some())
+        .collect();
+    changes.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
+    changes
+}
+
 /// Each record with what was written for it: whether its event was new, which of its
 /// deliveries were `written`, and which of those `leased`.
 pub(super) fn answers(

@@ -47,12 +47,17 @@ pub struct Leased {
 /// not delivered (pending, or in flight), failed, or dead-lettered; replaying the
 /// earlier one (or discarding a dead letter) releases it. The same SQL on both
 /// backends, with the states written in from their words.
+///
+/// "Before" is the order's sequence (`order_seq`), not the id: ingest numbers an
+/// order's changes in the order it commits them (each backend's ingest says how), so
+/// a change committed before another is always seen by the other's check, and one
+/// whose write is still open is numbered after any it could not see.
 pub(super) static NOT_HELD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "(d.order_key IS NULL OR NOT EXISTS (
              SELECT 1 FROM deliveries p
              WHERE p.integration_id = d.integration_id AND p.order_key = d.order_key
-               AND p.id < d.id AND p.state IN ('{}', '{}', '{}')))",
+               AND p.order_seq < d.order_seq AND p.state IN ('{}', '{}', '{}')))",
         DeliveryState::Pending,
         DeliveryState::Failed,
         DeliveryState::Dead

@@ -397,10 +397,14 @@ impl Insert for EventRow<'_> {
     }
 }
 
-/// A delivery to insert, with its body moved out of the record.
+/// A delivery to insert, with its body moved out of the record, and its place among
+/// its order's changes if it is one ([`order_changes`]).
+///
+/// [`order_changes`]: super::ingest::order_changes
 pub(super) struct DeliveryRow<'a> {
     pub delivery: &'a NewDelivery,
     pub body: Option<Vec<u8>>,
+    pub order_seq: Option<i64>,
 }
 
 impl Insert for DeliveryRow<'_> {
@@ -422,6 +426,7 @@ impl Insert for DeliveryRow<'_> {
         "updated_at",
         "order_key",
         "lease_token",
+        "order_seq",
     ];
 
     fn bind(self, b: &mut impl Values) {
@@ -443,6 +448,7 @@ impl Insert for DeliveryRow<'_> {
         b.int(Some(d.created_at));
         b.text(d.order_key.as_deref());
         b.text(lease.map(|l| l.token.as_str()));
+        b.int(self.order_seq);
     }
 }
 
@@ -554,6 +560,7 @@ pub(super) mod tests {
         binds_every_column(DeliveryRow {
             delivery: &delivery,
             body: None,
+            order_seq: None,
         });
         binds_every_column(&LogRecord {
             id: LogId::new(),

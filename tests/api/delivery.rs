@@ -1245,6 +1245,131 @@ fn pending_delivery(
     }
 }
 
+/// A purchase of `order_id` queued for `integration_id`, due now, with the lease ingest
+/// gives a lane with room (taken only if no earlier change of the order holds it).
+fn order_change(
+    app: &TestApp,
+    integration_id: &button_delivery::domain::IntegrationId,
+    message_id: &str,
+    order_id: &str,
+) -> button_delivery::store::ingest::NewDelivery {
+    use button_delivery::button::CallKind;
+    use button_delivery::store::ingest::IngestLease;
+    let mut change = pending_delivery(app, integration_id, message_id);
+    change.parcel.event_name = "purchase".into();
+    change.parcel.call = Some(CallKind::OrderCreate);
+    change.order_key = Some(order_id.into());
+    change.lease = Some(IngestLease {
+        token: button_delivery::domain::LeaseToken::new(),
+        until: button_delivery::domain::clock::now_ms() + 60_000,
+    });
+    change
+}
+
+/// `change` as its lane holds it once ingest leased it.
+fn leased_at_ingest(
+    change: &button_delivery::store::ingest::NewDelivery,
+) -> button_delivery::store::queue::Leased {
+    button_delivery::store::queue::Leased {
+        parcel: change.parcel.clone(),
+        attempts: 0,
+        url: change.url.clone(),
+        body: change.body.clone(),
+        lease_token: change.lease.as_ref().unwrap().token.clone(),
+        order_key: change.order_key.clone(),
+    }
+}
+
+/// An order's changes go to Button in the order they were committed, whatever their
+/// ids say. Ids are made before the write reaches the store (on different threads, or
+/// replicas), so a change committed second can have the smaller id; here it does,
+/// and it waits for the first, in flight, to be delivered.
+#[tokio::test]
+async fn an_orders_changes_go_in_the_order_committed_not_that_of_their_ids() {
+    use button_delivery::domain::Outcome;
+
+    let app = TestApp::spawn().await;
+    let id = paused_integration(&app).await;
+    let store = app.open_store().await;
+    let second = order_change(&app, &id, "m-commit-2", "order-commit");
+    let first = order_change(&app, &id, "m-commit-1", "order-commit");
+    assert!(second.parcel.id < first.parcel.id);
+    let written = store
+        .ingest(vec![stored_event("m-commit-1", vec![first.clone()])])
+        .await
+        .unwrap();
+    assert_eq!(written[0].1.leased, std::slice::from_ref(&first.parcel.id));
+    let written = store
+        .ingest(vec![stored_event("m-commit-2", vec![second.clone()])])
+        .await
+        .unwrap();
+    assert_eq!(
+        written[0].1.deliveries,
+        std::slice::from_ref(&second.parcel.id)
+    );
+    assert!(
+        written[0].1.leased.is_empty(),
+        "the change committed second was sent while the first was in flight"
+    );
+    let held = lease(&store, &id, Duration::from_secs(60)).await;
+    assert!(held.taken.is_empty(), "{:?}", held.taken);
+    assert_eq!(held.next_due, Some(first.lease.as_ref().unwrap().until));
+    let behind = store
+        .held_behind(&id, "order-commit", &first.parcel.id)
+        .await
+        .unwrap();
+    let behind: Vec<_> = behind.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(behind, std::slice::from_ref(&second.parcel.id));
+
+    let lost = record_attempt(&store, &leased_at_ingest(&first), Outcome::Delivered).await;
+    assert_eq!(lost, 0);
+    let next = lease(&store, &id, Duration::from_secs(60)).await;
+    let next: Vec<_> = next.taken.iter().map(|l| l.parcel.id.clone()).collect();
+    assert_eq!(
+        next,
+        std::slice::from_ref(&second.parcel.id),
+        "the second goes once the first is delivered"
+    );
+    store.close().await;
+}
+
+/// Changes of one order written at the same moment by several replicas (each its own
+/// handle on the store, with its own connections): exactly one goes in flight, the
+/// others wait for it. Twenty orders, eight writers each.
+#[tokio::test]
+async fn changes_of_one_order_written_at_once_by_several_replicas_go_one_at_a_time() {
+    let app = TestApp::spawn().await;
+    let id = paused_integration(&app).await;
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(app.open_store().await);
+    }
+    for round in 0..20 {
+        let order = format!("order-race-{round}");
+        let mut writes = tokio::task::JoinSet::new();
+        for (i, store) in stores.iter().enumerate() {
+            let message_id = format!("m-race-{round}-{i}");
+            let change = order_change(&app, &id, &message_id, &order);
+            let store = store.clone();
+            writes.spawn(async move {
+                let written = store
+                    .ingest(vec![stored_event(&message_id, vec![change])])
+                    .await
+                    .unwrap();
+                written[0].1.leased.len()
+            });
+        }
+        let leased: usize = writes.join_all().await.into_iter().sum();
+        assert_eq!(
+            leased, 1,
+            "round {round}: {leased} changes of one order in flight at once"
+        );
+    }
+    for store in stores {
+        store.close().await;
+    }
+}
+
 /// A delivery whose integration is gone by the time of the write (deleted on another
 /// replica after this one routed the event) is not written; the event and its
 /// deliveries to integrations that exist are.
@@ -1268,6 +1393,17 @@ async fn ingest_writes_no_delivery_to_an_integration_deleted_before_the_write() 
     assert_eq!(app.count_rows("deliveries").await, 1);
 }
 
+/// A new integration whose lane is paused, so that only the test leases its
+/// deliveries.
+async fn paused_integration(app: &TestApp) -> button_delivery::domain::IntegrationId {
+    let id = app.install().await;
+    let (status, _) = app
+        .admin("POST", &format!("/v1/admin/integrations/{id}/pause"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    id.parse().unwrap()
+}
+
 /// Queues one delivery for a new integration whose lane is paused (so that only the
 /// test leases it), through a second handle on the store as another replica would.
 async fn one_delivery_to_lease(
@@ -1277,12 +1413,7 @@ async fn one_delivery_to_lease(
     button_delivery::domain::IntegrationId,
     button_delivery::domain::DeliveryId,
 ) {
-    let id = app.install().await;
-    let (status, _) = app
-        .admin("POST", &format!("/v1/admin/integrations/{id}/pause"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let id: button_delivery::domain::IntegrationId = id.parse().unwrap();
+    let id = paused_integration(app).await;
     let store = app.open_store().await;
     let delivery = pending_delivery(app, &id, "m-lease-1");
     let delivery_id = delivery.parcel.id.clone();

@@ -3,12 +3,13 @@
 //! same for any number of rows (prepared once per connection). A statement commits on
 //! its own: unless more must go in the same transaction, the write is that one round
 //! trip, with no BEGIN and COMMIT around it. More goes in when a write holds live-log
-//! entries (of events that ended at ingest), or a delivery of an order to lease if
-//! nothing holds it ([`NOT_HELD`]): that check is a statement of its own after the
-//! insert, so that it sees every change of the order committed until then, also while
-//! the insert waited on another write's keys (a statement sees what was committed
-//! when it started). A write too large for one statement ([`one_statement`]) is split
-//! into several, in a transaction.
+//! entries (of events that ended at ingest), or changes of orders: it first holds
+//! those orders and numbers their changes ([`number_order_changes`]), and a change
+//! given a lease is leased only if nothing holds it ([`NOT_HELD`]). That check is a
+//! statement of its own after the insert, so that it sees every change of the order
+//! committed until then (a statement sees what was committed when it started). A
+//! write too large for one statement ([`one_statement`]) is split into several, in a
+//! transaction.
 //!
 //! Other replicas write at the same time, so nothing is found first: each insert skips
 //! what is already stored (`ON CONFLICT DO NOTHING`) and returns what it wrote. The
@@ -17,26 +18,28 @@
 //!
 //! Writes run concurrently (several per replica, and other replicas'), and an insert
 //! that meets a key another open transaction inserted waits for it. So the rows go in
-//! key order, events before deliveries: two writes wait on each other in one order
-//! only, and cannot deadlock. In the one statement that order is the executor's: it
+//! key order, events before deliveries, after the orders' locks (in their own order,
+//! taken before any row): two writes wait on each other in one order only, and cannot
+//! deadlock. In the one statement that order is the executor's: it
 //! runs the events' insert to its end when the answer first reads it, before the
 //! deliveries' (PostgreSQL does not promise an order among data-modifying `WITH`
 //! queries; this is how it runs them, a statement with no parallel plan).
 //!
 //! [`NOT_HELD`]: crate::store::queue::NOT_HELD
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use super::logs::insert_logs;
-use super::rows::{STATEMENT_BYTES, STATEMENT_ROWS, columns, parameters, split};
+use super::rows::{STATEMENT_BYTES, STATEMENT_ROWS, columns, parameters, split, storable};
 use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, Written, answers, written_leases};
+use crate::store::ingest::{IngestRecord, Written, answers, order_changes, written_leases};
 use crate::store::queue::LEASE_IF_FREE_POSTGRES;
 use crate::store::rows::{DeliveryRow, EventRow, Insert};
 
@@ -50,14 +53,16 @@ impl PgStore {
         }
         let at_once = one_statement(&records);
         let alone = at_once
-            && records.iter().all(|r| {
-                r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none())
-            });
+            && records
+                .iter()
+                .all(|r| r.logs.is_empty() && r.deliveries.iter().all(|d| d.order_key.is_none()));
         let stored = if alone {
-            write(&mut *self.pool.acquire().await?, &mut records, true).await?
+            let mut conn = self.pool.acquire().await?;
+            write(&mut conn, &mut records, true, &HashMap::new()).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let mut stored = write(&mut tx, &mut records, at_once).await?;
+            let numbers = number_order_changes(&mut tx, &records).await?;
+            let mut stored = write(&mut tx, &mut records, at_once, &numbers).await?;
             let leased = lease_if_free(&mut tx, &records, &stored.written).await?;
             stored.leased.extend(leased);
             let logs: Vec<&LogRecord> = records
@@ -80,6 +85,53 @@ impl PgStore {
             &stored.leased,
         ))
     }
+}
+
+/// Holds the orders of the changes given (integrations, order keys: text arrays)
+/// until the commit, each on an advisory lock taken in one order (so two writes
+/// cannot deadlock on them), and only then takes as many numbers (`$3`) from the
+/// sequence. The locks are all taken before the first number: the aggregate reads
+/// its input whole before the join gives its one row.
+const NUMBER_ORDER_CHANGES: &str = "SELECT nextval('deliveries_order_seq') \
+    FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) \
+              FROM (SELECT DISTINCT hashtextextended(o.integration_id || ' ' || o.order_key, 0) AS k \
+                    FROM unnest($1::text[], $2::text[]) AS o (integration_id, order_key) ORDER BY k) AS keys) AS l) AS held, \
+         generate_series(1, $3)";
+
+/// Numbers the changes of orders in `records` ([`order_changes`]). Two writes of one
+/// order take their numbers one after the other, the second once the first has
+/// committed: so an order's numbers follow its commits, and the second's check
+/// ([`lease_if_free`]), a statement started after the first committed, sees the
+/// first's changes. A lane's lease sees an order's changes committed up to some
+/// point, each before all numbered after it.
+async fn number_order_changes(
+    conn: &mut PgConnection,
+    records: &[IngestRecord],
+) -> Result<HashMap<DeliveryId, i64>, StoreError> {
+    let changes = order_changes(records);
+    if changes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (integrations, orders): (Vec<&str>, Vec<Cow<str>>) = changes
+        .iter()
+        .map(|d| {
+            let order_key = d.order_key.as_deref().unwrap_or_default();
+            (d.parcel.integration_id.as_str(), storable(order_key))
+        })
+        .unzip();
+    let mut numbers: Vec<i64> = sqlx::query_scalar(NUMBER_ORDER_CHANGES)
+        .bind(integrations)
+        .bind(orders)
+        .bind(changes.len() as i32)
+        .fetch_all(&mut *conn)
+        .await?;
+    // Each number is greater than every one this connection took before.
+    numbers.sort_unstable();
+    Ok(changes
+        .iter()
+        .map(|d| d.parcel.id.clone())
+        .zip(numbers)
+        .collect())
 }
 
 /// Whether the events and deliveries of `records` go in one statement.
@@ -173,6 +225,7 @@ async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
     at_once: bool,
+    numbers: &HashMap<DeliveryId, i64>,
 ) -> Result<Stored, StoreError> {
     let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
     let mut deliveries: Vec<DeliveryRow> = Vec::new();
@@ -184,7 +237,12 @@ async fn write(
         });
         deliveries.extend(r.deliveries.iter_mut().map(|d| {
             let body = d.body.take();
-            DeliveryRow { delivery: d, body }
+            let order_seq = numbers.get(&d.parcel.id).copied();
+            DeliveryRow {
+                delivery: d,
+                body,
+                order_seq,
+            }
         }));
     }
     events.sort_by(|a, b| a.event.message_id.cmp(&b.event.message_id));

@@ -109,6 +109,13 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0009_dead_letter_age.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            Cow::Borrowed("order_seq"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0010_order_seq.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -163,7 +163,9 @@ impl PgStore {
     ) -> Result<Vec<Parcel>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, integration_id, message_id, event_name, call, warnings, test FROM deliveries
-             WHERE integration_id = $1 AND order_key = $2 AND id > $3 AND state = $4 ORDER BY id",
+             WHERE integration_id = $1 AND order_key = $2
+               AND order_seq > (SELECT order_seq FROM deliveries WHERE id = $3) AND state = $4
+             ORDER BY order_seq",
         )
         .bind(integration_id)
         .bind(storable(order_key).as_ref())

@@ -6,7 +6,7 @@
 //! Finding first is exact: this runs on the only writer, inside its transaction, on
 //! its direct connection (one prepared statement per lookup and per row).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::OptionalExtension;
 
@@ -17,7 +17,9 @@ use super::rows::insert_direct;
 use crate::domain::{DeliveryId, IntegrationId};
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, NewDelivery, Written, answers, written_leases};
+use crate::store::ingest::{
+    IngestRecord, NewDelivery, Written, answers, order_changes, written_leases,
+};
 use crate::store::queue::LEASE_IF_FREE_SQLITE;
 use crate::store::rows::{DeliveryRow, EventRow};
 
@@ -86,13 +88,19 @@ fn write(
         .map(|d| d.parcel.id.clone())
         .collect();
     drop((seen, stored, candidates));
+    let numbers = number_order_changes(db, &records, &written)?;
     let deliveries: Vec<DeliveryRow> = records
         .iter_mut()
         .flat_map(|r| r.deliveries.iter_mut())
         .filter(|d| written.contains(&d.parcel.id))
         .map(|d| {
             let body = d.body.take();
-            DeliveryRow { delivery: d, body }
+            let order_seq = numbers.get(&d.parcel.id).copied();
+            DeliveryRow {
+                delivery: d,
+                body,
+                order_seq,
+            }
         })
         .collect();
     let expected = deliveries.len();
@@ -106,6 +114,37 @@ fn write(
         .collect();
     insert_logs(db, &logs)?;
     Ok(answers(records, new_event, &written, &leased))
+}
+
+/// Numbers the changes of orders `written` ([`order_changes`]), each order's after the
+/// last it has stored. This is the only writer, so the numbers follow the commits.
+fn number_order_changes(
+    db: &rusqlite::Connection,
+    records: &[IngestRecord],
+    written: &HashSet<DeliveryId>,
+) -> Result<HashMap<DeliveryId, i64>, StoreError> {
+    let mut numbers = HashMap::new();
+    let mut last: HashMap<(&IntegrationId, &str), i64> = HashMap::new();
+    for d in order_changes(records) {
+        let (Some(order_key), true) = (d.order_key.as_deref(), written.contains(&d.parcel.id))
+        else {
+            continue;
+        };
+        let key = (&d.parcel.integration_id, order_key);
+        let n = match last.get(&key) {
+            Some(n) => n + 1,
+            None => {
+                let mut stored = db.prepare_cached(
+                    "SELECT ifnull(max(order_seq), 0) FROM deliveries
+                     WHERE integration_id = ? AND order_key = ?",
+                )?;
+                stored.query_row(rusqlite::params![key.0, key.1], |row| row.get::<_, i64>(0))? + 1
+            }
+        };
+        last.insert(key, n);
+        numbers.insert(d.parcel.id.clone(), n);
+    }
+    Ok(numbers)
 }
 
 /// Of the deliveries written, those now leased: each written with its lease, and

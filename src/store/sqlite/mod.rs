@@ -108,6 +108,13 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0009_dead_letter_age.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            Cow::Borrowed("order_seq"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0010_order_seq.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

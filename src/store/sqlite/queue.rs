@@ -187,7 +187,9 @@ impl SqliteStore {
     ) -> Result<Vec<Parcel>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, integration_id, message_id, event_name, call, warnings, test FROM deliveries
-             WHERE integration_id = ? AND order_key = ? AND id > ? AND state = ? ORDER BY id",
+             WHERE integration_id = ? AND order_key = ?
+               AND order_seq > (SELECT order_seq FROM deliveries WHERE id = ?) AND state = ?
+             ORDER BY order_seq",
         )
         .bind(integration_id)
         .bind(order_key)

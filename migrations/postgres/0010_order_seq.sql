@@ -1,0 +1,14 @@
+-- The order in which an order's changes were accepted, which is the order they are
+-- sent in. Ids cannot say it: two writes make their ids (on different threads, or
+-- replicas) before either commits, so an id can be smaller than one committed before
+-- it. A write takes the number after it holds the order (an advisory lock per order,
+-- until its commit), so an order's numbers follow its commits.
+CREATE SEQUENCE deliveries_order_seq;
+ALTER TABLE deliveries ADD COLUMN order_seq BIGINT;
+UPDATE deliveries SET order_seq = r.n
+FROM (SELECT id, row_number() OVER (PARTITION BY integration_id, order_key ORDER BY id) AS n
+      FROM deliveries WHERE order_key IS NOT NULL) AS r
+WHERE deliveries.id = r.id;
+SELECT setval('deliveries_order_seq', (SELECT COALESCE(MAX(order_seq), 0) + 1 FROM deliveries), false);
+DROP INDEX deliveries_order;
+CREATE INDEX deliveries_order ON deliveries (integration_id, order_key, order_seq) WHERE order_key IS NOT NULL;
