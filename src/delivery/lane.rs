@@ -4,7 +4,7 @@
 //! delays no other.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -95,11 +95,12 @@ pub struct Lane {
     wake: Notify,
     /// Button asked us (`Retry-After`) not to call before this.
     hold: Mutex<Option<(Instant, SystemTime)>>,
-    /// Deliveries leased and not yet started. With `leasing` and `leases`, these let
+    /// Deliveries leased and not yet started. With `asking` and `leases`, these let
     /// `Delivery::settled` see the lane at rest; the lane's loop does not read them.
     waiting: AtomicUsize,
-    /// A lease is being taken (its deliveries are not yet counted in `waiting`).
-    leasing: AtomicBool,
+    /// While a lease is being taken, the most it may take (its deliveries are not yet
+    /// counted in `waiting`, but ingest's reservations count them); 0 otherwise.
+    asking: AtomicUsize,
     /// Leases that took deliveries, ever.
     leases: AtomicU64,
     /// Most deliveries leased and not yet started (two slots' worth, at most the
@@ -160,7 +161,7 @@ impl Lane {
             wake: Notify::new(),
             hold: Mutex::new(None),
             waiting: AtomicUsize::new(0),
-            leasing: AtomicBool::new(false),
+            asking: AtomicUsize::new(0),
             leases: AtomicU64::new(0),
             // Never more than the whole room, or a lease would wait for it forever.
             ahead: settings
@@ -197,7 +198,10 @@ impl Lane {
         if !inbox.open || inbox.ended {
             return 0;
         }
-        let held = self.waiting.load(Ordering::Acquire) + inbox.reserved + inbox.handed.len();
+        let held = self.waiting.load(Ordering::Acquire)
+            + self.asking.load(Ordering::Acquire)
+            + inbox.reserved
+            + inbox.handed.len();
         let room = Held::free(&self.room, want.min(self.ahead.saturating_sub(held)));
         let granted = room.count();
         inbox.room.add(room);
@@ -295,7 +299,7 @@ impl Lane {
     /// Whether the lane has an attempt running, leased deliveries not yet started, or
     /// deliveries that ingest is handing over.
     pub fn busy(&self) -> bool {
-        self.leasing.load(Ordering::Acquire)
+        self.asking.load(Ordering::Acquire) > 0
             || self.in_flight() > 0
             || self.waiting.load(Ordering::Acquire) > 0
             || {
@@ -380,13 +384,13 @@ impl Lane {
                     }
                     continue;
                 }
-                self.leasing.store(true, Ordering::Release);
+                self.asking.store(want, Ordering::Release);
                 // Room for what the lease asks for, waited for in turn with the other
                 // lanes; what the lease does not take goes back.
                 let mut room = tokio::select! {
                     room = self.room.clone().acquire_many_owned(want as u32) => Held(room.ok()),
                     _ = stop.changed() => {
-                        self.leasing.store(false, Ordering::Release);
+                        self.asking.store(0, Ordering::Release);
                         continue;
                     }
                 };
@@ -395,6 +399,7 @@ impl Lane {
                     lease_for: shared.settings.lease_duration,
                     token: LeaseToken::new(),
                 };
+                self.asking.store(ask.limit, Ordering::Release);
                 let lease = shared.store.lease(&self.id, &ask).await;
                 if let Ok(lease) = &lease {
                     want = (lease.taken.len() * 2).clamp(1, self.ahead);
@@ -404,7 +409,7 @@ impl Lane {
                         self.leases.fetch_add(1, Ordering::AcqRel);
                     }
                 }
-                self.leasing.store(false, Ordering::Release);
+                self.asking.store(0, Ordering::Release);
                 // Nothing more due: ingest may hand new work over. A wake that came
                 // meanwhile has left its permit, so the lane leases again once what
                 // it now holds has started.
@@ -727,5 +732,41 @@ fn log_attempt(
         line!(tracing::Level::INFO)
     } else {
         line!(tracing::Level::WARN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What ingest may reserve counts the lease being taken: a lane woken with
+    /// nothing waiting leases with its inbox open, and before, ingest could fill the
+    /// lane's whole `ahead` meanwhile, and the lease take as much again.
+    #[test]
+    fn ingest_reserves_only_what_the_lease_being_taken_leaves_ahead() {
+        let settings = DeliverySettings {
+            lane_concurrency: 4,
+            lease_batch: 100,
+            max_held: 1_000,
+            lease_duration: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_multiplier: 2.0,
+            backoff_max: Duration::from_secs(60),
+            jitter: 0.0,
+            retry_after_max: Duration::from_secs(60),
+        };
+        let room: Room = Arc::new(Semaphore::new(settings.max_held));
+        let lane = Lane::new(IntegrationId::new(), &settings, room.clone());
+        assert_eq!(lane.ahead, 8, "two slots' worth");
+        lane.inbox().open = true;
+        lane.asking.store(6, Ordering::Release);
+        assert_eq!(lane.reserve(8), 2);
+        assert_eq!(room.available_permits(), 998);
+        lane.asking.store(0, Ordering::Release);
+        assert_eq!(lane.reserve(8), 6, "with the lease done, the rest");
+        lane.unreserve(8);
+        assert_eq!(room.available_permits(), 1_000);
     }
 }
