@@ -10,5 +10,10 @@ FROM (SELECT id, row_number() OVER (PARTITION BY integration_id, order_key ORDER
       FROM deliveries WHERE order_key IS NOT NULL) AS r
 WHERE deliveries.id = r.id;
 SELECT setval('deliveries_order_seq', (SELECT COALESCE(MAX(order_seq), 0) + 1 FROM deliveries), false);
+-- This service binds the column on every row (NULL where there is no order). A replica
+-- still on the release before, running while this one migrated, does not name it:
+-- its rows take a number here instead, so that none is left out of its order's
+-- sequence (their writes hold no lock, as before this migration).
+ALTER TABLE deliveries ALTER COLUMN order_seq SET DEFAULT nextval('deliveries_order_seq');
 DROP INDEX deliveries_order;
 CREATE INDEX deliveries_order ON deliveries (integration_id, order_key, order_seq) WHERE order_key IS NOT NULL;

@@ -198,10 +198,11 @@ impl Lane {
         if !inbox.open || inbox.ended {
             return 0;
         }
-        let held = self.waiting.load(Ordering::Acquire)
-            + self.asking.load(Ordering::Acquire)
-            + inbox.reserved
-            + inbox.handed.len();
+        // `asking` first: the lane counts what a lease took in `waiting` before it
+        // clears `asking`, so that either is seen.
+        let asking = self.asking.load(Ordering::Acquire);
+        let held =
+            asking + self.waiting.load(Ordering::Acquire) + inbox.reserved + inbox.handed.len();
         let room = Held::free(&self.room, want.min(self.ahead.saturating_sub(held)));
         let granted = room.count();
         inbox.room.add(room);
@@ -384,11 +385,19 @@ impl Lane {
                     }
                     continue;
                 }
-                self.asking.store(want, Ordering::Release);
+                // Ahead of the slots, what ingest reserved or handed over meanwhile
+                // counts too.
+                let asked = {
+                    let inbox = self.inbox();
+                    let pending = inbox.reserved + inbox.handed.len();
+                    let ask = want.min(self.ahead.saturating_sub(pending)).max(1);
+                    self.asking.store(ask, Ordering::Release);
+                    ask
+                };
                 // Room for what the lease asks for, waited for in turn with the other
                 // lanes; what the lease does not take goes back.
                 let mut room = tokio::select! {
-                    room = self.room.clone().acquire_many_owned(want as u32) => Held(room.ok()),
+                    room = self.room.clone().acquire_many_owned(asked as u32) => Held(room.ok()),
                     _ = stop.changed() => {
                         self.asking.store(0, Ordering::Release);
                         continue;
@@ -399,7 +408,6 @@ impl Lane {
                     lease_for: shared.settings.lease_duration,
                     token: LeaseToken::new(),
                 };
-                self.asking.store(ask.limit, Ordering::Release);
                 let lease = shared.store.lease(&self.id, &ask).await;
                 if let Ok(lease) = &lease {
                     want = (lease.taken.len() * 2).clamp(1, self.ahead);

@@ -1364,6 +1364,11 @@ async fn changes_of_one_order_written_at_once_by_several_replicas_go_one_at_a_ti
             leased, 1,
             "round {round}: {leased} changes of one order in flight at once"
         );
+        let lane = lease(&stores[round % 8], &id, Duration::from_secs(60)).await;
+        assert!(
+            lane.taken.is_empty(),
+            "round {round}: a lane's lease took a change held behind the one in flight"
+        );
     }
     for store in stores {
         store.close().await;

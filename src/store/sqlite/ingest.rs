@@ -116,6 +116,10 @@ fn write(
     Ok(answers(records, new_event, &written, &leased))
 }
 
+/// The last number an order's changes took: integration, order key.
+pub(super) const LAST_ORDER_SEQ: &str =
+    "SELECT ifnull(max(order_seq), 0) FROM deliveries WHERE integration_id = ? AND order_key = ?";
+
 /// Numbers the changes of orders `written` ([`order_changes`]), each order's after the
 /// last it has stored. This is the only writer, so the numbers follow the commits.
 fn number_order_changes(
@@ -134,10 +138,7 @@ fn number_order_changes(
         let n = match last.get(&key) {
             Some(n) => n + 1,
             None => {
-                let mut stored = db.prepare_cached(
-                    "SELECT ifnull(max(order_seq), 0) FROM deliveries
-                     WHERE integration_id = ? AND order_key = ?",
-                )?;
+                let mut stored = db.prepare_cached(LAST_ORDER_SEQ)?;
                 stored.query_row(rusqlite::params![key.0, key.1], |row| row.get::<_, i64>(0))? + 1
             }
         };

@@ -379,7 +379,18 @@ mod tests {
         let (_dir, store) = store().await;
         let lease = plan(&store, &queue::LEASE, vec![Int, Text, Int, Id, Int, Int]).await;
         assert!(lease.contains("USING INDEX deliveries_due"), "{lease}");
-        assert!(lease.contains("USING INDEX deliveries_order"), "{lease}");
+        // An order's earlier changes are a range of the order's index, not a scan.
+        assert!(
+            lease.contains(
+                "USING INDEX deliveries_order (integration_id=? AND order_key=? AND order_seq<?)"
+            ),
+            "{lease}"
+        );
+        let last = plan(&store, ingest::LAST_ORDER_SEQ, vec![Id, Text]).await;
+        assert!(
+            last.contains("USING COVERING INDEX deliveries_order"),
+            "{last}"
+        );
         let next = plan(&store, &queue::NEXT_DUE, vec![Id]).await;
         assert!(next.contains("deliveries_due"), "{next}");
         assert!(next.contains("deliveries_order"), "{next}");
