@@ -1,9 +1,10 @@
 -- The order in which an order's changes were accepted, which is the order they are
 -- sent in. Ids cannot say it: two writes make their ids (on different threads, or
 -- replicas) before either commits, so an id can be smaller than one committed before
--- it. A write takes the number after it holds the order (an advisory lock per order,
--- until its commit), so an order's numbers follow its commits.
-CREATE SEQUENCE deliveries_order_seq;
+-- it. A write takes its numbers after it holds the order (an advisory lock per order,
+-- until its commit), so an order's numbers follow its commits. Each write takes one
+-- step of the sequence, a block of 2^20 numbers, for all its changes.
+CREATE SEQUENCE deliveries_order_seq INCREMENT BY 1048576;
 ALTER TABLE deliveries ADD COLUMN order_seq BIGINT;
 UPDATE deliveries SET order_seq = r.n
 FROM (SELECT id, row_number() OVER (PARTITION BY integration_id, order_key ORDER BY id) AS n

@@ -398,7 +398,8 @@ impl Insert for EventRow<'_> {
 }
 
 /// A delivery to insert, with its body moved out of the record, and its place among
-/// its order's changes if it is one ([`order_changes`]).
+/// its order's changes if it is one ([`order_changes`]): its number on SQLite; on
+/// PostgreSQL its rank in the write, to which the statement adds the write's block.
 ///
 /// [`order_changes`]: super::ingest::order_changes
 pub(super) struct DeliveryRow<'a> {

@@ -3,13 +3,13 @@
 //! same for any number of rows (prepared once per connection). A statement commits on
 //! its own: unless more must go in the same transaction, the write is that one round
 //! trip, with no BEGIN and COMMIT around it. More goes in when a write holds live-log
-//! entries (of events that ended at ingest), or changes of orders: it first holds
-//! those orders and numbers their changes ([`number_order_changes`]), and a change
-//! given a lease is leased only if nothing holds it ([`NOT_HELD`]). That check is a
-//! statement of its own after the insert, so that it sees every change of the order
-//! committed until then (a statement sees what was committed when it started). A
-//! write too large for one statement ([`one_statement`]) is split into several, in a
-//! transaction.
+//! entries (of events that ended at ingest), or a change of an order given a lease,
+//! leased only if nothing holds it ([`NOT_HELD`]). That check is a statement of its
+//! own after the insert, so that it sees every change of the order committed until
+//! then (a statement sees what was committed when it started). A write holds the
+//! orders it changes until its commit and numbers their changes ([`OrderNumbers`]),
+//! in its insert. A write too large for one statement ([`one_statement`]) is split
+//! into several, in a transaction.
 //!
 //! Other replicas write at the same time, so nothing is found first: each insert skips
 //! what is already stored (`ON CONFLICT DO NOTHING`) and returns what it wrote. The
@@ -27,7 +27,6 @@
 //!
 //! [`NOT_HELD`]: crate::store::queue::NOT_HELD
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -53,16 +52,19 @@ impl PgStore {
         }
         let at_once = one_statement(&records);
         let alone = at_once
-            && records
-                .iter()
-                .all(|r| r.logs.is_empty() && r.deliveries.iter().all(|d| d.order_key.is_none()));
+            && records.iter().all(|r| {
+                r.logs.is_empty() && r.deliveries.iter().all(|d| d.lease_if_free().is_none())
+            });
+        let mut orders = OrderNumbers::of(&records)?;
         let stored = if alone {
             let mut conn = self.pool.acquire().await?;
-            write(&mut conn, &mut records, true, &HashMap::new()).await?
+            write(&mut conn, &mut records, true, &orders).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let numbers = number_order_changes(&mut tx, &records).await?;
-            let mut stored = write(&mut tx, &mut records, at_once, &numbers).await?;
+            if !at_once {
+                orders.hold(&mut tx).await?;
+            }
+            let mut stored = write(&mut tx, &mut records, at_once, &orders).await?;
             let leased = lease_if_free(&mut tx, &records, &stored.written).await?;
             stored.leased.extend(leased);
             let logs: Vec<&LogRecord> = records
@@ -87,51 +89,104 @@ impl PgStore {
     }
 }
 
-/// Holds the orders of the changes given (integrations, order keys: text arrays)
-/// until the commit, each on an advisory lock taken in one order (so two writes
-/// cannot deadlock on them), and only then takes as many numbers (`$3`) from the
-/// sequence. The locks are all taken before the first number: the aggregate reads
-/// its input whole before the join gives its one row.
-const NUMBER_ORDER_CHANGES: &str = "SELECT nextval('deliveries_order_seq') \
-    FROM (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) \
-              FROM (SELECT DISTINCT hashtextextended(o.integration_id || ' ' || o.order_key, 0) AS k \
-                    FROM unnest($1::text[], $2::text[]) AS o (integration_id, order_key) ORDER BY k) AS keys) AS l) AS held, \
-         generate_series(1, $3)";
+/// Holds the orders a write changes until its commit, and gives the write its block
+/// of numbers (`base`), from the parameter `$p`: the orders' integrations and keys
+/// (text arrays, one pair per change), then the block if it was taken already. Each
+/// order is held on an advisory lock, taken in one order (so two writes cannot
+/// deadlock on them), all before the block is taken (`block` reads `held` whole). A
+/// block is a step of the sequence (2^20 numbers); a change's number is the block
+/// plus its rank among its order's changes in the write ([`OrderNumbers`]).
+fn orders_held(p: usize) -> String {
+    format!(
+        "held AS (SELECT count(*) AS n FROM (SELECT pg_advisory_xact_lock(k) \
+             FROM (SELECT DISTINCT hashtextextended(o.integration_id || ' ' || o.order_key, 0) AS k \
+                   FROM unnest(${p}::text[], ${q}::text[]) AS o (integration_id, order_key) \
+                   ORDER BY k) AS keys) AS l), \
+         block AS (SELECT COALESCE(${r}::bigint, nextval('deliveries_order_seq')) AS base FROM held)",
+        q = p + 1,
+        r = p + 2,
+    )
+}
 
-/// Numbers the changes of orders in `records` ([`order_changes`]). Two writes of one
-/// order take their numbers one after the other, the second once the first has
+/// Holds the orders alone, and takes the write's block: for a write of several
+/// statements, before its first.
+static HOLD_ORDERS: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT base FROM block", orders_held(1)));
+
+/// Ranks at most this many changes of one order in one write: the sequence's step.
+const BLOCK: i64 = 1 << 20;
+
+/// Numbers the changes of orders in a write ([`order_changes`]). Two writes of one
+/// order take their blocks one after the other, the second once the first has
 /// committed: so an order's numbers follow its commits, and the second's check
-/// ([`lease_if_free`]), a statement started after the first committed, sees the
+/// ([`lease_if_free`]), a statement after the one that waited for the order, sees the
 /// first's changes. A lane's lease sees an order's changes committed up to some
-/// point, each before all numbered after it.
-async fn number_order_changes(
-    conn: &mut PgConnection,
-    records: &[IngestRecord],
-) -> Result<HashMap<DeliveryId, i64>, StoreError> {
-    let changes = order_changes(records);
-    if changes.is_empty() {
-        return Ok(HashMap::new());
+/// point, each before all numbered after it. A write of one statement holds the
+/// orders and takes its block in that statement ([`orders_held`]); one of several
+/// does so first ([`OrderNumbers::hold`]).
+#[derive(Default)]
+struct OrderNumbers {
+    /// Each change's rank among its order's changes in the write, by id.
+    ranks: HashMap<DeliveryId, i64>,
+    /// The orders to hold (integration, order key), once per change; empty once held.
+    integrations: Vec<String>,
+    orders: Vec<String>,
+    /// The block, once taken.
+    base: Option<i64>,
+}
+
+impl OrderNumbers {
+    /// Refuses a write with more changes of one order than a block numbers.
+    fn of(records: &[IngestRecord]) -> Result<Self, StoreError> {
+        let mut numbers = Self::default();
+        // Keyed as stored: two keys that store the same are one order.
+        let mut next: HashMap<(&str, String), i64> = HashMap::new();
+        for d in order_changes(records) {
+            let order_key = storable(d.order_key.as_deref().unwrap_or_default()).into_owned();
+            let integration = d.parcel.integration_id.as_str();
+            let rank = next.entry((integration, order_key.clone())).or_insert(0);
+            if *rank >= BLOCK {
+                return Err(StoreError::Unavailable(format!(
+                    "more than {BLOCK} changes of one order in one write"
+                )));
+            }
+            numbers.ranks.insert(d.parcel.id.clone(), *rank);
+            *rank += 1;
+            numbers.integrations.push(integration.to_owned());
+            numbers.orders.push(order_key);
+        }
+        Ok(numbers)
     }
-    let (integrations, orders): (Vec<&str>, Vec<Cow<str>>) = changes
-        .iter()
-        .map(|d| {
-            let order_key = d.order_key.as_deref().unwrap_or_default();
-            (d.parcel.integration_id.as_str(), storable(order_key))
-        })
-        .unzip();
-    let mut numbers: Vec<i64> = sqlx::query_scalar(NUMBER_ORDER_CHANGES)
-        .bind(integrations)
-        .bind(orders)
-        .bind(changes.len() as i32)
-        .fetch_all(&mut *conn)
-        .await?;
-    // Each number is greater than every one this connection took before.
-    numbers.sort_unstable();
-    Ok(changes
-        .iter()
-        .map(|d| d.parcel.id.clone())
-        .zip(numbers)
-        .collect())
+
+    /// Holds the orders and takes the block, in a statement of its own.
+    async fn hold(&mut self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        if self.ranks.is_empty() {
+            return Ok(());
+        }
+        let base: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(HOLD_ORDERS.as_str()))
+            .bind(std::mem::take(&mut self.integrations))
+            .bind(std::mem::take(&mut self.orders))
+            .bind(None::<i64>)
+            .fetch_one(&mut *conn)
+            .await?;
+        self.base = Some(base);
+        Ok(())
+    }
+
+    /// A change's rank, which the statement adds to the block.
+    fn rank(&self, id: &DeliveryId) -> Option<i64> {
+        self.ranks.get(id).copied()
+    }
+
+    /// Binds what [`orders_held`] reads.
+    fn bind_to<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.integrations.clone())
+            .bind(self.orders.clone())
+            .bind(self.base)
+    }
 }
 
 /// Whether the events and deliveries of `records` go in one statement.
@@ -151,25 +206,44 @@ fn bytes(record: &IngestRecord) -> usize {
             .sum::<usize>()
 }
 
-/// Inserts the events (one array per column, from `$1`).
-static EVENTS: LazyLock<String> = LazyLock::new(|| {
+/// Inserts the events (one array per column, from `$1`); `after_held`, only once the
+/// orders are held ([`orders_held`]: a one-time filter, evaluated before the first
+/// event row is read).
+fn events(after_held: bool) -> String {
     format!(
-        "new_events AS (INSERT INTO events ({}) SELECT * FROM unnest({}) \
+        "new_events AS (INSERT INTO events ({}) SELECT * FROM unnest({}) {} \
          ON CONFLICT (message_id) DO NOTHING RETURNING message_id)",
         EventRow::COLUMNS.join(", "),
-        parameters(1, EventRow::COLUMNS.len())
+        parameters(1, EventRow::COLUMNS.len()),
+        if after_held {
+            "WHERE (SELECT n FROM held) >= 0"
+        } else {
+            ""
+        }
     )
-});
+}
 
 /// Inserts the deliveries (one array per column, from `$first`), each only if its
 /// integration exists (locked for share), with the lease it was given if it is of no
-/// order.
+/// order, and a change of an order with its number (its rank plus the block). Only
+/// once the orders are held (the same one-time filter as the events'), so also
+/// before the integrations are locked.
 fn deliveries_from(first: usize) -> String {
     let columns = DeliveryRow::COLUMNS.join(", ");
+    let values = DeliveryRow::COLUMNS
+        .iter()
+        .map(|&c| match c {
+            "order_seq" => "CASE WHEN c.order_seq IS NULL THEN NULL \
+                 ELSE c.order_seq + (SELECT base FROM block) END"
+                .to_owned(),
+            c => format!("c.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "candidates AS (SELECT * FROM unnest({parameters}) AS c ({columns})), \
-         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT * FROM candidates \
-             WHERE integration_id IN (SELECT id FROM integrations \
+         new_deliveries AS (INSERT INTO deliveries ({columns}) SELECT {values} FROM candidates c \
+             WHERE (SELECT n FROM held) >= 0 AND c.integration_id IN (SELECT id FROM integrations \
                  WHERE id = ANY(ARRAY(SELECT integration_id FROM candidates)) ORDER BY id FOR SHARE) \
              ON CONFLICT (integration_id, message_id) DO NOTHING \
              RETURNING id, lease_token IS NOT NULL AS leased)",
@@ -182,25 +256,31 @@ fn deliveries_from(first: usize) -> String {
 static EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {} SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events",
-        EVENTS.as_str()
+        events(false)
     )
 });
 
-/// The deliveries alone.
+/// The deliveries alone (of a write whose orders are held already). Parameters: the
+/// deliveries' columns from `$1`, then [`orders_held`]'s three.
 static DELIVERIES_ONLY: LazyLock<String> = LazyLock::new(|| {
+    let columns = DeliveryRow::COLUMNS.len();
     format!(
-        "WITH {} SELECT NULL::bytea AS message_id, id, leased FROM new_deliveries",
+        "WITH {}, {} SELECT NULL::bytea AS message_id, id, leased FROM new_deliveries",
+        orders_held(columns + 1),
         deliveries_from(1)
     )
 });
 
-/// The events and their deliveries, whose columns follow the events'.
+/// The events and their deliveries. Parameters: the events' columns from `$1`, the
+/// deliveries' after them, then [`orders_held`]'s three.
 static EVENTS_AND_DELIVERIES: LazyLock<String> = LazyLock::new(|| {
+    let columns = EventRow::COLUMNS.len() + DeliveryRow::COLUMNS.len();
     format!(
-        "WITH {}, {} \
+        "WITH {}, {}, {} \
          SELECT message_id, NULL::text AS id, NULL::boolean AS leased FROM new_events \
          UNION ALL SELECT NULL::bytea, id, leased FROM new_deliveries",
-        EVENTS.as_str(),
+        orders_held(columns + 1),
+        events(true),
         deliveries_from(EventRow::COLUMNS.len() + 1),
     )
 });
@@ -225,7 +305,7 @@ async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
     at_once: bool,
-    numbers: &HashMap<DeliveryId, i64>,
+    orders: &OrderNumbers,
 ) -> Result<Stored, StoreError> {
     let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
     let mut deliveries: Vec<DeliveryRow> = Vec::new();
@@ -235,15 +315,15 @@ async fn write(
             event: &r.event,
             payload,
         });
-        deliveries.extend(r.deliveries.iter_mut().map(|d| {
+        for d in r.deliveries.iter_mut() {
+            let order_seq = orders.rank(&d.parcel.id);
             let body = d.body.take();
-            let order_seq = numbers.get(&d.parcel.id).copied();
-            DeliveryRow {
+            deliveries.push(DeliveryRow {
                 delivery: d,
                 body,
                 order_seq,
-            }
-        }));
+            });
+        }
     }
     events.sort_by(|a, b| a.event.message_id.cmp(&b.event.message_id));
     deliveries.sort_by(|a, b| {
@@ -259,7 +339,13 @@ async fn write(
             EVENTS_AND_DELIVERIES.as_str()
         };
         let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let with_deliveries = !deliveries.is_empty();
         let q = columns(deliveries).bind_to(columns(events).bind_to(q));
+        let q = if with_deliveries {
+            orders.bind_to(q)
+        } else {
+            q
+        };
         read(q.fetch_all(&mut *conn).await?, &mut stored, &mut answer)?;
     } else {
         let event_bytes = |e: &EventRow| e.payload.len();
@@ -270,7 +356,7 @@ async fn write(
         let body_bytes = |d: &DeliveryRow| d.body.as_ref().map_or(0, Vec::len);
         for chunk in split(deliveries, body_bytes) {
             let q = sqlx::query(sqlx::AssertSqlSafe(DELIVERIES_ONLY.as_str()));
-            let q = columns(chunk).bind_to(q);
+            let q = orders.bind_to(columns(chunk).bind_to(q));
             read(q.fetch_all(&mut *conn).await?, &mut stored, &mut answer)?;
         }
     }
