@@ -2,7 +2,7 @@
 //! deliveries that ended at once (filtered, mapping failed), all in one commit. The
 //! [`Committer`] gathers the records of concurrent requests so they share that commit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -113,22 +113,35 @@ pub(super) fn written_leases<'a>(
     (leased, to_check)
 }
 
-/// The changes of orders among the deliveries of `records`, in the order to number
-/// them: by id. One write's changes of the same order came either from one request,
-/// whose thread made their ids in order, or from concurrent requests, which may go
-/// in either order. Each backend numbers an order's changes in the order it commits
-/// them (its ingest says how), continuing the numbers already stored; the numbers
-/// decide which change of an order goes first ([`NOT_HELD`]).
+/// The changes of orders among the deliveries of `records`, each with its order (as
+/// `key` gives it: the backend's stored form) and its rank among that order's changes
+/// in the write, by id. One write's changes of the same order came either from one
+/// request, whose thread made their ids in order, or from concurrent requests, which
+/// may go in either order. Each backend numbers an order's changes in the order it
+/// commits them (its ingest says how): after the numbers already stored, by rank. The
+/// numbers decide which change of an order goes first ([`NOT_HELD`]).
 ///
 /// [`NOT_HELD`]: super::queue::NOT_HELD
-pub(super) fn order_changes(records: &[IngestRecord]) -> Vec<&NewDelivery> {
+pub(super) fn order_changes<'a, K: Clone + Eq + std::hash::Hash>(
+    records: &'a [IngestRecord],
+    key: impl Fn(&'a NewDelivery) -> K,
+) -> Vec<(&'a NewDelivery, K, i64)> {
     let mut changes: Vec<&NewDelivery> = records
         .iter()
         .flat_map(|r| r.deliveries.iter())
         .filter(|d| d.order_key.is_some())
         .collect();
     changes.sort_by(|a, b| a.parcel.id.cmp(&b.parcel.id));
+    let mut next: HashMap<K, i64> = HashMap::new();
     changes
+        .into_iter()
+        .map(|d| {
+            let order = key(d);
+            let rank = next.entry(order.clone()).or_insert(0);
+            *rank += 1;
+            (d, order, *rank - 1)
+        })
+        .collect()
 }
 
 /// Each record with what was written for it: whether its event was new, which of its

@@ -38,7 +38,9 @@ use super::rows::{STATEMENT_BYTES, STATEMENT_ROWS, columns, parameters, split, s
 use crate::domain::DeliveryId;
 use crate::live_logs::LogRecord;
 use crate::store::StoreError;
-use crate::store::ingest::{IngestRecord, Written, answers, order_changes, written_leases};
+use crate::store::ingest::{
+    IngestRecord, NewDelivery, Written, answers, order_changes, written_leases,
+};
 use crate::store::queue::LEASE_IF_FREE_POSTGRES;
 use crate::store::rows::{DeliveryRow, EventRow, Insert};
 
@@ -58,13 +60,13 @@ impl PgStore {
         let mut orders = OrderNumbers::of(&records)?;
         let stored = if alone {
             let mut conn = self.pool.acquire().await?;
-            write(&mut conn, &mut records, true, &orders).await?
+            write(&mut conn, &mut records, true, &mut orders).await?
         } else {
             let mut tx = self.pool.begin().await?;
             if !at_once {
                 orders.hold(&mut tx).await?;
             }
-            let mut stored = write(&mut tx, &mut records, at_once, &orders).await?;
+            let mut stored = write(&mut tx, &mut records, at_once, &mut orders).await?;
             let leased = lease_if_free(&mut tx, &records, &stored.written).await?;
             stored.leased.extend(leased);
             let logs: Vec<&LogRecord> = records
@@ -140,19 +142,21 @@ impl OrderNumbers {
     fn of(records: &[IngestRecord]) -> Result<Self, StoreError> {
         let mut numbers = Self::default();
         // Keyed as stored: two keys that store the same are one order.
-        let mut next: HashMap<(&str, String), i64> = HashMap::new();
-        for d in order_changes(records) {
-            let order_key = storable(d.order_key.as_deref().unwrap_or_default()).into_owned();
-            let integration = d.parcel.integration_id.as_str();
-            let rank = next.entry((integration, order_key.clone())).or_insert(0);
-            if *rank >= BLOCK {
+        let stored = |d: &NewDelivery| {
+            let order_key = d.order_key.as_deref().unwrap_or_default();
+            (
+                d.parcel.integration_id.clone(),
+                storable(order_key).into_owned(),
+            )
+        };
+        for (d, (integration, order_key), rank) in order_changes(records, stored) {
+            if rank >= BLOCK {
                 return Err(StoreError::Unavailable(format!(
                     "more than {BLOCK} changes of one order in one write"
                 )));
             }
-            numbers.ranks.insert(d.parcel.id.clone(), *rank);
-            *rank += 1;
-            numbers.integrations.push(integration.to_owned());
+            numbers.ranks.insert(d.parcel.id.clone(), rank);
+            numbers.integrations.push(integration.as_str().to_owned());
             numbers.orders.push(order_key);
         }
         Ok(numbers)
@@ -178,13 +182,14 @@ impl OrderNumbers {
         self.ranks.get(id).copied()
     }
 
-    /// Binds what [`orders_held`] reads.
+    /// Binds what [`orders_held`] reads, moving the orders out: the first statement
+    /// that binds them holds them until the commit.
     fn bind_to<'q>(
-        &self,
+        &mut self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        q.bind(self.integrations.clone())
-            .bind(self.orders.clone())
+        q.bind(std::mem::take(&mut self.integrations))
+            .bind(std::mem::take(&mut self.orders))
             .bind(self.base)
     }
 }
@@ -305,7 +310,7 @@ async fn write(
     conn: &mut PgConnection,
     records: &mut [IngestRecord],
     at_once: bool,
-    orders: &OrderNumbers,
+    orders: &mut OrderNumbers,
 ) -> Result<Stored, StoreError> {
     let mut events: Vec<EventRow> = Vec::with_capacity(records.len());
     let mut deliveries: Vec<DeliveryRow> = Vec::new();

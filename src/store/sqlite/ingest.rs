@@ -120,8 +120,9 @@ fn write(
 pub(super) const LAST_ORDER_SEQ: &str =
     "SELECT ifnull(max(order_seq), 0) FROM deliveries WHERE integration_id = ? AND order_key = ?";
 
-/// Numbers the changes of orders `written` ([`order_changes`]), each order's after the
-/// last it has stored. This is the only writer, so the numbers follow the commits.
+/// Numbers the changes of orders `written` ([`order_changes`]): each order's last
+/// stored number, plus one, plus the change's rank in the write. This is the only
+/// writer, so the numbers follow the commits.
 fn number_order_changes(
     db: &rusqlite::Connection,
     records: &[IngestRecord],
@@ -129,21 +130,25 @@ fn number_order_changes(
 ) -> Result<HashMap<DeliveryId, i64>, StoreError> {
     let mut numbers = HashMap::new();
     let mut last: HashMap<(&IntegrationId, &str), i64> = HashMap::new();
-    for d in order_changes(records) {
-        let (Some(order_key), true) = (d.order_key.as_deref(), written.contains(&d.parcel.id))
-        else {
+    let changes = order_changes(records, |d| {
+        (&d.parcel.integration_id, d.order_key.as_deref())
+    });
+    for (d, (integration, order_key), rank) in changes {
+        let (Some(order_key), true) = (order_key, written.contains(&d.parcel.id)) else {
             continue;
         };
-        let key = (&d.parcel.integration_id, order_key);
-        let n = match last.get(&key) {
-            Some(n) => n + 1,
+        let stored = match last.get(&(integration, order_key)) {
+            Some(&n) => n,
             None => {
-                let mut stored = db.prepare_cached(LAST_ORDER_SEQ)?;
-                stored.query_row(rusqlite::params![key.0, key.1], |row| row.get::<_, i64>(0))? + 1
+                let mut find = db.prepare_cached(LAST_ORDER_SEQ)?;
+                let n = find.query_row(rusqlite::params![integration, order_key], |row| {
+                    row.get::<_, i64>(0)
+                })?;
+                last.insert((integration, order_key), n);
+                n
             }
         };
-        last.insert(key, n);
-        numbers.insert(d.parcel.id.clone(), n);
+        numbers.insert(d.parcel.id.clone(), stored + 1 + rank);
     }
     Ok(numbers)
 }
