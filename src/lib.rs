@@ -9,7 +9,7 @@
 //! sends one event through an integration at once; the words
 //! they all share (ids, states, outcomes) are the [`domain`]'s. The [`console`] is the
 //! admin API's browser client, served by the same binary.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod blueprint;
 pub mod button;

@@ -14,6 +14,7 @@ mod retention;
 mod rows;
 mod sources;
 mod stats;
+mod wal_gather;
 mod writer;
 
 use std::borrow::Cow;
@@ -191,6 +192,7 @@ impl SqliteStore {
         let direct = DirectOptions {
             path: options.get_filename().to_owned(),
             busy_timeout: settings.busy_timeout,
+            gather_wal: wal_gather::usable(settings.synchronous == Synchronous::Full),
             pragmas: [
                 ("foreign_keys", "ON".to_owned()),
                 ("synchronous", synchronous_word.to_owned()),

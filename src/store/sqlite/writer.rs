@@ -248,13 +248,20 @@ impl Writer {
 pub struct DirectOptions {
     pub path: PathBuf,
     pub busy_timeout: Duration,
+    /// Whether its log writes are gathered, a commit's in one call
+    /// ([`super::wal_gather`]), or written as SQLite's default VFS writes them.
+    pub gather_wal: bool,
     /// `PRAGMA` name and value, in order.
     pub pragmas: Vec<(&'static str, String)>,
 }
 
 impl DirectOptions {
     fn open(&self) -> Result<rusqlite::Connection, StoreError> {
-        let db = rusqlite::Connection::open(&self.path)?;
+        let db = if self.gather_wal {
+            super::wal_gather::open(&self.path)?
+        } else {
+            rusqlite::Connection::open(&self.path)?
+        };
         db.busy_timeout(self.busy_timeout)?;
         for (name, value) in &self.pragmas {
             // Some pragmas answer with a row (journal_size_limit), some do not.
@@ -272,6 +279,11 @@ impl DirectOptions {
             true,
         )?;
         db.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
+        if self.gather_wal && !super::wal_gather::holds(&db)? {
+            return Err(StoreError::Unavailable(
+                "the writer's connection gathers its log writes but lost the settings that needs (synchronous FULL, cache_spill OFF)".into(),
+            ));
+        }
         Ok(db)
     }
 }
