@@ -424,6 +424,16 @@ mod tests {
         assert!(!holds(&db).unwrap(), "psow=0");
     }
 
+    /// The table's rows and bytes, as a connection reads them.
+    fn contents(db: &rusqlite::Connection) -> (i64, i64) {
+        db.query_row(
+            "SELECT count(*), coalesce(sum(length(v)), 0) FROM t",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
     /// Write calls and bytes of five commits of about a hundred pages each.
     fn writes_of_commits(gathered: bool) -> (u64, u64) {
         let dir = tempfile::tempdir().unwrap();
@@ -473,18 +483,13 @@ mod tests {
             .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
             .unwrap();
         let reader = connection(&path, false);
-        let count = |db: &rusqlite::Connection| -> (i64, i64) {
-            db.query_row(
-                "SELECT count(*), coalesce(sum(length(v)), 0) FROM t",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
-        };
         for round in 0..20 {
             commit_many_pages(&writer, round);
             // Another connection, through the default VFS, sees every committed row.
-            assert_eq!(count(&reader), (200 * (round + 1), 200 * 300 * (round + 1)));
+            assert_eq!(
+                contents(&reader),
+                (200 * (round + 1), 200 * 300 * (round + 1))
+            );
             // A commit larger than what may wait: written in pieces, still whole.
             if round == 10 {
                 writer
@@ -504,7 +509,7 @@ mod tests {
             tx.rollback().unwrap();
         }
         commit_many_pages(&writer, 20);
-        assert_eq!(count(&reader), (200 * 21, 200 * 300 * 21));
+        assert_eq!(contents(&reader), (200 * 21, 200 * 300 * 21));
         // The files alone, as a crash would leave them (the writer still open, its
         // last commits in the log only): a store opened on a copy recovers every
         // commit from the log, so each was written whole, checksums and all.
@@ -516,7 +521,7 @@ mod tests {
             .len();
         assert!(frames > 0);
         let again = connection(&copy, false);
-        assert_eq!(count(&again), (200 * 21, 200 * 300 * 21));
+        assert_eq!(contents(&again), (200 * 21, 200 * 300 * 21));
         let check: String = again
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
@@ -555,12 +560,6 @@ mod tests {
         let other = connection(&path, false);
         commit_rows(&other, 1, 3000);
         let expected = (3200, 3200 * 300);
-        let contents = |db: &rusqlite::Connection| -> (i64, i64) {
-            db.query_row("SELECT count(*), sum(length(v)) FROM t", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap()
-        };
         assert_eq!(contents(&writer), expected);
         drop(writer);
         let third = connection(&path, false);
