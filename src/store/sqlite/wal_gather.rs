@@ -221,6 +221,22 @@ unsafe fn parts<'a>(
     }
 }
 
+/// Passes a write on to the default VFS.
+///
+/// # Safety
+/// `amount` readable bytes at `data`, read before the call returns.
+unsafe fn write_through(
+    ours: &Gathered,
+    methods: &ffi::sqlite3_io_methods,
+    data: *const c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    let write = methods.xWrite.expect("the default VFS writes");
+    // SAFETY: `inner` is open; the bytes as the function's contract says.
+    unsafe { write(ours.inner, data, amount, offset) }
+}
+
 /// Writes what waits, in one call.
 fn flush(ours: &mut Gathered, methods: &ffi::sqlite3_io_methods) -> c_int {
     if ours.waiting.is_empty() {
@@ -229,9 +245,8 @@ fn flush(ours: &mut Gathered, methods: &ffi::sqlite3_io_methods) -> c_int {
     let Ok(len) = c_int::try_from(ours.waiting.len()) else {
         return ffi::SQLITE_IOERR_WRITE;
     };
-    let write = methods.xWrite.expect("the default VFS writes");
-    // SAFETY: the buffer is ours and outlives the call; `inner` is open.
-    let rc = unsafe { write(ours.inner, ours.waiting.as_ptr().cast(), len, ours.at) };
+    // SAFETY: the buffer is ours and outlives the call.
+    let rc = unsafe { write_through(ours, methods, ours.waiting.as_ptr().cast(), len, ours.at) };
     ours.waiting.clear();
     rc
 }
@@ -257,9 +272,8 @@ unsafe extern "C" fn write(
             return rc;
         }
         if len >= MAX_WAITING {
-            let write = methods.xWrite.expect("the default VFS writes");
             // SAFETY: as above: SQLite's buffer, passed straight on.
-            return unsafe { write(ours.inner, data, amount, offset) };
+            return unsafe { write_through(ours, methods, data, amount, offset) };
         }
         ours.at = offset;
     }
@@ -424,6 +438,23 @@ mod tests {
         assert!(!holds(&db).unwrap(), "psow=0");
     }
 
+    /// A new store in `dir` with the table `t`, and the writer's connection to it.
+    fn store(dir: &tempfile::TempDir, name: &str) -> (std::path::PathBuf, rusqlite::Connection) {
+        let path = dir.path().join(name);
+        let writer = connection(&path, true);
+        writer
+            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+            .unwrap();
+        (path, writer)
+    }
+
+    fn assert_intact(db: &rusqlite::Connection) {
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+
     /// The table's rows and bytes, as a connection reads them.
     fn contents(db: &rusqlite::Connection) -> (i64, i64) {
         db.query_row(
@@ -477,11 +508,7 @@ mod tests {
     #[test]
     fn what_one_connection_commits_another_reads_and_a_reopened_store_recovers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        let writer = connection(&path, true);
-        writer
-            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-            .unwrap();
+        let (path, writer) = store(&dir, "r.db");
         let reader = connection(&path, false);
         for round in 0..20 {
             commit_many_pages(&writer, round);
@@ -522,20 +549,13 @@ mod tests {
         assert!(frames > 0);
         let again = connection(&copy, false);
         assert_eq!(contents(&again), (200 * 21, 200 * 300 * 21));
-        let check: String = again
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&again);
     }
 
     #[test]
     fn a_rolled_back_transaction_leaves_nothing_to_overwrite_what_another_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let writer = connection(&path, true);
-        writer
-            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-            .unwrap();
+        let (path, writer) = store(&dir, "s.db");
         commit_many_pages(&writer, 0);
         // An empty log, so that rolling back reads nothing from it.
         writer
@@ -564,9 +584,6 @@ mod tests {
         drop(writer);
         let third = connection(&path, false);
         assert_eq!(contents(&third), expected);
-        let check: String = third
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&third);
     }
 }

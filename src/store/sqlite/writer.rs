@@ -281,7 +281,7 @@ impl DirectOptions {
         db.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
         if self.gather_wal && !super::wal_gather::holds(&db)? {
             return Err(StoreError::Unavailable(
-                "the writer's connection gathers its log writes but lost the settings that needs (synchronous FULL, cache_spill OFF)".into(),
+                "the writer's connection gathers its log writes but lost the settings that needs (synchronous FULL, cache_spill OFF, powersafe overwrite)".into(),
             ));
         }
         Ok(db)
