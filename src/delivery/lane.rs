@@ -395,9 +395,15 @@ impl Lane {
                     ask
                 };
                 // Room for what the lease asks for, waited for in turn with the other
-                // lanes; what the lease does not take goes back.
+                // lanes; what the lease does not take goes back. What ingest hands
+                // over meanwhile brought room of its own and starts first: the room
+                // waited for may be the very room that work holds.
                 let mut room = tokio::select! {
                     room = self.room.clone().acquire_many_owned(asked as u32) => Held(room.ok()),
+                    _ = self.handed.notified() => {
+                        self.asking.store(0, Ordering::Release);
+                        continue;
+                    }
                     _ = stop.changed() => {
                         self.asking.store(0, Ordering::Release);
                         continue;

@@ -1152,6 +1152,38 @@ async fn lanes_share_one_bound_on_the_deliveries_held_in_memory() {
     }
 }
 
+/// A lane that waits for room for its next lease starts what ingest hands it
+/// meanwhile: that work came with room of its own. Here the room is the lane's two
+/// deliveries ahead, so when ingest reserves both for events still being written and
+/// a third event's wake (it found no room) sends the lane to lease, the lane asks for
+/// room that only its own handed work holds. Waiting for room alone, it waited
+/// forever, and with it every lane.
+#[tokio::test]
+async fn a_lane_waiting_for_room_starts_what_ingest_hands_it() {
+    let app = TestApp::spawn_with(&[
+        ("BUTTON_DELIVERY__LANE_CONCURRENCY", "1"),
+        ("BUTTON_DELIVERY__MAX_HELD", "2"),
+    ])
+    .await;
+    let id = app.install().await;
+    let mut sent = 0;
+    for wave in 0..30 {
+        let requests = (0..6).map(|i| app.send_event(add_to_cart(&format!("w-{wave}-{i}"))));
+        for (status, body) in futures_util::future::join_all(requests).await {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        sent += 6;
+        let received = app.fake.wait_for(sent, Duration::from_secs(10)).await;
+        assert_eq!(
+            received.len(),
+            sent,
+            "wave {wave}: delivery stalled with events accepted and not sent"
+        );
+    }
+    app.settled(&id).await;
+    assert_eq!(app.queue_depth(&id).await, 0);
+}
+
 /// Work a busy lane has in the store (here: what ingest could not hand over, past
 /// the lane's room) is leased before long even while new events keep coming, each of
 /// which ingest could hand over: the lane's room is not kept full with new work
