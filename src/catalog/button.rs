@@ -219,7 +219,13 @@ pub fn to_call(call: CallKind, mut body: Value) -> Result<Call, Vec<Issue>> {
     Ok(Call::Activity(activity))
 }
 
+/// Types `body`. Most bodies fit, so the first pass reads it as it is; only one that
+/// does not is read again, tracking the path, to name the field at fault (tracking
+/// copies every key it passes, a tenth of a batch's mapping in a profile).
 fn decode<T: DeserializeOwned>(body: Value) -> Result<T, Vec<Issue>> {
+    if let Ok(typed) = T::deserialize(&body) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(body).map_err(|e| {
         let field = e.path().to_string();
         vec![Issue {
@@ -267,6 +273,47 @@ mod tests {
         let named: Vec<CallKind> = CALLS.iter().map(|c| c.call).collect();
         assert_eq!(named, CallKind::ALL);
         assert!(CALLS.iter().all(|c| c.name == c.call.as_str()));
+    }
+
+    /// A body that fits is typed in one pass; one that does not names the field at
+    /// fault by its whole path, nested lists included.
+    #[test]
+    fn a_body_that_does_not_fit_names_the_field_at_fault() {
+        let order = |line: serde_json::Value| {
+            serde_json::json!({
+                "order_id": "o-1", "total": 1000, "currency": "USD",
+                "purchase_date": "2026-11-28T00:00:00Z",
+                "line_items": [{"identifier": "a", "total": 500}, line],
+            })
+        };
+        let Ok(Call::CreateOrder(typed)) = to_call(
+            CallKind::OrderCreate,
+            order(serde_json::json!({"identifier": "b", "total": 500})),
+        ) else {
+            panic!("a body that fits is typed")
+        };
+        assert_eq!(typed.line_items[1].identifier, "b");
+
+        let wrong = [
+            (
+                serde_json::json!({"identifier": "b", "total": "500"}),
+                "line_items[1].total",
+                "invalid type",
+            ),
+            (
+                serde_json::json!({"identifier": "b", "total": 500, "colour": "red"}),
+                "line_items[1].colour",
+                "unknown field `colour`",
+            ),
+        ];
+        for (line, field, message) in wrong {
+            let Err(issues) = to_call(CallKind::OrderCreate, order(line)) else {
+                panic!("{field}: a body that does not fit is refused")
+            };
+            assert_eq!(issues.len(), 1);
+            assert_eq!(issues[0].field, field);
+            assert!(issues[0].message.contains(message), "{}", issues[0].message);
+        }
     }
 
     #[test]

@@ -396,12 +396,16 @@ impl Lane {
                 };
                 // Room for what the lease asks for, waited for in turn with the other
                 // lanes; what the lease does not take goes back. What ingest hands
-                // over meanwhile brought room of its own and starts first: the room
-                // waited for may be the very room that work holds.
+                // over while the lane waits brought room of its own and starts first:
+                // the room waited for may be the very room that work holds. The
+                // inbox then closes, as a wake would close it with work waiting, so
+                // that the lease this wait was for comes next.
                 let mut room = tokio::select! {
+                    biased;
                     room = self.room.clone().acquire_many_owned(asked as u32) => Held(room.ok()),
                     _ = self.handed.notified() => {
                         self.asking.store(0, Ordering::Release);
+                        self.inbox().open = false;
                         continue;
                     }
                     _ = stop.changed() => {
@@ -423,6 +427,9 @@ impl Lane {
                         self.leases.fetch_add(1, Ordering::AcqRel);
                     }
                 }
+                // What the lease did not take is free again (before a failed lease's
+                // wait, too).
+                drop(room);
                 self.asking.store(0, Ordering::Release);
                 // Nothing more due: ingest may hand new work over. A wake that came
                 // meanwhile has left its permit, so the lane leases again once what
