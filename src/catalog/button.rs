@@ -221,7 +221,8 @@ pub fn to_call(call: CallKind, mut body: Value) -> Result<Call, Vec<Issue>> {
 
 /// Types `body`. Most bodies fit, so the first pass reads it as it is; only one that
 /// does not is read again, tracking the path, to name the field at fault (tracking
-/// copies every key it passes, a tenth of a batch's mapping in a profile).
+/// copies every key it passes: 13% of the request workers' time in a profile of
+/// batch ingest, a quarter of their mapping).
 fn decode<T: DeserializeOwned>(body: Value) -> Result<T, Vec<Issue>> {
     if let Ok(typed) = T::deserialize(&body) {
         return Ok(typed);
