@@ -4,25 +4,36 @@
 //! (about 0.7 of its size) but shares most of its keys and words with every other of
 //! its kind (0.2-0.4 of its size with the dictionary; BENCHMARKS.md has the figures).
 //!
-//! A packed value is one byte, [`ZSTD_V1`], then a zstd frame without its four-byte
-//! magic number (the byte says what follows). Values written before packing (JSON
-//! text: never that byte first) are read as they are, so old rows need no rewrite.
-//! The dictionaries are raw content (no training data of anyone's events): the
-//! Segment spec's event fields, Button's Orders and activity request fields, Button's
-//! answers. They are part of the stored format: a dictionary is never changed, a new
-//! one comes with a new leading byte.
+//! A packed value is one byte that says which dictionaries packed it ([`ZSTD_V2`], or
+//! [`ZSTD_V1`] for values written before version 2), then a zstd frame without its
+//! four-byte magic number and without a dictionary id. Values written before packing
+//! (JSON text: never one of those bytes first) are read as they are, so old rows need
+//! no rewrite.
+//!
+//! The dictionaries hold no one's events. Version 1 is raw content: the Segment spec's
+//! event fields, Button's Orders and activity request fields, Button's answers.
+//! Version 2 is the same content with zstd's entropy tables for each kind, made from
+//! made-up samples by `tools/dictgen` (which CI reruns to check the files): with them
+//! a small value is packed with the tables as they are, where content alone made zstd
+//! build its tables afresh for every value. They are part of the stored format: a
+//! dictionary is never changed, a new one comes with a new leading byte.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use zstd::bulk::{Compressor, Decompressor};
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
+use zstd::zstd_safe::CParameter;
 
-/// The leading byte of a value packed with zstd and the version 1 dictionaries.
+/// The leading byte of a value packed with the version 1 dictionaries (read only).
 const ZSTD_V1: u8 = 1;
+/// The leading byte of a value packed with the version 2 dictionaries (what [`pack`]
+/// writes).
+const ZSTD_V2: u8 = 2;
 /// What every zstd frame starts with; packed values leave it out.
 const MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
 /// zstd's level: the ratio barely grows past it for records this small, the time does.
+/// The version 2 tables were made for it (`tools/dictgen`).
 const LEVEL: i32 = 3;
 /// The largest value unpacked (a request body or an event is far smaller; this bounds
 /// what a damaged row can make the reader allocate).
@@ -39,20 +50,39 @@ pub enum Kind {
     Response = 2,
 }
 
-const DICTIONARIES: [&[u8]; 3] = [
+const V1: [&[u8]; 3] = [
     include_bytes!("dictionaries/event.v1.json"),
     include_bytes!("dictionaries/request.v1.json"),
     include_bytes!("dictionaries/response.v1.json"),
 ];
+const V2: [&[u8]; 3] = [
+    include_bytes!("dictionaries/event.v2.zdict"),
+    include_bytes!("dictionaries/request.v2.zdict"),
+    include_bytes!("dictionaries/response.v2.zdict"),
+];
 
 static ENCODERS: LazyLock<[EncoderDictionary<'static>; 3]> =
-    LazyLock::new(|| DICTIONARIES.map(|d| EncoderDictionary::copy(d, LEVEL)));
-static DECODERS: LazyLock<[DecoderDictionary<'static>; 3]> =
-    LazyLock::new(|| DICTIONARIES.map(DecoderDictionary::copy));
+    LazyLock::new(|| V2.map(|d| EncoderDictionary::copy(d, LEVEL)));
+/// Indexed by version (0 for version 1), then by kind.
+static DECODERS: LazyLock<[[DecoderDictionary<'static>; 3]; 2]> = LazyLock::new(|| {
+    [
+        V1.map(DecoderDictionary::copy),
+        V2.map(DecoderDictionary::copy),
+    ]
+});
 
 thread_local! {
-    static COMPRESSORS: RefCell<Vec<Option<Compressor<'static>>>> = const { RefCell::new(Vec::new()) };
-    static DECOMPRESSORS: RefCell<Vec<Option<Decompressor<'static>>>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSORS: RefCell<[Option<Compressor<'static>>; 3]> = const { RefCell::new([None, None, None]) };
+    static DECOMPRESSORS: RefCell<[[Option<Decompressor<'static>>; 3]; 2]> =
+        const { RefCell::new([[None, None, None], [None, None, None]]) };
+}
+
+/// A compressor with `kind`'s version 2 dictionary, frames without its id (the leading
+/// byte says which dictionary).
+fn compressor(kind: Kind) -> std::io::Result<Compressor<'static>> {
+    let mut c = Compressor::with_prepared_dictionary(&ENCODERS[kind as usize])?;
+    c.set_parameter(CParameter::DictIdFlag(false))?;
+    Ok(c)
 }
 
 /// `value` as stored: packed, or as it is when packing would not make it smaller.
@@ -61,40 +91,37 @@ pub fn pack(kind: Kind, value: &[u8]) -> Vec<u8> {
         return Vec::new();
     }
     let frame = COMPRESSORS.with(|cell| {
-        let mut all = cell.borrow_mut();
-        if all.len() <= kind as usize {
-            all.resize_with(3, || None);
-        }
-        let slot = &mut all[kind as usize];
+        let slot = &mut cell.borrow_mut()[kind as usize];
         if slot.is_none() {
-            *slot = Compressor::with_prepared_dictionary(&ENCODERS[kind as usize]).ok();
+            *slot = compressor(kind).ok();
         }
         slot.as_mut().and_then(|c| c.compress(value).ok())
     });
+    let marked = matches!(value[0], ZSTD_V1 | ZSTD_V2);
     match frame {
-        Some(frame) if frame.starts_with(&MAGIC) && frame.len() - MAGIC.len() + 1 < value.len() => {
+        // Packed when smaller. A value that starts with a leading byte of packed ones
+        // is packed regardless, so it cannot be taken for a packed one.
+        Some(frame)
+            if frame.starts_with(&MAGIC)
+                && (marked || frame.len() - MAGIC.len() + 1 < value.len()) =>
+        {
             let mut packed = Vec::with_capacity(frame.len() - MAGIC.len() + 1);
-            packed.push(ZSTD_V1);
+            packed.push(ZSTD_V2);
             packed.extend_from_slice(&frame[MAGIC.len()..]);
             packed
         }
-        // Not smaller (or not packed at all): kept as it is, which any value whose
-        // first byte is not ZSTD_V1 reads as. A value that starts with that byte is
-        // packed regardless, so it cannot be taken for a packed one.
-        Some(frame) if value[0] == ZSTD_V1 && frame.starts_with(&MAGIC) => {
-            let mut packed = vec![ZSTD_V1];
-            packed.extend_from_slice(&frame[MAGIC.len()..]);
-            packed
-        }
+        // Not smaller (or not packed at all): kept as it is.
         _ => value.to_vec(),
     }
 }
 
 /// A stored value as it was before [`pack`]: unpacked, or as it is when it was kept so.
 pub fn unpack(kind: Kind, stored: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
-    if stored.first() != Some(&ZSTD_V1) {
-        return Ok(stored);
-    }
+    let version = match stored.first() {
+        Some(&ZSTD_V1) => 0,
+        Some(&ZSTD_V2) => 1,
+        _ => return Ok(stored),
+    };
     let mut frame = Vec::with_capacity(stored.len() + MAGIC.len() - 1);
     frame.extend_from_slice(&MAGIC);
     frame.extend_from_slice(&stored[1..]);
@@ -103,14 +130,10 @@ pub fn unpack(kind: Kind, stored: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
         .flatten()
         .map_or(MAX_UNPACKED, |n| (n as usize).min(MAX_UNPACKED));
     DECOMPRESSORS.with(|cell| {
-        let mut all = cell.borrow_mut();
-        if all.len() <= kind as usize {
-            all.resize_with(3, || None);
-        }
-        let slot = &mut all[kind as usize];
+        let slot = &mut cell.borrow_mut()[version][kind as usize];
         if slot.is_none() {
             *slot = Some(Decompressor::with_prepared_dictionary(
-                &DECODERS[kind as usize],
+                &DECODERS[version][kind as usize],
             )?);
         }
         slot.as_mut().expect("made above").decompress(&frame, size)
@@ -132,7 +155,7 @@ mod tests {
         let event = br#"{"type":"track","event":"purchase","messageId":"m-1","timestamp":"2024-05-01T10:00:00Z","properties":{"order_id":"o-1","revenue":19.99,"currency":"USD","btn_ref":"srctok-abc","products":[{"product_id":"p-1","price":19.99,"quantity":1}]}}"#;
         for kind in [Kind::Event, Kind::Request, Kind::Response] {
             let packed = pack(kind, event);
-            assert_eq!(packed[0], ZSTD_V1);
+            assert_eq!(packed[0], ZSTD_V2);
             assert_eq!(unpack(kind, packed).unwrap(), event);
         }
         // An event with the events' dictionary: well under half.
@@ -145,18 +168,57 @@ mod tests {
         // Rows written before packing read as they are.
         assert_eq!(unpack(Kind::Event, event.to_vec()).unwrap(), event);
         // Values that do not shrink, or are empty, are kept as they are; one that
-        // starts with the packed marker is packed all the same.
+        // starts with a packed marker is packed all the same.
         assert_eq!(pack(Kind::Request, b"{}"), b"{}");
         assert_eq!(pack(Kind::Request, b""), b"");
-        let odd = [ZSTD_V1, b'x'];
-        assert_eq!(
-            unpack(Kind::Request, pack(Kind::Request, &odd)).unwrap(),
-            odd
-        );
+        for odd in [[ZSTD_V1, b'x'], [ZSTD_V2, b'x']] {
+            assert_eq!(
+                unpack(Kind::Request, pack(Kind::Request, &odd)).unwrap(),
+                odd
+            );
+        }
+    }
+
+    #[test]
+    fn values_packed_with_the_version_1_dictionaries_still_read() {
+        let values: [(Kind, &[u8]); 3] = [
+            (
+                Kind::Event,
+                br#"{"type":"track","event":"add_to_cart","messageId":"m-1","timestamp":"2024-05-01T10:00:00Z","anonymousId":"a-1","properties":{"currency":"USD","products":[{"product_id":"p-1","sku":"SKU-1","name":"Shoes","price":89.5,"quantity":1}]},"context":{"page":{"url":"https://shop.example/p/1?btn_ref=srctok-abc"},"ip":"203.0.113.7"}}"#,
+            ),
+            (
+                Kind::Request,
+                br#"{"order_id":"o-1","total":1999,"currency":"USD","btn_ref":"srctok-abc","line_items":[{"identifier":"p-1","total":1999,"amount":1999,"quantity":1}]}"#,
+            ),
+            (
+                Kind::Response,
+                br#"{"headers":{"content-type":"application/json","x-request-id":"r-1"},"body":"{\"meta\":{\"status\":\"ok\"}}","truncated":false}"#,
+            ),
+        ];
+        for (kind, value) in values {
+            // As version 1 wrote them: content-only dictionary, no magic number.
+            let frame = zstd::bulk::Compressor::with_dictionary(LEVEL, V1[kind as usize])
+                .unwrap()
+                .compress(value)
+                .unwrap();
+            let mut stored = vec![ZSTD_V1];
+            stored.extend_from_slice(&frame[MAGIC.len()..]);
+            assert_eq!(unpack(kind, stored).unwrap(), value);
+            // Version 2 is version 1's content with tables before it, and packs a
+            // value of its kind smaller.
+            assert!(V2[kind as usize].ends_with(V1[kind as usize]));
+            let packed = pack(kind, value).len();
+            assert!(
+                packed < frame.len() - MAGIC.len() + 1,
+                "{kind:?}: {packed} bytes"
+            );
+        }
     }
 
     #[test]
     fn a_damaged_value_is_an_error_not_a_panic() {
-        assert!(unpack(Kind::Event, vec![ZSTD_V1, 1, 2, 3]).is_err());
+        for version in [ZSTD_V1, ZSTD_V2] {
+            assert!(unpack(Kind::Event, vec![version, 1, 2, 3]).is_err());
+        }
     }
 }
