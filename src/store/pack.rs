@@ -120,6 +120,15 @@ pub fn unpack(kind: Kind, stored: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
     let version = match stored.first() {
         Some(&ZSTD_V1) => 0,
         Some(&ZSTD_V2) => 1,
+        // Another control character: never the first of JSON text, so a value packed
+        // by a later release (a dictionary this one lacks), refused rather than taken
+        // for text.
+        Some(&byte) if byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r') => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a value packed by a later release (leading byte {byte})"),
+            ));
+        }
         _ => return Ok(stored),
     };
     let mut frame = Vec::with_capacity(stored.len() + MAGIC.len() - 1);
@@ -156,6 +165,7 @@ mod tests {
         for kind in [Kind::Event, Kind::Request, Kind::Response] {
             let packed = pack(kind, event);
             assert_eq!(packed[0], ZSTD_V2);
+            assert_eq!(packed[1] & 3, 0, "no dictionary id in the frame header");
             assert_eq!(unpack(kind, packed).unwrap(), event);
         }
         // An event with the events' dictionary: well under half.
@@ -219,6 +229,48 @@ mod tests {
     fn a_damaged_value_is_an_error_not_a_panic() {
         for version in [ZSTD_V1, ZSTD_V2] {
             assert!(unpack(Kind::Event, vec![version, 1, 2, 3]).is_err());
+        }
+        // A leading byte of a later release's packing is refused, not taken for text;
+        // text that starts with white space is text.
+        assert!(unpack(Kind::Event, vec![3, 1, 2, 3]).is_err());
+        assert_eq!(unpack(Kind::Event, b"\n{}".to_vec()).unwrap(), b"\n{}");
+    }
+
+    /// Values as earlier builds packed them, kept as bytes (version 1 by the build
+    /// before version 2, version 2 by the first build that wrote it): a change to a
+    /// dictionary that has landed, which would misread every row packed with it, fails
+    /// here.
+    #[test]
+    fn values_packed_by_earlier_builds_read_the_same() {
+        let value = br#"{"order_id":"o-1","total":1999,"currency":"USD","btn_ref":"srctok-abc","line_items":[{"identifier":"p-1","total":1999,"amount":1999,"quantity":1}]}"#;
+        for stored in [
+            "0120936d0100786f2d313139393961626322707d5d7d0900c66b000d03a40b015af0ee7211a962cd608e482485bc8d09470602",
+            "022093550100f3000327262798c79ddc5aeb1c940309fcc644030a5c3a1d045aab9607ad50648e1aa430a00942b74806",
+        ] {
+            let stored = hex::decode(stored).unwrap();
+            assert_eq!(unpack(Kind::Request, stored).unwrap(), value);
+        }
+    }
+
+    /// The dictionaries are part of the stored format: these are the ones that landed.
+    /// A new one comes with a new version and leading byte, never in place of these.
+    #[test]
+    fn the_dictionaries_are_the_ones_that_landed() {
+        use sha2::{Digest, Sha256};
+        let landed = [
+            "384331437ef4b88f5d95ade9e217620919e2c7ce536df5001428759f42c496fd",
+            "c3858883cfed3209e9bbb0aacdf337dd9cfd77a65c1e087d726f84b9ed35efac",
+            "1975507bbfc3b7910dde6cb92386d33a4e112988c0691231433353c4f2ab4a5a",
+            "f4b1aa7944c8df92f2915a4cb78777d3d4a4db3bacb6a2a5c7ccd76b69ff2389",
+            "8493e3fe1f2542b8b4cdabe7c01dbe783bc52b6fdcab07cb24b0de94d587d171",
+            "6322c6a905e1db174ee7937d64ad6448b8d83c55616727a51165a5b7e106077b",
+        ];
+        for (n, (dictionary, digest)) in V1.iter().chain(&V2).zip(landed).enumerate() {
+            assert_eq!(
+                hex::encode(Sha256::digest(dictionary)),
+                digest,
+                "dictionary {n} (V1 then V2, by kind) changed"
+            );
         }
     }
 }

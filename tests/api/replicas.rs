@@ -686,7 +686,7 @@ async fn admin_changes_and_the_live_tail_reach_every_replica() {
 }
 
 #[tokio::test]
-async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_database() {
+async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_or_later_database() {
     let Some(server) = crate::helpers::postgres_server() else {
         eprintln!("migrations of a PostgreSQL database need BUTTON_TEST_POSTGRES_URL");
         return;
@@ -746,4 +746,31 @@ async fn migrate_runs_apart_and_a_replica_refuses_an_unmigrated_database() {
     started.wait_ready().await;
     let (status, output) = started.stop();
     assert!(status.success(), "{output}");
+
+    // A database a later release has used (a migration this one does not know, such as
+    // a change of the stored format) is refused either way, not misread.
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'a later release', true, '\\x00', 0)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    for migrate_on_start in ["false", "true"] {
+        let refused = Process::start(&env(&[(
+            "BUTTON_DATABASE__MIGRATE_ON_START",
+            migrate_on_start,
+        )]));
+        let (status, output) = refused.wait_exit(Duration::from_secs(10));
+        assert!(
+            !status.success(),
+            "migrate_on_start={migrate_on_start}: {output}"
+        );
+        assert!(
+            output.contains("9999"),
+            "migrate_on_start={migrate_on_start}: {output}"
+        );
+    }
 }

@@ -116,6 +116,13 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../../migrations/postgres/0010_order_seq.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            Cow::Borrowed("packed_values_v2"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/postgres/0011_packed_values_v2.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -198,21 +205,37 @@ impl PgStore {
     }
 }
 
+/// The migrations the database has applied.
+async fn applied(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+}
+
 /// How many of `migrator`'s migrations the database has not applied.
 async fn pending(migrator: &Migrator, pool: &PgPool) -> Result<usize, StoreError> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
+    let applied = applied(pool).await;
     Ok(migrator
         .iter()
         .filter(|m| !applied.contains(&m.version))
         .count())
 }
 
-/// Refuses a database with migrations still to apply.
+/// Refuses a database with migrations still to apply, or with ones this release does
+/// not know: a later release has used it, and may have stored values this one would
+/// misread (as applying migrations at start refuses it too).
 async fn check_migrated(migrator: &Migrator, pool: &PgPool) -> Result<(), StoreError> {
+    let unknown: Vec<i64> = applied(pool)
+        .await
+        .into_iter()
+        .filter(|v| !migrator.iter().any(|m| m.version == *v))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::Unavailable(format!(
+            "the database has migration(s) {unknown:?} that this release does not know: a later release has used it"
+        )));
+    }
     match pending(migrator, pool).await? {
         0 => Ok(()),
         n => Err(StoreError::Unavailable(format!(

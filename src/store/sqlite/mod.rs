@@ -116,6 +116,13 @@ fn migrator() -> Migrator {
             include_str!("../../../migrations/sqlite/0010_order_seq.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            Cow::Borrowed("packed_values_v2"),
+            MigrationType::Simple,
+            include_str!("../../../migrations/sqlite/0011_packed_values_v2.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
