@@ -173,6 +173,7 @@ fn registrations() -> [OpenApiRouter<AppState>; 5] {
         .routes(routes!(integrations::pause_integration))
         .routes(routes!(integrations::resume_integration))
         .routes(routes!(integrations::integration_stats))
+        .routes(routes!(integrations::list_integration_stats))
         .routes(routes!(
             blueprints::get_blueprint,
             blueprints::replace_blueprint

@@ -19,6 +19,7 @@ fn admin_routes(id: &str) -> Vec<(&'static str, String)> {
         ("POST", "/v1/admin/integrations/{id}/pause"),
         ("POST", "/v1/admin/integrations/{id}/resume"),
         ("GET", "/v1/admin/integrations/{id}/stats"),
+        ("GET", "/v1/admin/integrations/stats"),
         ("GET", "/v1/admin/integrations/{id}/blueprint"),
         ("PUT", "/v1/admin/integrations/{id}/blueprint"),
         ("POST", "/v1/admin/integrations/{id}/blueprint/reset"),

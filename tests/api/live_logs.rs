@@ -370,6 +370,94 @@ async fn retention_drops_dead_letters_past_their_own_age() {
     );
 }
 
+/// A page of integrations' stats in one call (the console's list of integrations):
+/// the list's order, cursor and limits, each integration's figures as its own
+/// `/stats` gives them.
+#[tokio::test]
+async fn every_integrations_stats_come_a_page_at_a_time() {
+    let app = TestApp::spawn().await;
+    let first = app.install().await;
+    let paused = app.install_another("app-second").await;
+    let third = app.install_another("app-third").await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            &format!("/v1/admin/integrations/{paused}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.send_batch(vec![purchase("page-1"), purchase("page-2")])
+        .await;
+    for id in [&first, &third] {
+        app.wait_logs(id, "outcome=delivered", 2, WAIT).await;
+        app.settled(id).await;
+    }
+
+    let page = app.get("/v1/admin/integrations/stats?limit=2").await;
+    let listed = app.get("/v1/admin/integrations?limit=2").await;
+    let ids: Vec<&Value> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["integration_id"])
+        .collect();
+    assert_eq!(
+        ids,
+        [&Value::from(first.as_str()), &Value::from(paused.as_str())],
+        "{page}"
+    );
+    assert_eq!(page["has_more"], true, "{page}");
+    assert_eq!(page["next_cursor"], listed["next_cursor"], "{page}");
+    for (stats, id) in page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([&first, &paused])
+    {
+        let own = app.get(&format!("/v1/admin/integrations/{id}/stats")).await;
+        for field in ["lane", "outcomes"] {
+            assert_eq!(stats[field], own[field], "{field} of {id}");
+        }
+        // The oldest pending age moves between the two calls.
+        for field in ["depth", "dead_letters"] {
+            assert_eq!(
+                stats["queue"][field], own["queue"][field],
+                "{field} of {id}"
+            );
+        }
+        assert_eq!(
+            stats["last_hour"]["outcomes"], own["last_hour"]["outcomes"],
+            "{id}"
+        );
+    }
+    assert_eq!(page["data"][0]["outcomes"]["delivered"], 2, "{page}");
+    assert_eq!(page["data"][1]["lane"]["state"], "paused", "{page}");
+    assert_eq!(page["data"][1]["queue"]["depth"], 2, "{page}");
+
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get(&format!(
+            "/v1/admin/integrations/stats?limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["data"][0]["integration_id"], third.as_str(), "{rest}");
+    assert_eq!(rest["data"][0]["outcomes"]["delivered"], 2, "{rest}");
+    assert_eq!(rest["has_more"], false, "{rest}");
+    assert!(rest["next_cursor"].is_null(), "{rest}");
+
+    let (status, body) = app
+        .admin("GET", "/v1/admin/integrations/stats?limit=101", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("limit"),
+        "{body}"
+    );
+}
+
 /// The figures the console draws: the last hour's entries by outcome, in twelve
 /// five-minute windows aligned to the clock, the current one last.
 #[tokio::test]

@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/integration-catalog/{key}"),
     ("post", "/v1/admin/integration-catalog/{key}/install"),
     ("get", "/v1/admin/integrations"),
+    ("get", "/v1/admin/integrations/stats"),
     ("get", "/v1/admin/integrations/{id}"),
     ("patch", "/v1/admin/integrations/{id}"),
     ("delete", "/v1/admin/integrations/{id}"),
@@ -181,8 +182,8 @@ async fn the_documents_bounds_are_the_servers() {
         assert_eq!(limit["schema"]["maximum"], 100, "{path}: {limit}");
     }
     assert_eq!(
-        lists, 4,
-        "integrations, sources, logs and dead letters are lists"
+        lists, 5,
+        "integrations, their stats, sources, logs and dead letters are lists"
     );
     for (limit, expected) in [
         ("0", StatusCode::BAD_REQUEST),
