@@ -113,3 +113,41 @@ async fn nothing_acknowledged_is_lost_to_kill_9() {
     let (status, _) = process.stop();
     assert!(status.success());
 }
+
+/// A store a later release has used (a migration this release does not know, as a
+/// change of the stored format brings) is refused at start, not read: its values may
+/// be packed in a way this release would take for text.
+#[tokio::test]
+async fn a_store_a_later_release_has_used_is_refused_at_start() {
+    let fake = FakeButton::start(Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::helpers::test_env(&dir, &fake, "admin-later", "ingest-later").await;
+    let process = Process::start(&env);
+    process.wait_ready().await;
+    let (status, output) = process.stop();
+    assert!(status.success(), "{output}");
+
+    let later = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (9999, 'a later release', true, X'00', 0)";
+    match env.iter().find(|(k, _)| k == "BUTTON_DATABASE__URL") {
+        Some((_, url)) => {
+            use sqlx::Connection;
+            let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+            let later = later.replace("X'00'", "'\\x00'");
+            sqlx::query(sqlx::AssertSqlSafe(later))
+                .execute(&mut db)
+                .await
+                .unwrap();
+        }
+        None => {
+            let file = dir.path().join("button-delivery.db");
+            let db = rusqlite::Connection::open(&file).unwrap();
+            db.execute(later, []).unwrap();
+        }
+    }
+
+    let refused = Process::start(&env);
+    let (status, output) = refused.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("9999"), "{output}");
+}
