@@ -168,7 +168,7 @@ impl PgStore {
             .connect_with(PgConnectOptions::from_str(url)?)
             .await?;
         let migrator = migrator();
-        let pending = pending(&migrator, &pool).await?;
+        let pending = pending(&migrator, &applied(&pool).await);
         migrator
             .run(&pool)
             .await
@@ -213,22 +213,22 @@ async fn applied(pool: &PgPool) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// How many of `migrator`'s migrations the database has not applied.
-async fn pending(migrator: &Migrator, pool: &PgPool) -> Result<usize, StoreError> {
-    let applied = applied(pool).await;
-    Ok(migrator
+/// How many of `migrator`'s migrations are not among those `applied`.
+fn pending(migrator: &Migrator, applied: &[i64]) -> usize {
+    migrator
         .iter()
         .filter(|m| !applied.contains(&m.version))
-        .count())
+        .count()
 }
 
 /// Refuses a database with migrations still to apply, or with ones this release does
 /// not know: a later release has used it, and may have stored values this one would
 /// misread (as applying migrations at start refuses it too).
 async fn check_migrated(migrator: &Migrator, pool: &PgPool) -> Result<(), StoreError> {
-    let unknown: Vec<i64> = applied(pool)
-        .await
-        .into_iter()
+    let applied = applied(pool).await;
+    let unknown: Vec<i64> = applied
+        .iter()
+        .copied()
         .filter(|v| !migrator.iter().any(|m| m.version == *v))
         .collect();
     if !unknown.is_empty() {
@@ -236,7 +236,7 @@ async fn check_migrated(migrator: &Migrator, pool: &PgPool) -> Result<(), StoreE
             "the database has migration(s) {unknown:?} that this release does not know: a later release has used it"
         )));
     }
-    match pending(migrator, pool).await? {
+    match pending(migrator, &applied) {
         0 => Ok(()),
         n => Err(StoreError::Unavailable(format!(
             "the database lacks {n} migration(s): run `button-delivery migrate` (or set database.migrate_on_start)"
