@@ -85,6 +85,13 @@ fn compressor(kind: Kind) -> std::io::Result<Compressor<'static>> {
     Ok(c)
 }
 
+/// Whether a stored value starting with `byte` is a packed one (of this release's
+/// versions, or of a later release's): the control characters, save JSON's white
+/// space, which no JSON text starts with.
+fn reserved(byte: u8) -> bool {
+    byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r')
+}
+
 /// `value` as stored: packed, or as it is when packing would not make it smaller.
 pub fn pack(kind: Kind, value: &[u8]) -> Vec<u8> {
     if value.is_empty() {
@@ -97,9 +104,9 @@ pub fn pack(kind: Kind, value: &[u8]) -> Vec<u8> {
         }
         slot.as_mut().and_then(|c| c.compress(value).ok())
     });
-    let marked = matches!(value[0], ZSTD_V1 | ZSTD_V2);
+    let marked = reserved(value[0]);
     match frame {
-        // Packed when smaller. A value that starts with a leading byte of packed ones
+        // Packed when smaller. A value that starts with a byte reserved for packed ones
         // is packed regardless, so it cannot be taken for a packed one.
         Some(frame)
             if frame.starts_with(&MAGIC)
@@ -120,10 +127,9 @@ pub fn unpack(kind: Kind, stored: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
     let version = match stored.first() {
         Some(&ZSTD_V1) => 0,
         Some(&ZSTD_V2) => 1,
-        // Another control character: never the first of JSON text, so a value packed
-        // by a later release (a dictionary this one lacks), refused rather than taken
-        // for text.
-        Some(&byte) if byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r') => {
+        // Another reserved byte: a value packed by a later release (a dictionary this
+        // one lacks), refused rather than taken for text.
+        Some(&byte) if reserved(byte) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("a value packed by a later release (leading byte {byte})"),
@@ -181,7 +187,7 @@ mod tests {
         // starts with a packed marker is packed all the same.
         assert_eq!(pack(Kind::Request, b"{}"), b"{}");
         assert_eq!(pack(Kind::Request, b""), b"");
-        for odd in [[ZSTD_V1, b'x'], [ZSTD_V2, b'x']] {
+        for odd in [[ZSTD_V1, b'x'], [ZSTD_V2, b'x'], [3, b'x']] {
             assert_eq!(
                 unpack(Kind::Request, pack(Kind::Request, &odd)).unwrap(),
                 odd
