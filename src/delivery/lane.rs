@@ -43,10 +43,10 @@ enum Gate {
 /// started, in flight, or with their outcome waiting for the recorder
 /// (`delivery.max_held`). Each such delivery holds one permit.
 ///
-/// Without it each lane could hold its own slots and four slots' worth ahead, so a
+/// Without it each lane could hold its own slots and two slots' worth ahead, so a
 /// thousand busy lanes behind a slow store held tens of thousands of deliveries and
 /// attempts. A lane waits for room for its next lease (twice what its last one took,
-/// up to four slots' worth) in turn with the others (the semaphore is fair): when room
+/// up to two slots' worth) in turn with the others (the semaphore is fair): when room
 /// is scarce the lanes with work take it in turn rather than the first taking it all,
 /// and a lane's own slots still cap what one integration holds. Ingest hands a lane new deliveries only with room that is free
 /// at that moment; it never waits for it.
@@ -103,12 +103,8 @@ pub struct Lane {
     asking: AtomicUsize,
     /// Leases that took deliveries, ever.
     leases: AtomicU64,
-    /// Most deliveries leased and not yet started (four slots' worth, at most the
-    /// lease batch). A lane leases again once what it leased has started, and its
-    /// slots wait out the lease's round trip, so the more a lease takes the fewer the
-    /// stalls: on PostgreSQL, one integration flooded on a busy host, two slots' worth
-    /// fell behind by seconds in some runs (BENCHMARKS.md, "Leases four slots
-    /// ahead").
+    /// Most deliveries leased and not yet started (two slots' worth, at most the
+    /// lease batch).
     ahead: usize,
     /// What ingest hands over: deliveries it leased in its own commit.
     inbox: Mutex<Inbox>,
@@ -170,7 +166,7 @@ impl Lane {
             // Never more than the whole room, or a lease would wait for it forever.
             ahead: settings
                 .lease_batch
-                .min(concurrency * 4)
+                .min(concurrency * 2)
                 .min(settings.max_held)
                 .max(1),
             inbox: Mutex::new(Inbox::default()),
@@ -341,7 +337,7 @@ impl Lane {
         })
     }
 
-    /// Leases due deliveries ahead of the free slots (at most four slots' worth, so
+    /// Leases due deliveries ahead of the free slots (at most two slots' worth, so
     /// none waits in memory for long against its lease) and starts an attempt per free
     /// slot, until the integration is deleted or the service stops. Leases held when
     /// the lane closes are given back at once. While its last lease found nothing more
@@ -770,7 +766,7 @@ mod tests {
     #[test]
     fn ingest_reserves_only_what_the_lease_being_taken_leaves_ahead() {
         let settings = DeliverySettings {
-            lane_concurrency: 2,
+            lane_concurrency: 4,
             lease_batch: 100,
             max_held: 1_000,
             lease_duration: Duration::from_secs(60),
@@ -784,7 +780,7 @@ mod tests {
         };
         let room: Room = Arc::new(Semaphore::new(settings.max_held));
         let lane = Lane::new(IntegrationId::new(), &settings, room.clone());
-        assert_eq!(lane.ahead, 8, "four slots' worth");
+        assert_eq!(lane.ahead, 8, "two slots' worth");
         lane.inbox().open = true;
         lane.asking.store(6, Ordering::Release);
         assert_eq!(lane.reserve(8), 2);

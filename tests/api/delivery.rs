@@ -1004,7 +1004,7 @@ async fn handed(app: &TestApp) -> u64 {
 /// A lane with nothing else due is handed new deliveries leased in the commit that
 /// accepted them, and takes no lease of its own for them. What must wait is left in
 /// the store for the lane's lease: an order's change behind its create, work beyond
-/// the lane's room (four slots' worth), anything while the lane is paused. All of it
+/// the lane's room (two slots' worth), anything while the lane is paused. All of it
 /// arrives, the order's changes in order.
 #[tokio::test]
 async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
@@ -1047,7 +1047,7 @@ async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
         "the create, then its update"
     );
 
-    // Ten at once: the lane has room for eight (four slots' worth); the rest it leases.
+    // Ten at once: the lane has room for four (two slots' worth); the rest it leases.
     let batch: Vec<Value> = (0..10).map(|i| add_to_cart(&format!("h-b{i}"))).collect();
     let (status, body) = app.send_batch(batch).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -1055,8 +1055,8 @@ async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
     app.settled(&id).await;
     assert_eq!(
         handed(&app).await,
-        before + 10,
-        "eight of the ten were handed"
+        before + 6,
+        "four of the ten were handed"
     );
     assert_eq!(
         app.fake.received().len(),
@@ -1080,7 +1080,7 @@ async fn an_idle_lane_is_handed_new_work_in_the_commit_that_accepts_it() {
         .await;
     assert_eq!(
         handed(&app).await,
-        before + 10,
+        before + 6,
         "a paused lane is handed nothing"
     );
     assert_eq!(app.queue_depth(&id).await, 0);
