@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "BUTTON";
+/// How many attempts' time a lease must outlast: the two a leased delivery may wait
+/// for a slot of its lane (a lane leases two slots' worth ahead), then its own.
+const LEASE_ROUNDS: u32 = 3;
+
 /// Largest `delivery.max_held`: a million deliveries in memory is past any sensible
 /// bound (and far below what the semaphore behind it can count).
 const MAX_HELD: usize = 1_000_000;
@@ -333,10 +337,16 @@ impl Settings {
         }
         positive("delivery.max_attempts", u64::from(d.max_attempts))?;
         nonzero("delivery.poll_interval", d.poll_interval)?;
-        if d.lease_duration <= self.button.request_timeout {
+        // A lane leases up to two slots' worth ahead, and nothing renews a lease: the
+        // last delivery of a lease may wait two attempts' time for a slot, then take
+        // one. A lease shorter than that could end before its attempt does, and
+        // another worker would send the delivery again.
+        if d.lease_duration <= self.button.request_timeout * LEASE_ROUNDS {
             return Err(ConfigError::setting(
                 "delivery.lease_duration",
-                "must be longer than button.request_timeout, or attempts still running would be taken by another worker",
+                format!(
+                    "must be longer than {LEASE_ROUNDS} x button.request_timeout (a leased delivery may wait two attempts' time for a slot, then take one), or attempts still running would be taken by another worker"
+                ),
             ));
         }
         if !(d.backoff_multiplier >= 1.0 && d.backoff_multiplier.is_finite()) {
@@ -464,6 +474,12 @@ mod tests {
             (
                 "BUTTON_DELIVERY__LEASE_DURATION",
                 "1s",
+                "delivery.lease_duration",
+            ),
+            // Longer than one attempt (15 s by default) but not than three.
+            (
+                "BUTTON_DELIVERY__LEASE_DURATION",
+                "45s",
                 "delivery.lease_duration",
             ),
             ("BUTTON_LOG__FORMAT", "xml", "log.format"),

@@ -163,7 +163,9 @@ impl Lane {
             waiting: AtomicUsize::new(0),
             asking: AtomicUsize::new(0),
             leases: AtomicU64::new(0),
-            // Never more than the whole room, or a lease would wait for it forever.
+            // Never more than the whole room, or a lease would wait for it forever;
+            // never more than two slots' worth, which the settings' check of
+            // `delivery.lease_duration` counts on (config.rs, `LEASE_ROUNDS`).
             ahead: settings
                 .lease_batch
                 .min(concurrency * 2)
