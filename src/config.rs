@@ -11,9 +11,11 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "BUTTON";
-/// How many attempts' time a lease must outlast: the two a leased delivery may wait
-/// for a slot of its lane (a lane leases two slots' worth ahead), then its own.
-const LEASE_ROUNDS: u32 = 3;
+/// How many slots' worth of deliveries a lane leases ahead of its free slots.
+pub const LEASE_AHEAD_SLOTS: usize = 2;
+/// How many attempts' time a lease must outlast: those a leased delivery may wait for
+/// a slot of its lane ([`LEASE_AHEAD_SLOTS`]), then its own.
+const LEASE_ROUNDS: u32 = LEASE_AHEAD_SLOTS as u32 + 1;
 
 /// Largest `delivery.max_held`: a million deliveries in memory is past any sensible
 /// bound (and far below what the semaphore behind it can count).
@@ -337,15 +339,14 @@ impl Settings {
         }
         positive("delivery.max_attempts", u64::from(d.max_attempts))?;
         nonzero("delivery.poll_interval", d.poll_interval)?;
-        // A lane leases up to two slots' worth ahead, and nothing renews a lease: the
-        // last delivery of a lease may wait two attempts' time for a slot, then take
-        // one. A lease shorter than that could end before its attempt does, and
-        // another worker would send the delivery again.
+        // Nothing renews a lease: one shorter than LEASE_ROUNDS attempts could end
+        // before its last delivery's attempt does, and another worker would send the
+        // delivery again.
         if d.lease_duration <= self.button.request_timeout * LEASE_ROUNDS {
             return Err(ConfigError::setting(
                 "delivery.lease_duration",
                 format!(
-                    "must be longer than {LEASE_ROUNDS} x button.request_timeout (a leased delivery may wait two attempts' time for a slot, then take one), or attempts still running would be taken by another worker"
+                    "must be longer than {LEASE_ROUNDS} x button.request_timeout (a leased delivery may wait {LEASE_AHEAD_SLOTS} attempts' time for a slot, then take one), or attempts still running would be taken by another worker"
                 ),
             ));
         }

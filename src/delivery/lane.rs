@@ -15,7 +15,7 @@ use super::recorder::Record;
 use super::refund;
 use super::{RetryPolicy, Shared};
 use crate::button::{Attempt, PreparedRequest};
-use crate::config::DeliverySettings;
+use crate::config::{DeliverySettings, LEASE_AHEAD_SLOTS};
 use crate::domain::clock::{now_ms, to_ms};
 use crate::domain::{DeliveryState, IntegrationId, LaneCondition, LaneState, LeaseToken, Outcome};
 use crate::integrations::Integration;
@@ -164,11 +164,11 @@ impl Lane {
             asking: AtomicUsize::new(0),
             leases: AtomicU64::new(0),
             // Never more than the whole room, or a lease would wait for it forever;
-            // never more than two slots' worth, which the settings' check of
-            // `delivery.lease_duration` counts on (config.rs, `LEASE_ROUNDS`).
+            // the settings' check of `delivery.lease_duration` counts on the slots'
+            // worth.
             ahead: settings
                 .lease_batch
-                .min(concurrency * 2)
+                .min(concurrency * LEASE_AHEAD_SLOTS)
                 .min(settings.max_held)
                 .max(1),
             inbox: Mutex::new(Inbox::default()),
